@@ -11,3 +11,13 @@ def cc_test(**kwargs):
 
 def cc_import(**kwargs):
     native.cc_import(**kwargs)
+
+# Bazel's own @bazel_tools//tools/cpp loads these three through rules_cc.
+def cc_toolchain(**kwargs):
+    native.cc_toolchain(**kwargs)
+
+def cc_toolchain_suite(**kwargs):
+    native.cc_toolchain_suite(**kwargs)
+
+def cc_proto_library(**kwargs):
+    native.cc_proto_library(**kwargs)

@@ -1,0 +1,208 @@
+/* Edge-triggered epoll backend. Each fd is registered once, for both directions, when it is
+ * attached. The loop tries the syscall first and waits for an edge only after EAGAIN (or a short
+ * read/write on a stream, which means the kernel buffer was drained or filled: any later change
+ * raises a new edge, since epoll_wait already consumed the previous one). */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "gaio/internal.h"
+
+/* Event data: fd in the low 32 bits, generation in the high 32. The wakeup eventfd uses a tag
+ * no fd can have. */
+#define WAKE_TAG UINT64_MAX
+
+struct epoll_state {
+  int epfd;
+  int evfd;
+  unsigned max_events;
+  struct epoll_event events[];
+};
+
+static struct epoll_state *state_of(gaio_watcher *w) { return w->be_state; }
+
+static int ep_init(gaio_watcher *w) {
+  struct epoll_state *s = malloc(sizeof(*s) + w->max_events * sizeof(struct epoll_event));
+  if (s == NULL) return -ENOMEM;
+  s->max_events = w->max_events;
+  s->epfd = epoll_create1(EPOLL_CLOEXEC);
+  s->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.u64 = WAKE_TAG};
+  if (s->epfd < 0 || s->evfd < 0 || epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->evfd, &ev) != 0) {
+    int rc = -errno;
+    if (s->epfd >= 0) close(s->epfd);
+    if (s->evfd >= 0) close(s->evfd);
+    free(s);
+    return rc;
+  }
+  w->be_state = s;
+  return 0;
+}
+
+static void ep_destroy(gaio_watcher *w) {
+  struct epoll_state *s = state_of(w);
+  close(s->evfd);
+  close(s->epfd);
+  free(s);
+}
+
+static int ep_attach(gaio_watcher *w, int fd, uint32_t gen) {
+  struct epoll_event ev = {
+      .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+      .data.u64 = (uint64_t)gen << 32 | (uint32_t)fd,
+  };
+  return epoll_ctl(state_of(w)->epfd, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : -errno;
+}
+
+static void ep_detach(gaio_watcher *w, int fd) {
+  /* Explicit, although close() would drop the registration: a dup of the fd elsewhere would
+   * keep the open file description, and with it the registration, alive. */
+  epoll_ctl(state_of(w)->epfd, EPOLL_CTL_DEL, fd, NULL);
+}
+
+static gaio__req *head_of(gaio__queue *q) {
+  return gaio__container_of(gaio__queue_head(q), gaio__req, link);
+}
+
+/* One read attempt for the head request r. Returns 0 to go on with the queue, 1 to stop. */
+static int read_once(gaio_watcher *w, gaio__fd *f, gaio__req *r) {
+  if (r->flags & GAIO__REQ_SWAP) {
+    r->buf = gaio__swap_take(w);
+    if (r->buf == NULL) {
+      gaio__defer(w, f);
+      return 1;
+    }
+    r->len = w->read_max;
+  }
+  size_t want = r->len - r->done;
+  ssize_t n = read(f->fd, r->buf + r->done, want);
+  if (n > 0) {
+    gaio__count(&w->bytes_read, (uint64_t)n);
+    r->done += (size_t)n;
+    if (r->op == GAIO_OP_READ_FULL && r->done < r->len) {
+      if (!(f->state & GAIO__FD_STREAM)) return 0;
+      f->state |= GAIO__FD_RD_BLOCKED; /* drained: wait for more */
+      return 1;
+    }
+    gaio__complete(w, r, 0);
+    if ((size_t)n < want && (f->state & GAIO__FD_STREAM)) {
+      f->state |= GAIO__FD_RD_BLOCKED;
+      return 1;
+    }
+    return 0;
+  }
+  int err = n == 0 ? GAIO_EOF : -errno;
+  if (r->flags & GAIO__REQ_SWAP) {
+    gaio__swap_return(w, r->buf);
+    r->buf = NULL;
+  }
+  if (err == -EAGAIN || err == -EWOULDBLOCK) {
+    f->state |= GAIO__FD_RD_BLOCKED;
+    return 1;
+  }
+  if (err != -EINTR) gaio__complete(w, r, err);
+  return 0;
+}
+
+static void run_reads(gaio_watcher *w, gaio__fd *f) {
+  while (!(f->state & GAIO__FD_RD_BLOCKED) && !gaio__queue_empty(&f->rq))
+    if (read_once(w, f, head_of(&f->rq))) break;
+}
+
+/* Spread n written bytes over the queued writes, completing those fully written. */
+static void writes_advance(gaio_watcher *w, gaio__fd *f, size_t n) {
+  while (n > 0) {
+    gaio__req *r = head_of(&f->wq);
+    size_t take = r->len - r->done < n ? r->len - r->done : n;
+    r->done += take;
+    n -= take;
+    if (r->done == r->len) gaio__complete(w, r, 0);
+  }
+}
+
+/* Queued writes go out together: one sendmsg/writev per batch of up to GAIO_MAX_WRITE_IOV. */
+static void run_writes(gaio_watcher *w, gaio__fd *f) {
+  struct iovec iov[GAIO_MAX_WRITE_IOV];
+  while (!(f->state & GAIO__FD_WR_BLOCKED) && !gaio__queue_empty(&f->wq)) {
+    size_t cnt = 0, total = 0;
+    for (gaio__queue *q = gaio__queue_head(&f->wq); q != &f->wq && cnt < GAIO_MAX_WRITE_IOV;
+         q = q->next) {
+      gaio__req *r = gaio__container_of(q, gaio__req, link);
+      iov[cnt].iov_base = r->buf + r->done;
+      iov[cnt].iov_len = r->len - r->done;
+      total += iov[cnt++].iov_len;
+    }
+    ssize_t n;
+    if (f->state & GAIO__FD_SOCK) {
+      struct msghdr msg = {.msg_iov = iov, .msg_iovlen = cnt};
+      n = sendmsg(f->fd, &msg, MSG_NOSIGNAL); /* a closed peer gives EPIPE, not SIGPIPE */
+    } else {
+      n = writev(f->fd, iov, (int)cnt);
+    }
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        f->state |= GAIO__FD_WR_BLOCKED;
+      } else if (errno != EINTR) {
+        gaio__complete(w, head_of(&f->wq), -errno);
+      }
+      continue;
+    }
+    gaio__count(&w->bytes_written, (uint64_t)n);
+    writes_advance(w, f, (size_t)n);
+    if ((size_t)n < total) f->state |= GAIO__FD_WR_BLOCKED;
+  }
+}
+
+static void ep_kick(gaio_watcher *w, gaio__fd *f) {
+  run_reads(w, f);
+  run_writes(w, f);
+}
+
+static void drain_wakeup(struct epoll_state *s) {
+  uint64_t v;
+  while (read(s->evfd, &v, sizeof(v)) > 0) {
+  }
+}
+
+static int ep_poll(gaio_watcher *w, int timeout_ms) {
+  struct epoll_state *s = state_of(w);
+  int n = epoll_wait(s->epfd, s->events, (int)s->max_events, timeout_ms);
+  if (n < 0) return errno == EINTR ? 0 : -errno;
+  for (int i = 0; i < n; i++) {
+    uint64_t tag = s->events[i].data.u64;
+    uint32_t ev = s->events[i].events;
+    if (tag == WAKE_TAG) {
+      drain_wakeup(s);
+      continue;
+    }
+    gaio__fd *f = gaio__fd_event(w, (int)(uint32_t)tag, (uint32_t)(tag >> 32));
+    if (f == NULL) continue; /* stale: the fd was freed, maybe reused, since it was queued */
+    /* ERR and HUP wake both directions; the syscalls then report the socket's error. */
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) f->state &= (uint16_t)~GAIO__FD_RD_BLOCKED;
+    if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) f->state &= (uint16_t)~GAIO__FD_WR_BLOCKED;
+    ep_kick(w, f);
+  }
+  return 0;
+}
+
+static void ep_wakeup(gaio_watcher *w) {
+  uint64_t one = 1;
+  /* EAGAIN means the counter is saturated: a wakeup is pending anyway. */
+  ssize_t rc = write(state_of(w)->evfd, &one, sizeof(one));
+  (void)rc;
+}
+
+const struct gaio__backend gaio__backend_epoll = {
+    .name = "epoll",
+    .init = ep_init,
+    .destroy = ep_destroy,
+    .attach = ep_attach,
+    .detach = ep_detach,
+    .kick = ep_kick,
+    .poll = ep_poll,
+    .wakeup = ep_wakeup,
+};

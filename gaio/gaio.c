@@ -1,0 +1,627 @@
+/* The portable core: submissions, the fd table, deadlines, the swap buffer, delivery and close.
+ * The kernel side (readiness or completion) is behind the backend table (backend.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gaio/internal.h"
+
+#define REQS_PER_SLAB 256u
+#define MAX_FDS (1u << 22) /* cap on the fd table when RLIMIT_NOFILE is unlimited */
+
+uint64_t gaio_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+const char *gaio_strerror(int error) {
+  if (error == 0) return "success";
+  if (error == GAIO_EOF) return "end of stream";
+  if (error < 0) {
+    const char *s = strerrordesc_np(-error);
+    if (s != NULL) return s;
+  }
+  return "unknown error";
+}
+
+/* ---- Options and the backend choice ---- */
+
+static const struct gaio__backend *backend_by_name(const char *name) {
+  for (size_t i = 0; gaio__backends[i] != NULL; i++)
+    if (strcmp(gaio__backends[i]->name, name) == 0) return gaio__backends[i];
+  return NULL;
+}
+
+/* An explicit option wins; otherwise GAIO_BACKEND; otherwise the first that starts. */
+static int backend_start(gaio_watcher *w, const char *name) {
+  if (name == NULL || name[0] == '\0') name = getenv("GAIO_BACKEND");
+  if (name != NULL && name[0] != '\0') {
+    w->be = backend_by_name(name);
+    return w->be == NULL ? -EINVAL : w->be->init(w);
+  }
+  int rc = -ENOSYS;
+  for (size_t i = 0; gaio__backends[i] != NULL; i++) {
+    w->be = gaio__backends[i];
+    rc = w->be->init(w);
+    if (rc == 0) return 0;
+  }
+  return rc;
+}
+
+static int apply_options(gaio_watcher *w, const gaio_options *o) {
+  static const gaio_options none;
+  if (o == NULL) o = &none;
+  w->swap_size = o->swap_size ? o->swap_size : GAIO_DEFAULT_SWAP_SIZE;
+  w->read_max = o->read_max ? o->read_max : GAIO_DEFAULT_READ_MAX;
+  if (w->read_max > w->swap_size) w->read_max = w->swap_size;
+  w->max_events = o->max_events ? o->max_events : GAIO_DEFAULT_MAX_EVENTS;
+  w->max_requests = o->max_requests ? o->max_requests : GAIO_DEFAULT_MAX_REQUESTS;
+  w->max_write_pending =
+      o->max_write_pending ? o->max_write_pending : GAIO_DEFAULT_MAX_WRITE_PENDING;
+  if (w->swap_size > (1u << 30) || w->max_events > (1u << 20)) return -EINVAL;
+  return 0;
+}
+
+static size_t fd_table_size(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_max == RLIM_INFINITY || rl.rlim_max > MAX_FDS)
+    return MAX_FDS;
+  return (size_t)rl.rlim_max;
+}
+
+int gaio_watcher_create(gaio_watcher **out, const gaio_options *opts) {
+  if (out == NULL) return -EINVAL;
+  *out = NULL;
+  gaio_watcher *w = calloc(1, sizeof(*w));
+  if (w == NULL) return -ENOMEM;
+  int rc = apply_options(w, opts);
+  if (rc != 0) {
+    free(w);
+    return rc;
+  }
+  gaio__queue_init(&w->pending);
+  gaio__queue_init(&w->free_reqs);
+  gaio__queue_init(&w->done);
+  gaio__queue_init(&w->spent);
+  gaio__queue_init(&w->kicks);
+  gaio__queue_init(&w->deferred);
+  gaio__heap_init(&w->timers);
+  w->nchunks = (fd_table_size() + GAIO__FD_CHUNK - 1) / GAIO__FD_CHUNK;
+  w->chunks = calloc(w->nchunks, sizeof(*w->chunks));
+  w->swap = malloc(w->swap_size);
+  if (w->chunks == NULL || w->swap == NULL || pthread_mutex_init(&w->lock, NULL) != 0) {
+    free(w->chunks);
+    free(w->swap);
+    free(w);
+    return -ENOMEM;
+  }
+  rc = backend_start(w, opts ? opts->backend : NULL);
+  if (rc != 0) {
+    pthread_mutex_destroy(&w->lock);
+    free(w->chunks);
+    free(w->swap);
+    free(w);
+    return rc;
+  }
+  *out = w;
+  return 0;
+}
+
+const char *gaio_backend_name(const gaio_watcher *w) { return w->be->name; }
+
+/* ---- The fd table ---- */
+
+static gaio__fd *fd_entry(gaio_watcher *w, int fd) {
+  if (fd < 0 || (size_t)fd / GAIO__FD_CHUNK >= w->nchunks) return NULL;
+  gaio__fd *c = atomic_load_explicit(&w->chunks[fd / GAIO__FD_CHUNK], memory_order_acquire);
+  return c == NULL ? NULL : &c[fd % GAIO__FD_CHUNK];
+}
+
+/* Under the lock: the entry for fd, allocating its chunk. */
+static gaio__fd *fd_entry_make(gaio_watcher *w, int fd) {
+  gaio__fd *f = fd_entry(w, fd);
+  if (f != NULL || (size_t)fd / GAIO__FD_CHUNK >= w->nchunks) return f;
+  gaio__fd *c = calloc(GAIO__FD_CHUNK, sizeof(*c));
+  if (c == NULL) return NULL;
+  int base = fd - fd % (int)GAIO__FD_CHUNK;
+  for (unsigned i = 0; i < GAIO__FD_CHUNK; i++) {
+    gaio__queue_init(&c[i].rq);
+    gaio__queue_init(&c[i].wq);
+    gaio__queue_init(&c[i].kick_link);
+    c[i].fd = base + (int)i;
+  }
+  atomic_store_explicit(&w->chunks[fd / GAIO__FD_CHUNK], c, memory_order_release);
+  return &c[fd % GAIO__FD_CHUNK];
+}
+
+gaio__fd *gaio__fd_event(gaio_watcher *w, int fd, uint32_t gen) {
+  gaio__fd *f = fd_entry(w, fd);
+  if (f == NULL || !(f->state & GAIO__FD_LIVE) || f->gen != gen) return NULL;
+  return f;
+}
+
+static int fd_owned(gaio_watcher *w, int fd) {
+  gaio__fd *f = fd_entry(w, fd);
+  return f != NULL && atomic_load_explicit(&f->owned, memory_order_relaxed);
+}
+
+/* ---- Requests: a slab free list under the lock ---- */
+
+static gaio__req *req_alloc(gaio_watcher *w) {
+  if (w->live_reqs >= w->max_requests) return NULL;
+  if (gaio__queue_empty(&w->free_reqs)) {
+    /* A slab: one pointer-sized link to the previous slab, then the requests. */
+    char *slab = calloc(1, sizeof(gaio__req) * (REQS_PER_SLAB + 1));
+    if (slab == NULL) return NULL;
+    *(void **)slab = w->slabs;
+    w->slabs = slab;
+    gaio__req *reqs = (gaio__req *)slab + 1;
+    for (unsigned i = 0; i < REQS_PER_SLAB; i++) gaio__queue_push(&w->free_reqs, &reqs[i].link);
+  }
+  gaio__queue *q = gaio__queue_head(&w->free_reqs);
+  gaio__queue_remove(q);
+  w->live_reqs++;
+  gaio__req *r = gaio__container_of(q, gaio__req, link);
+  memset(r, 0, sizeof(*r));
+  gaio__queue_init(&r->link);
+  return r;
+}
+
+/* Return the spent requests to the free list: one lock per batch. */
+static void reqs_recycle(gaio_watcher *w) {
+  if (gaio__queue_empty(&w->spent)) return;
+  unsigned n = 0;
+  for (gaio__queue *q = w->spent.next; q != &w->spent; q = q->next) n++;
+  pthread_mutex_lock(&w->lock);
+  gaio__queue_move(&w->spent, &w->free_reqs);
+  w->live_reqs -= n;
+  pthread_mutex_unlock(&w->lock);
+}
+
+/* Queue r for the loop; wake the loop if it sleeps. Called with the lock held; unlocks. */
+static void submit_locked(gaio_watcher *w, gaio__req *r) {
+  gaio__queue_push(&w->pending, &r->link);
+  int wake = w->sleeping && !w->wake_sent;
+  if (wake) w->wake_sent = 1;
+  pthread_mutex_unlock(&w->lock);
+  if (wake) w->be->wakeup(w);
+}
+
+static int submit_io(gaio_watcher *w, int op, int fd, void *buf, size_t len, void *ctx,
+                     uint64_t deadline) {
+  if (w == NULL) return -EINVAL;
+  pthread_mutex_lock(&w->lock);
+  int rc = 0;
+  gaio__req *r = NULL;
+  if (atomic_load_explicit(&w->closed, memory_order_relaxed))
+    rc = -ESHUTDOWN;
+  else if (!fd_owned(w, fd))
+    rc = -EBADF;
+  else if ((r = req_alloc(w)) == NULL)
+    rc = -ENOBUFS;
+  if (rc != 0) {
+    pthread_mutex_unlock(&w->lock);
+    return rc;
+  }
+  r->op = (uint8_t)op;
+  r->fd = fd;
+  r->buf = buf;
+  r->len = len;
+  r->ctx = ctx;
+  r->deadline = deadline;
+  r->seq = w->next_seq++;
+  if (buf == NULL) r->flags = GAIO__REQ_SWAP;
+  gaio__count(&w->submitted, 1);
+  submit_locked(w, r);
+  return 0;
+}
+
+int gaio_read(gaio_watcher *w, int fd, void *buf, size_t len, void *ctx) {
+  return gaio_read_deadline(w, fd, buf, len, ctx, 0);
+}
+
+int gaio_read_deadline(gaio_watcher *w, int fd, void *buf, size_t len, void *ctx,
+                       uint64_t deadline) {
+  if (buf != NULL && len == 0) return -EINVAL;
+  return submit_io(w, GAIO_OP_READ, fd, buf, buf ? len : 0, ctx, deadline);
+}
+
+int gaio_read_full(gaio_watcher *w, int fd, void *buf, size_t len, void *ctx, uint64_t deadline) {
+  if (buf == NULL || len == 0) return -EINVAL;
+  return submit_io(w, GAIO_OP_READ_FULL, fd, buf, len, ctx, deadline);
+}
+
+int gaio_write(gaio_watcher *w, int fd, const void *buf, size_t len, void *ctx) {
+  return gaio_write_deadline(w, fd, buf, len, ctx, 0);
+}
+
+int gaio_write_deadline(gaio_watcher *w, int fd, const void *buf, size_t len, void *ctx,
+                        uint64_t deadline) {
+  if (buf == NULL || len == 0) return -EINVAL;
+  return submit_io(w, GAIO_OP_WRITE, fd, (void *)buf, len, ctx, deadline);
+}
+
+/* Socket type, for the loop: sockets get sendmsg(MSG_NOSIGNAL), stream sockets the short-read
+ * shortcut. Anything else (a pipe) is written with writev. */
+static uint32_t probe_fd_kind(int fd) {
+  int type = 0;
+  socklen_t len = sizeof(type);
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) return 0;
+  return GAIO__FD_SOCK | (type == SOCK_STREAM ? GAIO__FD_STREAM : 0);
+}
+
+int gaio_attach(gaio_watcher *w, int fd) {
+  if (w == NULL) return -EINVAL;
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0) return -errno;
+  pthread_mutex_lock(&w->lock);
+  int rc = 0;
+  gaio__fd *f = NULL;
+  gaio__req *r = NULL;
+  if (atomic_load_explicit(&w->closed, memory_order_relaxed))
+    rc = -ESHUTDOWN;
+  else if ((size_t)fd / GAIO__FD_CHUNK >= w->nchunks)
+    rc = -ERANGE;
+  else if ((f = fd_entry_make(w, fd)) == NULL)
+    rc = -ENOMEM;
+  else if (atomic_load_explicit(&f->owned, memory_order_relaxed))
+    rc = -EEXIST;
+  else if ((r = req_alloc(w)) == NULL)
+    rc = -ENOBUFS;
+  else if ((rc = w->be->attach(w, fd, w->next_gen + 1)) == 0 && !(fl & O_NONBLOCK) &&
+           fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+    rc = -errno;
+    w->be->detach(w, fd);
+  }
+  if (rc != 0) {
+    if (r != NULL) {
+      gaio__queue_push(&w->free_reqs, &r->link);
+      w->live_reqs--;
+    }
+    pthread_mutex_unlock(&w->lock);
+    return rc;
+  }
+  atomic_store_explicit(&f->owned, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&w->nfds, 1, memory_order_relaxed);
+  r->op = GAIO__OP_ATTACH;
+  r->fd = fd;
+  r->gen = ++w->next_gen;
+  r->attach_state = probe_fd_kind(fd);
+  submit_locked(w, r);
+  return 0;
+}
+
+int gaio_free(gaio_watcher *w, int fd) {
+  if (w == NULL) return -EINVAL;
+  pthread_mutex_lock(&w->lock);
+  int rc = 0;
+  gaio__req *r = NULL;
+  if (atomic_load_explicit(&w->closed, memory_order_relaxed))
+    rc = -ESHUTDOWN;
+  else if (!fd_owned(w, fd))
+    rc = -EBADF;
+  else if ((r = req_alloc(w)) == NULL)
+    rc = -ENOBUFS;
+  if (rc != 0) {
+    pthread_mutex_unlock(&w->lock);
+    return rc;
+  }
+  r->op = GAIO__OP_FREE;
+  r->fd = fd;
+  submit_locked(w, r);
+  return 0;
+}
+
+/* ---- Loop side: completion, deadlines, swap buffer ---- */
+
+static int deadline_less(const gaio__heap_node *a, const gaio__heap_node *b) {
+  const gaio__req *x = gaio__container_of(a, gaio__req, heap);
+  const gaio__req *y = gaio__container_of(b, gaio__req, heap);
+  return x->deadline < y->deadline || (x->deadline == y->deadline && x->seq < y->seq);
+}
+
+static void kick_later(gaio_watcher *w, gaio__fd *f) {
+  gaio__queue_remove(&f->kick_link);
+  gaio__queue_push(&w->kicks, &f->kick_link);
+}
+
+void gaio__complete(gaio_watcher *w, gaio__req *r, int error) {
+  gaio__fd *f = r->f;
+  if (f != NULL) {
+    gaio__queue *q = r->op == GAIO_OP_WRITE ? &f->wq : &f->rq;
+    if (gaio__queue_head(q) == &r->link && r->link.next != q) kick_later(w, f);
+    if (r->op == GAIO_OP_WRITE) f->wbytes -= r->len;
+    r->f = NULL;
+  }
+  gaio__queue_remove(&r->link);
+  if (r->flags & GAIO__REQ_IN_HEAP) {
+    gaio__heap_remove(&w->timers, &r->heap, deadline_less);
+    r->flags &= (uint8_t)~GAIO__REQ_IN_HEAP;
+  }
+  r->error = error;
+  if (r->flags & GAIO__REQ_SWAP && r->done > 0) w->swap_out++;
+  gaio__queue_push(&w->done, &r->link);
+  gaio__count(&w->queued, 1);
+}
+
+char *gaio__swap_take(gaio_watcher *w) {
+  if (w->swap_size - w->swap_used < w->read_max) return NULL;
+  char *p = w->swap + w->swap_used;
+  w->swap_used += w->read_max;
+  return p;
+}
+
+void gaio__swap_return(gaio_watcher *w, char *slice) {
+  if (slice + w->read_max == w->swap + w->swap_used) w->swap_used -= w->read_max;
+}
+
+void gaio__defer(gaio_watcher *w, gaio__fd *f) {
+  gaio__queue_remove(&f->kick_link);
+  gaio__queue_push(&w->deferred, &f->kick_link);
+}
+
+/* Start of a batch: the previous batch's swap bytes are no longer valid, so the buffer is
+ * recycled unless undelivered results still point into it. Deferred reads get another go. */
+static void swap_recycle(gaio_watcher *w) {
+  if (w->swap_out != 0) return;
+  w->swap_used = 0;
+  while (!gaio__queue_empty(&w->deferred)) {
+    gaio__fd *f = gaio__container_of(gaio__queue_head(&w->deferred), gaio__fd, kick_link);
+    kick_later(w, f);
+  }
+}
+
+/* Complete every pending request of f with error, then forget f (and close it if asked). */
+static void fd_release(gaio_watcher *w, gaio__fd *f, int error, int close_fd) {
+  while (!gaio__queue_empty(&f->rq))
+    gaio__complete(w, gaio__container_of(gaio__queue_head(&f->rq), gaio__req, link), error);
+  while (!gaio__queue_empty(&f->wq))
+    gaio__complete(w, gaio__container_of(gaio__queue_head(&f->wq), gaio__req, link), error);
+  gaio__queue_remove(&f->kick_link);
+  w->be->detach(w, f->fd);
+  if (close_fd) close(f->fd);
+  f->state = 0;
+  atomic_fetch_sub_explicit(&w->nfds, 1, memory_order_relaxed);
+  atomic_store_explicit(&f->owned, 0, memory_order_release);
+}
+
+static void start_attach(gaio_watcher *w, gaio__req *r) {
+  gaio__fd *f = fd_entry(w, r->fd);
+  f->gen = r->gen;
+  f->state = (uint16_t)(GAIO__FD_LIVE | r->attach_state);
+  f->wbytes = 0;
+}
+
+/* Put an I/O request on its fd's queue, or complete it at once when it cannot go there. */
+static void start_io(gaio_watcher *w, gaio__req *r, int closed) {
+  gaio__fd *f = fd_entry(w, r->fd);
+  if (closed) {
+    gaio__complete(w, r, -ESHUTDOWN);
+    return;
+  }
+  if (f == NULL || !(f->state & GAIO__FD_LIVE)) {
+    gaio__complete(w, r, -EBADF); /* freed after this request was accepted */
+    return;
+  }
+  gaio__queue *q = &f->rq;
+  if (r->op == GAIO_OP_WRITE) {
+    if (r->len > w->max_write_pending - f->wbytes) {
+      gaio__complete(w, r, -ENOBUFS);
+      return;
+    }
+    f->wbytes += r->len;
+    q = &f->wq;
+  }
+  if (r->deadline != 0) {
+    gaio__heap_insert(&w->timers, &r->heap, deadline_less);
+    r->flags |= GAIO__REQ_IN_HEAP;
+  }
+  r->f = f;
+  if (gaio__queue_empty(q)) kick_later(w, f);
+  gaio__queue_push(q, &r->link);
+}
+
+/* Take everything submitted so far and put it where it belongs. Returns the closed flag as
+ * seen under the lock, so that every request accepted before the close is handled as such. */
+static int flush(gaio_watcher *w) {
+  gaio__queue q;
+  gaio__queue_init(&q);
+  pthread_mutex_lock(&w->lock);
+  gaio__queue_move(&w->pending, &q);
+  w->wake_sent = 0;
+  int closed = atomic_load_explicit(&w->closed, memory_order_relaxed);
+  pthread_mutex_unlock(&w->lock);
+  while (!gaio__queue_empty(&q)) {
+    gaio__req *r = gaio__container_of(gaio__queue_head(&q), gaio__req, link);
+    gaio__queue_remove(&r->link);
+    if (r->op == GAIO__OP_ATTACH || r->op == GAIO__OP_FREE) {
+      gaio__fd *f = fd_entry(w, r->fd);
+      if (r->op == GAIO__OP_ATTACH)
+        start_attach(w, r);
+      else if (f->state & GAIO__FD_LIVE)
+        fd_release(w, f, -ECANCELED, 1);
+      gaio__queue_push(&w->spent, &r->link);
+    } else {
+      start_io(w, r, closed);
+    }
+  }
+  return closed;
+}
+
+static void run_kicks(gaio_watcher *w) {
+  while (!gaio__queue_empty(&w->kicks)) {
+    gaio__fd *f = gaio__container_of(gaio__queue_head(&w->kicks), gaio__fd, kick_link);
+    gaio__queue_remove(&f->kick_link);
+    if (f->state & GAIO__FD_LIVE) w->be->kick(w, f);
+  }
+}
+
+/* Complete every request whose deadline has passed. Completion runs no user code, so the heap
+ * can be popped directly. */
+static void expire(gaio_watcher *w, uint64_t now) {
+  gaio__heap_node *n;
+  while ((n = gaio__heap_min(&w->timers)) != NULL) {
+    gaio__req *r = gaio__container_of(n, gaio__req, heap);
+    if (r->deadline > now) break;
+    gaio__complete(w, r, -ETIMEDOUT);
+  }
+}
+
+/* Carry out a close: every fd is released (its requests get -ESHUTDOWN) and closed. */
+static void sweep(gaio_watcher *w) {
+  for (size_t c = 0; c < w->nchunks; c++) {
+    gaio__fd *chunk = atomic_load_explicit(&w->chunks[c], memory_order_acquire);
+    if (chunk == NULL) continue;
+    for (unsigned i = 0; i < GAIO__FD_CHUNK; i++)
+      if (chunk[i].state & GAIO__FD_LIVE) fd_release(w, &chunk[i], -ESHUTDOWN, 1);
+  }
+  w->swept = 1;
+}
+
+static int deliver(gaio_watcher *w, gaio_result *out, int max) {
+  int n = 0;
+  while (n < max && !gaio__queue_empty(&w->done)) {
+    gaio__req *r = gaio__container_of(gaio__queue_head(&w->done), gaio__req, link);
+    gaio__queue_remove(&r->link);
+    gaio_result *res = &out[n++];
+    res->ctx = r->ctx;
+    res->size = r->done;
+    res->fd = r->fd;
+    res->op = r->op;
+    res->error = r->error;
+    res->flags = 0;
+    res->buf = r->buf;
+    if (r->flags & GAIO__REQ_SWAP) {
+      if (r->done > 0) {
+        res->flags = GAIO_RESULT_SWAP;
+        w->swap_out--;
+      } else {
+        res->buf = NULL;
+      }
+    }
+    gaio__queue_push(&w->spent, &r->link);
+  }
+  gaio__count(&w->completed, (uint64_t)n);
+  atomic_store_explicit(&w->queued, atomic_load_explicit(&w->queued, memory_order_relaxed) -
+                                        (uint64_t)n, memory_order_relaxed);
+  reqs_recycle(w);
+  return n;
+}
+
+/* Poll timeout: the caller's, shortened to the next deadline (rounded up to whole ms). */
+static int poll_timeout(gaio_watcher *w, uint64_t until, uint64_t now) {
+  uint64_t end = until;
+  gaio__heap_node *n = gaio__heap_min(&w->timers);
+  if (n != NULL) {
+    uint64_t d = gaio__container_of(n, gaio__req, heap)->deadline;
+    if (end == 0 || d < end) end = d;
+  }
+  if (end == 0) return -1;
+  if (end <= now) return 0;
+  uint64_t ms = (end - now + 999999u) / 1000000u;
+  return ms > 1000000u ? 1000000 : (int)ms;
+}
+
+/* Block in the backend, unless a submission slipped in since the flush (then return 1). */
+static int poll_sleep(gaio_watcher *w, int t, int *err) {
+  if (t != 0) {
+    pthread_mutex_lock(&w->lock);
+    int busy = !gaio__queue_empty(&w->pending) ||
+               (atomic_load_explicit(&w->closed, memory_order_relaxed) && !w->swept);
+    w->sleeping = !busy;
+    pthread_mutex_unlock(&w->lock);
+    if (busy) return 1;
+  }
+  *err = w->be->poll(w, t);
+  if (t != 0) {
+    pthread_mutex_lock(&w->lock);
+    w->sleeping = 0;
+    pthread_mutex_unlock(&w->lock);
+  }
+  return 0;
+}
+
+/* One round: submissions in, progress, deadlines. */
+static void advance(gaio_watcher *w) {
+  if (flush(w) && !w->swept) sweep(w);
+  run_kicks(w);
+  expire(w, gaio_now());
+  run_kicks(w);
+}
+
+int gaio_wait(gaio_watcher *w, gaio_result *out, int max, int timeout_ms) {
+  if (w == NULL || out == NULL || max <= 0) return -EINVAL;
+  if (atomic_exchange(&w->in_wait, 1)) return -EBUSY;
+  swap_recycle(w);
+  uint64_t until = timeout_ms > 0 ? gaio_now() + (uint64_t)timeout_ms * 1000000u : 0;
+  int rc = 0;
+  for (;;) {
+    advance(w);
+    int ready = !gaio__queue_empty(&w->done);
+    if (!ready && w->swept) {
+      rc = -ESHUTDOWN;
+      break;
+    }
+    /* Results are ready without polling: return them, but poll at least every other batch so
+     * that fds with immediate completions cannot starve the others. */
+    if (ready && w->unpolled == 0) {
+      w->unpolled = 1;
+      break;
+    }
+    uint64_t now = gaio_now();
+    int t = (ready || timeout_ms == 0) ? 0 : poll_timeout(w, until, now);
+    if (poll_sleep(w, t, &rc)) continue;
+    w->unpolled = 0;
+    if (rc != 0) break;
+    advance(w);
+    if (!gaio__queue_empty(&w->done) || timeout_ms == 0) break;
+    if (until != 0 && gaio_now() >= until) break;
+  }
+  if (rc == 0 || !gaio__queue_empty(&w->done)) rc = deliver(w, out, max);
+  atomic_store(&w->in_wait, 0);
+  return rc;
+}
+
+void gaio_watcher_close(gaio_watcher *w) {
+  if (w == NULL) return;
+  pthread_mutex_lock(&w->lock);
+  int first = !atomic_exchange(&w->closed, 1);
+  int wake = first && w->sleeping && !w->wake_sent;
+  if (wake) w->wake_sent = 1;
+  pthread_mutex_unlock(&w->lock);
+  if (wake) w->be->wakeup(w);
+}
+
+void gaio_watcher_destroy(gaio_watcher *w) {
+  if (w == NULL) return;
+  gaio_watcher_close(w);
+  if (!w->swept) advance(w);
+  w->be->destroy(w);
+  for (void *s = w->slabs; s != NULL;) {
+    void *next = *(void **)s;
+    free(s);
+    s = next;
+  }
+  for (size_t c = 0; c < w->nchunks; c++) free(atomic_load(&w->chunks[c]));
+  free(w->chunks);
+  free(w->swap);
+  pthread_mutex_destroy(&w->lock);
+  free(w);
+}
+
+void gaio_watcher_stats(gaio_watcher *w, gaio_stats *out) {
+  memset(out, 0, sizeof(*out));
+  out->submitted = atomic_load_explicit(&w->submitted, memory_order_relaxed);
+  out->completed = atomic_load_explicit(&w->completed, memory_order_relaxed);
+  out->bytes_read = atomic_load_explicit(&w->bytes_read, memory_order_relaxed);
+  out->bytes_written = atomic_load_explicit(&w->bytes_written, memory_order_relaxed);
+  out->queued_results = atomic_load_explicit(&w->queued, memory_order_relaxed);
+  out->fds = atomic_load_explicit(&w->nfds, memory_order_relaxed);
+  out->in_flight = out->submitted >= out->completed ? out->submitted - out->completed : 0;
+}

@@ -1,0 +1,138 @@
+/* Private to //gaio: the watcher, request and per-fd structures shared by the core (gaio.c) and
+ * the backends. Functions named gaio__* are internal and non-static. */
+#ifndef GAIO_INTERNAL_H
+#define GAIO_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gaio/backend.h"
+#include "gaio/gaio.h"
+#include "gaio/heap.h"
+#include "gaio/queue.h"
+
+/* Internal request kinds, after the public enum gaio_op. They travel through the submission
+ * queue like I/O requests but produce no result. */
+enum { GAIO__OP_ATTACH = 16, GAIO__OP_FREE = 17 };
+
+/* gaio__req.flags */
+enum {
+  GAIO__REQ_SWAP = 1u << 0,    /* submitted with a NULL buffer: reads into the swap buffer */
+  GAIO__REQ_IN_HEAP = 1u << 1, /* linked in the deadline heap */
+};
+
+/* One submitted operation. Lives in a slab; linked in exactly one queue at a time: the
+ * submission queue, an fd's read or write queue, the done queue, or the free list. */
+typedef struct gaio__req {
+  gaio__queue link;
+  gaio__heap_node heap;   /* deadline heap, when deadline != 0 */
+  struct gaio__fd *f;     /* the fd entry, once queued on it */
+  void *ctx;
+  char *buf;
+  size_t len;
+  size_t done;            /* bytes transferred so far */
+  uint64_t deadline;      /* absolute, gaio_now() base; 0 = none */
+  uint64_t seq;           /* submission order: FIFO tiebreak among equal deadlines */
+  int fd;
+  int error;
+  uint8_t op;
+  uint8_t flags;
+  uint32_t gen;           /* GAIO__OP_ATTACH: the generation given to the backend */
+  uint32_t attach_state;  /* GAIO__OP_ATTACH: GAIO__FD_SOCK / GAIO__FD_STREAM */
+} gaio__req;
+
+/* gaio__fd.state, loop-owned. */
+enum {
+  GAIO__FD_LIVE = 1u << 0,       /* attached, as far as the loop knows */
+  GAIO__FD_RD_BLOCKED = 1u << 1, /* a read saw EAGAIN (or a short read): wait for an event */
+  GAIO__FD_WR_BLOCKED = 1u << 2, /* a write saw EAGAIN (or a short write): wait for an event */
+  GAIO__FD_SOCK = 1u << 3,       /* a socket: writes use sendmsg(MSG_NOSIGNAL) */
+  GAIO__FD_STREAM = 1u << 4,     /* a stream socket: a short read means the buffer is drained */
+};
+
+/* Per-fd state, in a table indexed by fd. Chunks of the table never move, so the queue heads
+ * inside can be intrusive. Everything but `owned` is touched by the loop thread only. */
+typedef struct gaio__fd {
+  gaio__queue rq;        /* pending reads, FIFO */
+  gaio__queue wq;        /* pending writes, FIFO */
+  gaio__queue kick_link; /* in w->kicks or w->deferred */
+  size_t wbytes;         /* bytes of the queued writes */
+  int fd;
+  uint32_t gen;          /* generation of the current attachment (stale-event guard) */
+  uint16_t state;
+  atomic_uchar owned;    /* set by gaio_attach (any thread), cleared when the loop releases it */
+} gaio__fd;
+
+#define GAIO__FD_CHUNK 256u
+
+/* A single-writer counter: written by one thread at a time (the loop, or a submitter holding
+ * the lock), read from any thread. Relaxed atomics keep the reads race-free at no cost. */
+typedef _Atomic uint64_t gaio__counter;
+
+struct gaio_watcher {
+  const struct gaio__backend *be;
+  void *be_state;
+
+  /* Limits (options with defaults applied). */
+  size_t swap_size, read_max, max_write_pending;
+  unsigned max_events, max_requests;
+
+  /* Shared with submitting threads: under `lock`. */
+  pthread_mutex_t lock;
+  gaio__queue pending;   /* submissions not yet seen by the loop */
+  gaio__queue free_reqs; /* request free list */
+  void *slabs;           /* singly linked list of request slabs */
+  unsigned live_reqs;    /* requests out of the free list */
+  uint64_t next_seq;
+  uint32_t next_gen;
+  int sleeping;          /* the loop is (about to be) blocked in poll */
+  int wake_sent;         /* a wakeup is on its way since the last flush */
+  atomic_int closed;
+  atomic_int in_wait;    /* a thread is inside gaio_wait */
+
+  /* The fd table: chunk pointers published with release stores by gaio_attach. */
+  _Atomic(gaio__fd *) *chunks;
+  size_t nchunks;
+
+  /* Loop-owned. */
+  gaio__queue done;     /* completed, not yet delivered */
+  gaio__queue spent;    /* delivered or internal requests, to return to the free list */
+  gaio__queue kicks;    /* fds whose queues changed */
+  gaio__queue deferred; /* fds whose head NULL-buffer read waits for swap space */
+  gaio__heap timers;
+  char *swap;
+  size_t swap_used;
+  unsigned swap_out;    /* undelivered results that point into the swap buffer */
+  unsigned unpolled;    /* consecutive waits that returned without polling */
+  int swept;            /* close has been carried out by the loop */
+
+  gaio__counter submitted, completed, bytes_read, bytes_written, queued;
+  atomic_ullong nfds;
+};
+
+/* --- Called by backends (loop thread). --- */
+
+/* Finish req with error (0, -errno or GAIO_EOF): unlink it from its fd queue and the deadline
+ * heap and queue it for delivery. If it was the head of its fd queue, the fd is kicked again. */
+void gaio__complete(struct gaio_watcher *w, gaio__req *req, int error);
+
+/* A slice of read_max bytes of the swap buffer, or NULL when it is used up for this batch. */
+char *gaio__swap_take(struct gaio_watcher *w);
+
+/* Give back the slice taken last (the read that wanted it found no data). */
+void gaio__swap_return(struct gaio_watcher *w, char *slice);
+
+/* f's head read needs swap space: retry it at the next gaio_wait(), when the buffer is recycled. */
+void gaio__defer(struct gaio_watcher *w, gaio__fd *f);
+
+/* The live entry for an event tagged (fd, gen), or NULL if the event is stale. */
+gaio__fd *gaio__fd_event(struct gaio_watcher *w, int fd, uint32_t gen);
+
+static inline void gaio__count(gaio__counter *c, uint64_t n) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                        memory_order_relaxed);
+}
+
+#endif /* GAIO_INTERNAL_H */
