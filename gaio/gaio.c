@@ -385,10 +385,12 @@ static void fd_release(gaio_watcher *w, gaio__fd *f, int error, int close_fd) {
     gaio__complete(w, gaio__container_of(gaio__queue_head(&f->wq), gaio__req, link), error);
   gaio__queue_remove(&f->kick_link);
   w->be->detach(w, f->fd);
-  if (close_fd) close(f->fd);
   f->state = 0;
   atomic_fetch_sub_explicit(&w->nfds, 1, memory_order_relaxed);
+  /* Disown before close(): once closed, the number can come back from accept() in another
+   * thread at once, and gaio_attach() of it must not see the old owner. */
   atomic_store_explicit(&f->owned, 0, memory_order_release);
+  if (close_fd) close(f->fd);
 }
 
 static void start_attach(gaio_watcher *w, gaio__req *r) {
