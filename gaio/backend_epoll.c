@@ -83,13 +83,15 @@ static int read_once(gaio_watcher *w, gaio__fd *f, gaio__req *r) {
   if (n > 0) {
     gaio__count(&w->bytes_read, (uint64_t)n);
     r->done += (size_t)n;
+    int drained = (size_t)n < want && (f->state & (GAIO__FD_STREAM | GAIO__FD_HUP)) ==
+                                          GAIO__FD_STREAM;
     if (r->op == GAIO_OP_READ_FULL && r->done < r->len) {
-      if (!(f->state & GAIO__FD_STREAM)) return 0;
+      if (!drained) return 0;
       f->state |= GAIO__FD_RD_BLOCKED; /* drained: wait for more */
       return 1;
     }
     gaio__complete(w, r, 0);
-    if ((size_t)n < want && (f->state & GAIO__FD_STREAM)) {
+    if (drained) {
       f->state |= GAIO__FD_RD_BLOCKED;
       return 1;
     }
@@ -124,12 +126,15 @@ static void writes_advance(gaio_watcher *w, gaio__fd *f, size_t n) {
   }
 }
 
-/* Queued writes go out together: one sendmsg/writev per batch of up to GAIO_MAX_WRITE_IOV. */
+/* Queued writes on a stream go out together: one sendmsg/writev per batch of up to
+ * GAIO_MAX_WRITE_IOV. On datagram and seqpacket sockets every write is its own message. */
 static void run_writes(gaio_watcher *w, gaio__fd *f) {
   struct iovec iov[GAIO_MAX_WRITE_IOV];
+  int message = (f->state & (GAIO__FD_SOCK | GAIO__FD_STREAM)) == GAIO__FD_SOCK;
+  size_t max_iov = message ? 1 : GAIO_MAX_WRITE_IOV;
   while (!(f->state & GAIO__FD_WR_BLOCKED) && !gaio__queue_empty(&f->wq)) {
     size_t cnt = 0, total = 0;
-    for (gaio__queue *q = gaio__queue_head(&f->wq); q != &f->wq && cnt < GAIO_MAX_WRITE_IOV;
+    for (gaio__queue *q = gaio__queue_head(&f->wq); q != &f->wq && cnt < max_iov;
          q = q->next) {
       gaio__req *r = gaio__container_of(q, gaio__req, link);
       iov[cnt].iov_base = r->buf + r->done;
@@ -153,7 +158,7 @@ static void run_writes(gaio_watcher *w, gaio__fd *f) {
     }
     gaio__count(&w->bytes_written, (uint64_t)n);
     writes_advance(w, f, (size_t)n);
-    if ((size_t)n < total) f->state |= GAIO__FD_WR_BLOCKED;
+    if ((size_t)n < total && !(f->state & GAIO__FD_HUP)) f->state |= GAIO__FD_WR_BLOCKED;
   }
 }
 
@@ -182,6 +187,7 @@ static int ep_poll(gaio_watcher *w, int timeout_ms) {
     gaio__fd *f = gaio__fd_event(w, (int)(uint32_t)tag, (uint32_t)(tag >> 32));
     if (f == NULL) continue; /* stale: the fd was freed, maybe reused, since it was queued */
     /* ERR and HUP wake both directions; the syscalls then report the socket's error. */
+    if (ev & (EPOLLRDHUP | EPOLLERR | EPOLLHUP)) f->state |= GAIO__FD_HUP;
     if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) f->state &= (uint16_t)~GAIO__FD_RD_BLOCKED;
     if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) f->state &= (uint16_t)~GAIO__FD_WR_BLOCKED;
     ep_kick(w, f);

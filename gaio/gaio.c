@@ -148,13 +148,19 @@ gaio__fd *gaio__fd_event(gaio_watcher *w, int fd, uint32_t gen) {
 
 static int fd_owned(gaio_watcher *w, int fd) {
   gaio__fd *f = fd_entry(w, fd);
-  return f != NULL && atomic_load_explicit(&f->owned, memory_order_relaxed);
+  return f == NULL ? GAIO__OWNED_NO : atomic_load_explicit(&f->owned, memory_order_relaxed);
 }
+
+static int is_io(const gaio__req *r) { return r->op < GAIO__OP_ATTACH; }
 
 /* ---- Requests: a slab free list under the lock ---- */
 
-static gaio__req *req_alloc(gaio_watcher *w) {
-  if (w->live_reqs >= w->max_requests) return NULL;
+/* io: an I/O request, counted against max_requests. Returns NULL when the limit is reached
+ * (io) or memory is short; *rc says which. */
+static gaio__req *req_alloc(gaio_watcher *w, int io, int *rc) {
+  *rc = -ENOBUFS;
+  if (io && w->live_reqs >= w->max_requests) return NULL;
+  *rc = -ENOMEM;
   if (gaio__queue_empty(&w->free_reqs)) {
     /* A slab: one pointer-sized link to the previous slab, then the requests. */
     char *slab = calloc(1, sizeof(gaio__req) * (REQS_PER_SLAB + 1));
@@ -166,10 +172,11 @@ static gaio__req *req_alloc(gaio_watcher *w) {
   }
   gaio__queue *q = gaio__queue_head(&w->free_reqs);
   gaio__queue_remove(q);
-  w->live_reqs++;
+  if (io) w->live_reqs++;
   gaio__req *r = gaio__container_of(q, gaio__req, link);
   memset(r, 0, sizeof(*r));
   gaio__queue_init(&r->link);
+  *rc = 0;
   return r;
 }
 
@@ -177,7 +184,8 @@ static gaio__req *req_alloc(gaio_watcher *w) {
 static void reqs_recycle(gaio_watcher *w) {
   if (gaio__queue_empty(&w->spent)) return;
   unsigned n = 0;
-  for (gaio__queue *q = w->spent.next; q != &w->spent; q = q->next) n++;
+  for (gaio__queue *q = w->spent.next; q != &w->spent; q = q->next)
+    n += (unsigned)is_io(gaio__container_of(q, gaio__req, link));
   pthread_mutex_lock(&w->lock);
   gaio__queue_move(&w->spent, &w->free_reqs);
   w->live_reqs -= n;
@@ -201,10 +209,10 @@ static int submit_io(gaio_watcher *w, int op, int fd, void *buf, size_t len, voi
   gaio__req *r = NULL;
   if (atomic_load_explicit(&w->closed, memory_order_relaxed))
     rc = -ESHUTDOWN;
-  else if (!fd_owned(w, fd))
+  else if (fd_owned(w, fd) != GAIO__OWNED_YES)
     rc = -EBADF;
-  else if ((r = req_alloc(w)) == NULL)
-    rc = -ENOBUFS;
+  else
+    r = req_alloc(w, 1, &rc);
   if (rc != 0) {
     pthread_mutex_unlock(&w->lock);
     return rc;
@@ -270,24 +278,21 @@ int gaio_attach(gaio_watcher *w, int fd) {
     rc = -ERANGE;
   else if ((f = fd_entry_make(w, fd)) == NULL)
     rc = -ENOMEM;
-  else if (atomic_load_explicit(&f->owned, memory_order_relaxed))
+  else if (atomic_load_explicit(&f->owned, memory_order_relaxed) != GAIO__OWNED_NO)
     rc = -EEXIST;
-  else if ((r = req_alloc(w)) == NULL)
-    rc = -ENOBUFS;
+  else if ((r = req_alloc(w, 0, &rc)) == NULL)
+    ;
   else if ((rc = w->be->attach(w, fd, w->next_gen + 1)) == 0 && !(fl & O_NONBLOCK) &&
            fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
     rc = -errno;
     w->be->detach(w, fd);
   }
   if (rc != 0) {
-    if (r != NULL) {
-      gaio__queue_push(&w->free_reqs, &r->link);
-      w->live_reqs--;
-    }
+    if (r != NULL) gaio__queue_push(&w->free_reqs, &r->link);
     pthread_mutex_unlock(&w->lock);
     return rc;
   }
-  atomic_store_explicit(&f->owned, 1, memory_order_relaxed);
+  atomic_store_explicit(&f->owned, GAIO__OWNED_YES, memory_order_relaxed);
   atomic_fetch_add_explicit(&w->nfds, 1, memory_order_relaxed);
   r->op = GAIO__OP_ATTACH;
   r->fd = fd;
@@ -304,14 +309,15 @@ int gaio_free(gaio_watcher *w, int fd) {
   gaio__req *r = NULL;
   if (atomic_load_explicit(&w->closed, memory_order_relaxed))
     rc = -ESHUTDOWN;
-  else if (!fd_owned(w, fd))
+  else if (fd_owned(w, fd) != GAIO__OWNED_YES)
     rc = -EBADF;
-  else if ((r = req_alloc(w)) == NULL)
-    rc = -ENOBUFS;
+  else
+    r = req_alloc(w, 0, &rc);
   if (rc != 0) {
     pthread_mutex_unlock(&w->lock);
     return rc;
   }
+  atomic_store_explicit(&fd_entry(w, fd)->owned, GAIO__OWNED_FREEING, memory_order_relaxed);
   r->op = GAIO__OP_FREE;
   r->fd = fd;
   submit_locked(w, r);
@@ -389,7 +395,7 @@ static void fd_release(gaio_watcher *w, gaio__fd *f, int error, int close_fd) {
   atomic_fetch_sub_explicit(&w->nfds, 1, memory_order_relaxed);
   /* Disown before close(): once closed, the number can come back from accept() in another
    * thread at once, and gaio_attach() of it must not see the old owner. */
-  atomic_store_explicit(&f->owned, 0, memory_order_release);
+  atomic_store_explicit(&f->owned, GAIO__OWNED_NO, memory_order_release);
   if (close_fd) close(f->fd);
 }
 

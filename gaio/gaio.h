@@ -51,7 +51,9 @@ enum gaio_op {
 };
 
 /* gaio_result.flags: the bytes are in the watcher's swap buffer (the read was submitted with a
- * NULL buffer). They stay valid until the next call of gaio_wait() on this watcher. */
+ * NULL buffer and got size > 0 bytes). They stay valid until the next call of gaio_wait() on this
+ * watcher. A NULL-buffer read that ends without data (EOF, error, deadline) has buf NULL and no
+ * flag. */
 #define GAIO_RESULT_SWAP 0x1u
 
 /* One completion. A plain struct, filled by gaio_wait(); the caller owns the array. */
@@ -83,8 +85,8 @@ typedef struct gaio_options {
   size_t read_max;
   /* Readiness events taken from the kernel per poll. */
   unsigned max_events;
-  /* Accepted requests that have not been delivered yet (this also bounds the queued results).
-   * A submit beyond it returns -ENOBUFS synchronously. */
+  /* Accepted I/O requests that have not been delivered yet (this also bounds the queued
+   * results). A submit beyond it returns -ENOBUFS synchronously. Attach and free do not count. */
   unsigned max_requests;
   /* Bytes of writes queued on one fd and not yet written. A write that would exceed it completes
    * with -ENOBUFS (and writes nothing). */
@@ -121,7 +123,8 @@ int gaio_watcher_create(gaio_watcher **out, const gaio_options *opts);
  * in gaio_wait() (it is woken). Afterwards every submit call, gaio_attach() and gaio_free()
  * return -ESHUTDOWN. Every request accepted before the close still gets its one result, with
  * -ESHUTDOWN unless it had already completed; gaio_wait() hands those out and then returns
- * -ESHUTDOWN. Every fd the watcher owns is closed. Memory is released by gaio_watcher_destroy(). */
+ * -ESHUTDOWN. Every fd the watcher owns is closed by the loop: in the next gaio_wait() (or the
+ * one in progress), or in gaio_watcher_destroy(). Memory is released by gaio_watcher_destroy(). */
 void gaio_watcher_close(gaio_watcher *w);
 
 /* Close (if not done yet) and free the watcher and all its memory. Results not yet delivered are
@@ -129,16 +132,18 @@ void gaio_watcher_close(gaio_watcher *w);
 void gaio_watcher_destroy(gaio_watcher *w);
 
 /* Pass ownership of fd to the watcher (no dup(): the same fd is used and later closed by the
- * watcher). The fd must be pollable (a socket, a pipe, ...). Sets O_NONBLOCK. Safe from any thread.
- * Returns 0, or -EBADF (not an open fd), -EEXIST (already attached), -EPERM (not pollable, e.g.
- * a regular file), -ERANGE (fd beyond the table, sized from RLIMIT_NOFILE at create), -ESHUTDOWN.
- * On error the caller keeps the fd. */
+ * watcher). The fd must be pollable (a socket, a pipe, ...). Sets O_NONBLOCK. Writes to stream
+ * fds are coalesced; on datagram and seqpacket sockets each write is one message. Safe from any
+ * thread. Returns 0, or -EBADF (not an open fd), -EEXIST (already attached, or freed but not yet
+ * closed), -EPERM (not pollable, e.g. a regular file), -ERANGE (fd beyond the table, sized from
+ * the hard RLIMIT_NOFILE at create), -ENOMEM, -ESHUTDOWN. On error the caller keeps the fd. */
 int gaio_attach(gaio_watcher *w, int fd);
 
 /* Free an attached fd: every pending request on it completes with -ECANCELED, then the watcher
- * closes it. Produces no result of its own. Asynchronous: it takes effect, in submission order,
- * at the next gaio_wait(); once a later gaio_wait() has returned, the fd number may be reused.
- * Safe from any thread. Returns 0, -EBADF (fd not attached), or -ESHUTDOWN. */
+ * closes it. Produces no result of its own. From the call on, submits on fd return -EBADF. The
+ * release itself happens, in submission order, in the next gaio_wait(); once that has returned,
+ * the fd number may be reused. Safe from any thread. Returns 0, -EBADF (fd not attached, or
+ * already being freed), -ENOMEM or -ESHUTDOWN. */
 int gaio_free(gaio_watcher *w, int fd);
 
 /* Queue a read of up to len bytes into buf; it completes on the first bytes received (size > 0),
@@ -146,8 +151,8 @@ int gaio_free(gaio_watcher *w, int fd);
  * is then ignored and the read takes up to read_max bytes; the result has GAIO_RESULT_SWAP).
  * A user buffer must stay valid and unmodified until its result is delivered. Safe from any
  * thread. Returns 0 (exactly one result will follow) or a negative errno (no result will follow):
- * -EINVAL (buf non-NULL with len 0), -EBADF (fd not attached), -ENOBUFS (max_requests reached),
- * -ESHUTDOWN. */
+ * -EINVAL (buf non-NULL with len 0), -EBADF (fd not attached, or being freed), -ENOBUFS
+ * (max_requests reached), -ENOMEM, -ESHUTDOWN. */
 int gaio_read(gaio_watcher *w, int fd, void *buf, size_t len, void *ctx);
 
 /* gaio_read() with an absolute deadline (gaio_now() time base; 0 = none). On expiry the result has
@@ -165,7 +170,7 @@ int gaio_read_full(gaio_watcher *w, int fd, void *buf, size_t len, void *ctx, ui
  * sockets they use MSG_NOSIGNAL, so a closed peer gives -EPIPE, never SIGPIPE. buf must stay valid
  * and unmodified until the result is delivered. buf must be non-NULL and len > 0 (else -EINVAL).
  * Safe from any thread. Returns 0 (exactly one result will follow) or a negative errno (no result
- * will follow): -EINVAL, -EBADF, -ENOBUFS, -ESHUTDOWN. */
+ * will follow): -EINVAL, -EBADF, -ENOBUFS, -ENOMEM, -ESHUTDOWN. */
 int gaio_write(gaio_watcher *w, int fd, const void *buf, size_t len, void *ctx);
 
 /* gaio_write() with an absolute deadline (0 = none). On expiry the result has -ETIMEDOUT and size

@@ -50,6 +50,16 @@ enum {
   GAIO__FD_WR_BLOCKED = 1u << 2, /* a write saw EAGAIN (or a short write): wait for an event */
   GAIO__FD_SOCK = 1u << 3,       /* a socket: writes use sendmsg(MSG_NOSIGNAL) */
   GAIO__FD_STREAM = 1u << 4,     /* a stream socket: a short read means the buffer is drained */
+  GAIO__FD_HUP = 1u << 5,        /* the peer hung up or the socket has an error (seen in an
+                                    event): short reads and writes no longer mean "wait for an
+                                    edge", since the edge that reported it is already consumed */
+};
+
+/* gaio__fd.owned: who may submit on the fd. */
+enum {
+  GAIO__OWNED_NO = 0,
+  GAIO__OWNED_YES = 1,     /* attached: submits accepted */
+  GAIO__OWNED_FREEING = 2, /* gaio_free() called: submits refused, the loop will release it */
 };
 
 /* Per-fd state, in a table indexed by fd. Chunks of the table never move, so the queue heads
@@ -62,7 +72,8 @@ typedef struct gaio__fd {
   int fd;
   uint32_t gen;          /* generation of the current attachment (stale-event guard) */
   uint16_t state;
-  atomic_uchar owned;    /* set by gaio_attach (any thread), cleared when the loop releases it */
+  atomic_uchar owned;    /* GAIO__OWNED_*: set by gaio_attach and gaio_free (any thread, under
+                            the lock), cleared when the loop releases the fd */
 } gaio__fd;
 
 #define GAIO__FD_CHUNK 256u
@@ -84,7 +95,8 @@ struct gaio_watcher {
   gaio__queue pending;   /* submissions not yet seen by the loop */
   gaio__queue free_reqs; /* request free list */
   void *slabs;           /* singly linked list of request slabs */
-  unsigned live_reqs;    /* requests out of the free list */
+  unsigned live_reqs;    /* I/O requests out of the free list (attach/free are bounded by the
+                            fds instead: at most one of each per fd at a time) */
   uint64_t next_seq;
   uint32_t next_gen;
   int sleeping;          /* the loop is (about to be) blocked in poll */
