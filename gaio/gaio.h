@@ -25,7 +25,9 @@
  * THREADS
  *   Submit calls, gaio_attach(), gaio_free(), gaio_watcher_close() and gaio_watcher_stats() are
  *   safe from any thread. gaio_wait() is single-consumer: one thread at a time (a second
- *   concurrent caller gets -EBUSY). Watchers are independent: there is no file-scope state.
+ *   concurrent caller gets -EBUSY). gaio_cancel() and gaio_detach() answer synchronously, so
+ *   they belong to that same loop thread, between waits. Watchers are independent: there is no
+ *   file-scope state.
  *
  * All times are CLOCK_MONOTONIC nanoseconds; see gaio_now(). A deadline of 0 means "none". */
 #ifndef GAIO_GAIO_H
@@ -33,6 +35,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -47,7 +50,11 @@ typedef struct gaio_watcher gaio_watcher;
 enum gaio_op {
   GAIO_OP_READ = 1,      /* gaio_read / gaio_read_deadline */
   GAIO_OP_READ_FULL = 2, /* gaio_read_full */
-  GAIO_OP_WRITE = 3      /* gaio_write / gaio_write_deadline */
+  GAIO_OP_WRITE = 3,     /* gaio_write / gaio_write_deadline */
+  GAIO_OP_ACCEPT = 4,    /* gaio_accept */
+  GAIO_OP_CONNECT = 5,   /* gaio_connect */
+  GAIO_OP_RECVFROM = 6,  /* gaio_recvfrom */
+  GAIO_OP_SENDTO = 7     /* gaio_sendto */
 };
 
 /* gaio_result.flags: the bytes are in the watcher's swap buffer (the read was submitted with a
@@ -55,6 +62,8 @@ enum gaio_op {
  * watcher. A NULL-buffer read that ends without data (EOF, error, deadline) has buf NULL and no
  * flag. */
 #define GAIO_RESULT_SWAP 0x1u
+/* gaio_result.flags: a received datagram was longer than the buffer; size is what was kept. */
+#define GAIO_RESULT_TRUNC 0x2u
 
 /* One completion. A plain struct, filled by gaio_wait(); the caller owns the array. */
 typedef struct gaio_result {
@@ -65,6 +74,10 @@ typedef struct gaio_result {
   int op;         /* enum gaio_op */
   int error;      /* 0, a negative errno, or GAIO_EOF */
   unsigned flags; /* GAIO_RESULT_* */
+  int conn_fd;    /* GAIO_OP_ACCEPT with error 0: the accepted connection, else -1 (see
+                     gaio_accept() for who owns it) */
+  unsigned addr_len; /* GAIO_OP_ACCEPT, GAIO_OP_RECVFROM: bytes of the peer address stored in
+                        the sockaddr_storage given at submit; 0 if none was given */
 } gaio_result;
 
 /* Limits and their defaults. Every limit is named here; every one is an option below. */
@@ -74,6 +87,7 @@ typedef struct gaio_result {
 #define GAIO_DEFAULT_MAX_REQUESTS (1u << 20)          /* accepted requests not yet delivered */
 #define GAIO_DEFAULT_MAX_WRITE_PENDING (64u << 20)    /* queued write bytes per fd */
 #define GAIO_MAX_WRITE_IOV 64u                        /* queued writes coalesced per writev */
+#define GAIO_DEFAULT_RING_ENTRIES 1024u               /* io_uring submission queue entries */
 
 /* Watcher options. Zero in any field means its default, so `gaio_options o = {0};` is valid. */
 typedef struct gaio_options {
@@ -91,11 +105,16 @@ typedef struct gaio_options {
   /* Bytes of writes queued on one fd and not yet written. A write that would exceed it completes
    * with -ENOBUFS (and writes nothing). */
   size_t max_write_pending;
-  /* Backend by name: NULL or "" picks the best one available; the environment variable
-   * GAIO_BACKEND overrides that automatic choice (not an explicit name). "epoll" is the only one
-   * in this build. An unknown name gives -EINVAL from gaio_watcher_create(); a known backend that
-   * cannot start gives its setup error, never a silent switch to another backend. */
+  /* Backend by name: "uring" (io_uring) or "epoll" (edge-triggered epoll) on Linux. NULL or ""
+   * picks the best one that starts: io_uring first, epoll when io_uring cannot start (an old
+   * kernel, seccomp, the io_uring_disabled sysctl). The environment variable GAIO_BACKEND
+   * overrides that automatic choice (not an explicit name). An unknown name gives -EINVAL from
+   * gaio_watcher_create(); a named backend that cannot start gives its setup error (-ENOSYS,
+   * -EPERM, ...), never a silent switch to another backend. */
   const char *backend;
+  /* io_uring: submission queue entries (the completion queue has twice as many). Requests
+   * beyond it are submitted in several steps of one wait; nothing is refused. */
+  unsigned ring_entries;
 } gaio_options;
 
 /* Per-watcher counters. `submitted` counts accepted submits and `completed` counts delivered
@@ -178,6 +197,68 @@ int gaio_write(gaio_watcher *w, int fd, const void *buf, size_t len, void *ctx);
 int gaio_write_deadline(gaio_watcher *w, int fd, const void *buf, size_t len, void *ctx,
                         uint64_t deadline);
 
+/* Queue an accept of one connection on fd, a listening socket attached to w. The result has
+ * conn_fd: the new connection, with O_NONBLOCK and O_CLOEXEC set, owned by the caller, who
+ * attaches it to this or any other watcher (or closes it); it is not attached. If peer is not
+ * NULL, the peer address is stored there and addr_len says how many bytes; peer must stay valid
+ * until the result is delivered. Several accepts may be queued on one listener; they complete
+ * in FIFO order. Errors of one accept (-EMFILE, -ECONNABORTED, ...) complete that request only;
+ * the listener stays usable. Safe from any thread. Returns 0 (exactly one result will follow)
+ * or -EBADF, -ENOBUFS, -ENOMEM, -ESHUTDOWN (no result). */
+int gaio_accept(gaio_watcher *w, int fd, struct sockaddr_storage *peer, void *ctx);
+
+/* Start a non-blocking connect of fd (a socket attached to w, not yet connected) to addr, and
+ * queue a request that completes when the connection is established (error 0) or has failed
+ * (-ECONNREFUSED, -ENETUNREACH, ... also when connect(2) fails at once), or on the deadline
+ * (-ETIMEDOUT; 0 = none; the socket is then unusable: free it). connect(2) is called in the
+ * calling thread, so addr is only read during the call. Queue reads and writes on fd after the
+ * result. Safe from any thread. Returns 0 (exactly one result will follow) or -EINVAL (addr
+ * NULL or addr_len 0), -EBADF, -ENOBUFS, -ENOMEM, -ESHUTDOWN (no result). */
+int gaio_connect(gaio_watcher *w, int fd, const struct sockaddr *addr, socklen_t addr_len,
+                 void *ctx, uint64_t deadline);
+
+/* Queue a receive of one datagram (recvfrom(2)) into buf, up to len bytes; buf NULL means the
+ * swap buffer, as for gaio_read() (len ignored, up to read_max bytes). A longer datagram is
+ * truncated and flagged GAIO_RESULT_TRUNC. If from is not NULL the sender's address is stored
+ * there (addr_len bytes); buf and from must stay valid until the result is delivered. A
+ * zero-length datagram completes with size 0 and error 0. Deadline 0 = none, else -ETIMEDOUT.
+ * Safe from any thread. Returns 0 (exactly one result will follow) or -EINVAL (buf non-NULL
+ * with len 0), -EBADF, -ENOBUFS, -ENOMEM, -ESHUTDOWN (no result). */
+int gaio_recvfrom(gaio_watcher *w, int fd, void *buf, size_t len,
+                  struct sockaddr_storage *from, void *ctx, uint64_t deadline);
+
+/* Queue a send of buf (len bytes) as one datagram to `to` (sendto(2); `to` NULL sends to the
+ * connected peer). buf and to must stay valid until the result is delivered. Queued sends go
+ * out in FIFO order, one message each. Deadline 0 = none, else -ETIMEDOUT. Safe from any
+ * thread. Returns 0 (exactly one result will follow) or -EINVAL (buf NULL or len 0), -EBADF,
+ * -ENOBUFS, -ENOMEM, -ESHUTDOWN (no result). */
+int gaio_sendto(gaio_watcher *w, int fd, const void *buf, size_t len, const struct sockaddr *to,
+                socklen_t to_len, void *ctx, uint64_t deadline);
+
+/* Cancel the oldest pending request on fd whose context pointer is ctx. Returns 0 when it was
+ * still pending: its one result then carries -ECANCELED (with size = the bytes already
+ * transferred). Returns -ENOENT when no request on fd with that ctx is pending: it has
+ * completed already (its own result is delivered or queued, and nothing more will come), or
+ * there never was one. The answer is exact on every backend: with io_uring the call waits for
+ * the kernel's verdict on a request it holds. Loop-thread only: call it from the thread that
+ * calls gaio_wait() (between calls), or when no thread is in gaio_wait() (else -EBUSY). Also
+ * -EBADF (fd not attached), -ENOMEM, -ESHUTDOWN. */
+int gaio_cancel(gaio_watcher *w, int fd, void *ctx);
+
+/* Give fd back to the caller without closing it: every pending request on it completes with
+ * -ECANCELED (results delivered by the next gaio_wait(); a request that had already finished in
+ * the kernel keeps its own result), the watcher stops watching it, and O_NONBLOCK is restored
+ * to what it was at gaio_attach(). When it returns 0 the fd is the caller's, to read, write,
+ * close or attach again. Loop-thread only, like gaio_cancel() (else -EBUSY). Also -EBADF (not
+ * attached, or being freed), -ESHUTDOWN. */
+int gaio_detach(gaio_watcher *w, int fd);
+
+/* Pin the calling thread (typically the one that will call gaio_wait()) to one CPU. cpu is
+ * checked against the set this thread may run on (sched_getaffinity). Returns 0, -EINVAL (cpu
+ * negative, beyond CPU_SETSIZE or not in the allowed set), or the error of sched_setaffinity(2).
+ * Affects only the calling thread. */
+int gaio_pin_thread(int cpu);
+
 /* Wait up to timeout_ms (-1: forever, 0: don't block) for at least one result, then return every
  * result that is ready, up to max, in out[0..n). Results left over stay queued for the next call.
  * Calling it invalidates the swap bytes of the previous call's results. Single consumer: one
@@ -189,7 +270,7 @@ int gaio_wait(gaio_watcher *w, gaio_result *out, int max, int timeout_ms);
  * each counter, not of all of them at one instant. */
 void gaio_watcher_stats(gaio_watcher *w, gaio_stats *out);
 
-/* The name of the backend in use ("epoll"). The string is static. */
+/* The name of the backend in use: "uring" or "epoll". The string is static. */
 const char *gaio_backend_name(const gaio_watcher *w);
 
 /* A message for an error code of this API: GAIO_EOF or a negative errno. Static string. */
