@@ -8,6 +8,7 @@
 
 struct gaio_watcher;
 struct gaio__fd;
+struct gaio__req;
 
 struct gaio__backend {
   const char *name;
@@ -18,8 +19,15 @@ struct gaio__backend {
   /* Start watching fd; gen tags its events so that events of an earlier fd with the same number
    * are recognised as stale. Any thread, under the watcher lock. Returns 0 or a negative errno. */
   int (*attach)(struct gaio_watcher *w, int fd, uint32_t gen);
-  /* Stop watching fd (loop thread), before it is closed or handed back. */
-  void (*detach)(struct gaio_watcher *w, int fd);
+  /* Stop watching f (loop thread), before it is closed or handed back. Requests of f that the
+   * kernel holds are settled first: each one either completes with its own outcome or is left
+   * in its queue, no longer in the kernel, for the core to complete with the release error. */
+  void (*detach)(struct gaio_watcher *w, struct gaio__fd *f);
+  /* r, queued on its fd, must finish with error (-ECANCELED, -ETIMEDOUT). If the kernel does not
+   * hold r, complete it now (gaio__complete). Otherwise ask the kernel to cancel it and complete
+   * it when the kernel answers: with error if the cancel took, with r's own outcome if r
+   * finished first. Returns 1 if r is still pending in the kernel, else 0. Loop thread. */
+  int (*cancel)(struct gaio_watcher *w, struct gaio__req *r, int error);
   /* The queues of f changed (new requests, or a head removed): make what progress is possible
    * now, without blocking. Loop thread. */
   void (*kick)(struct gaio_watcher *w, struct gaio__fd *f);

@@ -3,6 +3,7 @@
  * read/write on a stream, which means the kernel buffer was drained or filled: any later change
  * raises a new edge, since epoll_wait already consumed the previous one). */
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -58,14 +59,55 @@ static int ep_attach(gaio_watcher *w, int fd, uint32_t gen) {
   return epoll_ctl(state_of(w)->epfd, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : -errno;
 }
 
-static void ep_detach(gaio_watcher *w, int fd) {
-  /* Explicit, although close() would drop the registration: a dup of the fd elsewhere would
-   * keep the open file description, and with it the registration, alive. */
-  epoll_ctl(state_of(w)->epfd, EPOLL_CTL_DEL, fd, NULL);
+static void ep_detach(gaio_watcher *w, gaio__fd *f) {
+  /* Explicit, although close() would drop the registration: a dup of the fd elsewhere (or a
+   * detached fd) keeps the open file description, and with it the registration, alive. */
+  epoll_ctl(state_of(w)->epfd, EPOLL_CTL_DEL, f->fd, NULL);
+}
+
+/* The kernel never holds a request here: the syscalls are made and finished in the loop. */
+static int ep_cancel(gaio_watcher *w, gaio__req *r, int error) {
+  gaio__complete(w, r, error);
+  return 0;
 }
 
 static gaio__req *head_of(gaio__queue *q) {
   return gaio__container_of(gaio__queue_head(q), gaio__req, link);
+}
+
+/* recvmsg(2) of one datagram into r; the sender's address goes where the caller asked. A
+ * zero-length datagram is a result of size 0, not an end of stream (except on a stream). */
+static ssize_t recv_datagram(gaio__fd *f, gaio__req *r) {
+  struct iovec iov = {.iov_base = r->buf, .iov_len = r->len};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+  if (r->u.sock.addr != NULL) {
+    msg.msg_name = r->u.sock.addr;
+    msg.msg_namelen = sizeof(struct sockaddr_storage);
+  }
+  ssize_t n = recvmsg(f->fd, &msg, 0);
+  if (n < 0) return n;
+  r->u.sock.addr_len = r->u.sock.addr ? msg.msg_namelen : 0;
+  if (msg.msg_flags & MSG_TRUNC) r->flags |= GAIO__REQ_TRUNC;
+  return n;
+}
+
+/* One accept4(2) for the head accept request. Returns 0 to go on with the queue, 1 to stop. */
+static int accept_once(gaio_watcher *w, gaio__fd *f, gaio__req *r) {
+  socklen_t len = sizeof(struct sockaddr_storage);
+  int fd = accept4(f->fd, r->u.sock.addr, r->u.sock.addr ? &len : NULL,
+                   SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd >= 0) {
+    r->u.sock.conn_fd = fd;
+    r->u.sock.addr_len = r->u.sock.addr ? len : 0;
+    gaio__complete(w, r, 0);
+    return 0;
+  }
+  if (errno == EAGAIN || errno == EWOULDBLOCK) {
+    f->state |= GAIO__FD_RD_BLOCKED;
+    return 1;
+  }
+  if (errno != EINTR) gaio__complete(w, r, -errno); /* this accept only: the listener lives */
+  return 0;
 }
 
 /* One read attempt for the head request r. Returns 0 to go on with the queue, 1 to stop. */
@@ -79,7 +121,22 @@ static int read_once(gaio_watcher *w, gaio__fd *f, gaio__req *r) {
     r->len = w->read_max;
   }
   size_t want = r->len - r->done;
-  ssize_t n = read(f->fd, r->buf + r->done, want);
+  ssize_t n;
+  if (r->op == GAIO_OP_RECVFROM) {
+    n = recv_datagram(f, r);
+    if (n > 0 || (n == 0 && !(f->state & GAIO__FD_STREAM))) {
+      gaio__count(&w->bytes_read, (uint64_t)n);
+      r->done = (size_t)n;
+      if (n == 0 && (r->flags & GAIO__REQ_SWAP)) {
+        gaio__swap_return(w, r->buf);
+        r->buf = NULL;
+      }
+      gaio__complete(w, r, 0);
+      return 0;
+    }
+  } else {
+    n = read(f->fd, r->buf + r->done, want);
+  }
   if (n > 0) {
     gaio__count(&w->bytes_read, (uint64_t)n);
     r->done += (size_t)n;
@@ -111,8 +168,29 @@ static int read_once(gaio_watcher *w, gaio__fd *f, gaio__req *r) {
 }
 
 static void run_reads(gaio_watcher *w, gaio__fd *f) {
-  while (!(f->state & GAIO__FD_RD_BLOCKED) && !gaio__queue_empty(&f->rq))
-    if (read_once(w, f, head_of(&f->rq))) break;
+  while (!(f->state & GAIO__FD_RD_BLOCKED) && !gaio__queue_empty(&f->rq)) {
+    gaio__req *r = head_of(&f->rq);
+    if (r->op == GAIO_OP_ACCEPT ? accept_once(w, f, r) : read_once(w, f, r)) break;
+  }
+}
+
+/* The head of the write queue is a connect started by gaio_connect(). Has it finished? A poll
+ * with no timeout answers without consuming the edge-triggered event; an unfinished connect
+ * then waits for EPOLLOUT. Returns 0 to go on with the queue, 1 to stop. */
+static int connect_once(gaio_watcher *w, gaio__fd *f, gaio__req *r) {
+  struct pollfd p = {.fd = f->fd, .events = POLLOUT};
+  if (poll(&p, 1, 0) == 0) {
+    f->state |= GAIO__FD_WR_BLOCKED;
+    return 1;
+  }
+  int err = 0;
+  socklen_t len = sizeof(err);
+  if (getsockopt(f->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  /* A socket that is not connected yet reports POLLHUP, and epoll may have seen it at attach:
+   * that hang-up was not the peer's. */
+  if (err == 0) f->state &= (uint16_t)~GAIO__FD_HUP;
+  gaio__complete(w, r, -err);
+  return 0;
 }
 
 /* Spread n written bytes over the queued writes, completing those fully written. */
@@ -131,12 +209,20 @@ static void writes_advance(gaio_watcher *w, gaio__fd *f, size_t n) {
 static void run_writes(gaio_watcher *w, gaio__fd *f) {
   struct iovec iov[GAIO_MAX_WRITE_IOV];
   int message = (f->state & (GAIO__FD_SOCK | GAIO__FD_STREAM)) == GAIO__FD_SOCK;
-  size_t max_iov = message ? 1 : GAIO_MAX_WRITE_IOV;
   while (!(f->state & GAIO__FD_WR_BLOCKED) && !gaio__queue_empty(&f->wq)) {
+    gaio__req *head = head_of(&f->wq);
+    if (head->op == GAIO_OP_CONNECT) {
+      if (connect_once(w, f, head)) break;
+      continue;
+    }
+    /* A sendto is one message with its own address; so is every write on a datagram socket. */
+    int one = message || head->op == GAIO_OP_SENDTO;
+    size_t max_iov = one ? 1 : GAIO_MAX_WRITE_IOV;
     size_t cnt = 0, total = 0;
     for (gaio__queue *q = gaio__queue_head(&f->wq); q != &f->wq && cnt < max_iov;
          q = q->next) {
       gaio__req *r = gaio__container_of(q, gaio__req, link);
+      if (r->op != GAIO_OP_WRITE && cnt > 0) break; /* a connect or sendto goes alone */
       iov[cnt].iov_base = r->buf + r->done;
       iov[cnt].iov_len = r->len - r->done;
       total += iov[cnt++].iov_len;
@@ -144,6 +230,10 @@ static void run_writes(gaio_watcher *w, gaio__fd *f) {
     ssize_t n;
     if (f->state & GAIO__FD_SOCK) {
       struct msghdr msg = {.msg_iov = iov, .msg_iovlen = cnt};
+      if (head->op == GAIO_OP_SENDTO) {
+        msg.msg_name = head->u.sock.addr;
+        msg.msg_namelen = head->u.sock.addr_len;
+      }
       n = sendmsg(f->fd, &msg, MSG_NOSIGNAL); /* a closed peer gives EPIPE, not SIGPIPE */
     } else {
       n = writev(f->fd, iov, (int)cnt);
@@ -208,6 +298,7 @@ const struct gaio__backend gaio__backend_epoll = {
     .destroy = ep_destroy,
     .attach = ep_attach,
     .detach = ep_detach,
+    .cancel = ep_cancel,
     .kick = ep_kick,
     .poll = ep_poll,
     .wakeup = ep_wakeup,

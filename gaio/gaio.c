@@ -2,6 +2,7 @@
  * The kernel side (readiness or completion) is behind the backend table (backend.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -64,7 +65,9 @@ static int apply_options(gaio_watcher *w, const gaio_options *o) {
   w->max_requests = o->max_requests ? o->max_requests : GAIO_DEFAULT_MAX_REQUESTS;
   w->max_write_pending =
       o->max_write_pending ? o->max_write_pending : GAIO_DEFAULT_MAX_WRITE_PENDING;
-  if (w->swap_size > (1u << 30) || w->max_events > (1u << 20)) return -EINVAL;
+  w->ring_entries = o->ring_entries ? o->ring_entries : GAIO_DEFAULT_RING_ENTRIES;
+  if (w->swap_size > (1u << 30) || w->max_events > (1u << 20) || w->ring_entries > (1u << 15))
+    return -EINVAL;
   return 0;
 }
 
@@ -201,33 +204,50 @@ static void submit_locked(gaio_watcher *w, gaio__req *r) {
   if (wake) w->be->wakeup(w);
 }
 
-static int submit_io(gaio_watcher *w, int op, int fd, void *buf, size_t len, void *ctx,
-                     uint64_t deadline) {
+/* Under the lock: the checks every submit makes, then a request from the free list. */
+static gaio__req *submit_begin(gaio_watcher *w, int fd, int *rc) {
+  *rc = 0;
+  if (atomic_load_explicit(&w->closed, memory_order_relaxed))
+    *rc = -ESHUTDOWN;
+  else if (fd_owned(w, fd) != GAIO__OWNED_YES)
+    *rc = -EBADF;
+  else
+    return req_alloc(w, 1, rc);
+  return NULL;
+}
+
+/* Copy the request described by t into a fresh request and queue it. */
+static int submit_io(gaio_watcher *w, const gaio__req *t) {
   if (w == NULL) return -EINVAL;
   pthread_mutex_lock(&w->lock);
-  int rc = 0;
-  gaio__req *r = NULL;
-  if (atomic_load_explicit(&w->closed, memory_order_relaxed))
-    rc = -ESHUTDOWN;
-  else if (fd_owned(w, fd) != GAIO__OWNED_YES)
-    rc = -EBADF;
-  else
-    r = req_alloc(w, 1, &rc);
-  if (rc != 0) {
+  int rc;
+  gaio__req *r = submit_begin(w, t->fd, &rc);
+  if (r == NULL) {
     pthread_mutex_unlock(&w->lock);
     return rc;
   }
-  r->op = (uint8_t)op;
-  r->fd = fd;
-  r->buf = buf;
-  r->len = len;
-  r->ctx = ctx;
-  r->deadline = deadline;
+  gaio__queue link = r->link;
+  *r = *t;
+  r->link = link;
   r->seq = w->next_seq++;
-  if (buf == NULL) r->flags = GAIO__REQ_SWAP;
   gaio__count(&w->submitted, 1);
   submit_locked(w, r);
   return 0;
+}
+
+/* A request template: the fields every operation has. */
+static gaio__req req_template(int op, int fd, void *buf, size_t len, void *ctx,
+                              uint64_t deadline) {
+  gaio__req t;
+  memset(&t, 0, sizeof(t));
+  t.op = (uint8_t)op;
+  t.fd = fd;
+  t.buf = buf;
+  t.len = len;
+  t.ctx = ctx;
+  t.deadline = deadline;
+  t.u.sock.conn_fd = -1;
+  return t;
 }
 
 int gaio_read(gaio_watcher *w, int fd, void *buf, size_t len, void *ctx) {
@@ -237,12 +257,15 @@ int gaio_read(gaio_watcher *w, int fd, void *buf, size_t len, void *ctx) {
 int gaio_read_deadline(gaio_watcher *w, int fd, void *buf, size_t len, void *ctx,
                        uint64_t deadline) {
   if (buf != NULL && len == 0) return -EINVAL;
-  return submit_io(w, GAIO_OP_READ, fd, buf, buf ? len : 0, ctx, deadline);
+  gaio__req t = req_template(GAIO_OP_READ, fd, buf, buf ? len : 0, ctx, deadline);
+  if (buf == NULL) t.flags = GAIO__REQ_SWAP;
+  return submit_io(w, &t);
 }
 
 int gaio_read_full(gaio_watcher *w, int fd, void *buf, size_t len, void *ctx, uint64_t deadline) {
   if (buf == NULL || len == 0) return -EINVAL;
-  return submit_io(w, GAIO_OP_READ_FULL, fd, buf, len, ctx, deadline);
+  gaio__req t = req_template(GAIO_OP_READ_FULL, fd, buf, len, ctx, deadline);
+  return submit_io(w, &t);
 }
 
 int gaio_write(gaio_watcher *w, int fd, const void *buf, size_t len, void *ctx) {
@@ -252,7 +275,55 @@ int gaio_write(gaio_watcher *w, int fd, const void *buf, size_t len, void *ctx) 
 int gaio_write_deadline(gaio_watcher *w, int fd, const void *buf, size_t len, void *ctx,
                         uint64_t deadline) {
   if (buf == NULL || len == 0) return -EINVAL;
-  return submit_io(w, GAIO_OP_WRITE, fd, (void *)buf, len, ctx, deadline);
+  gaio__req t = req_template(GAIO_OP_WRITE, fd, (void *)buf, len, ctx, deadline);
+  return submit_io(w, &t);
+}
+
+int gaio_accept(gaio_watcher *w, int fd, struct sockaddr_storage *peer, void *ctx) {
+  gaio__req t = req_template(GAIO_OP_ACCEPT, fd, NULL, 0, ctx, 0);
+  t.u.sock.addr = peer;
+  return submit_io(w, &t);
+}
+
+int gaio_recvfrom(gaio_watcher *w, int fd, void *buf, size_t len, struct sockaddr_storage *from,
+                  void *ctx, uint64_t deadline) {
+  if (buf != NULL && len == 0) return -EINVAL;
+  gaio__req t = req_template(GAIO_OP_RECVFROM, fd, buf, buf ? len : 0, ctx, deadline);
+  if (buf == NULL) t.flags = GAIO__REQ_SWAP;
+  t.u.sock.addr = from;
+  return submit_io(w, &t);
+}
+
+int gaio_sendto(gaio_watcher *w, int fd, const void *buf, size_t len, const struct sockaddr *to,
+                socklen_t to_len, void *ctx, uint64_t deadline) {
+  if (buf == NULL || len == 0 || (to == NULL && to_len != 0)) return -EINVAL;
+  gaio__req t = req_template(GAIO_OP_SENDTO, fd, (void *)buf, len, ctx, deadline);
+  t.u.sock.addr = (void *)to;
+  t.u.sock.addr_len = to ? to_len : 0;
+  return submit_io(w, &t);
+}
+
+/* connect(2) runs here, in the caller's thread, so that addr need not outlive the call. The
+ * request is allocated first, so that a started connect always has its result; what connect(2)
+ * said travels in r->error (-EINPROGRESS: the loop waits for the outcome). */
+int gaio_connect(gaio_watcher *w, int fd, const struct sockaddr *addr, socklen_t addr_len,
+                 void *ctx, uint64_t deadline) {
+  if (w == NULL || addr == NULL || addr_len == 0) return -EINVAL;
+  pthread_mutex_lock(&w->lock);
+  int rc;
+  gaio__req *r = submit_begin(w, fd, &rc);
+  pthread_mutex_unlock(&w->lock);
+  if (r == NULL) return rc;
+  gaio__queue link = r->link;
+  *r = req_template(GAIO_OP_CONNECT, fd, NULL, 0, ctx, deadline);
+  r->link = link;
+  r->error = connect(fd, addr, addr_len) == 0 ? 0 : -errno;
+  if (r->error == -EAGAIN) r->error = -EINPROGRESS; /* unix sockets: the backlog is full */
+  pthread_mutex_lock(&w->lock);
+  r->seq = w->next_seq++;
+  gaio__count(&w->submitted, 1);
+  submit_locked(w, r);
+  return 0;
 }
 
 /* Socket type, for the loop: sockets get sendmsg(MSG_NOSIGNAL), stream sockets the short-read
@@ -282,11 +353,10 @@ int gaio_attach(gaio_watcher *w, int fd) {
     rc = -EEXIST;
   else if ((r = req_alloc(w, 0, &rc)) == NULL)
     ;
-  else if ((rc = w->be->attach(w, fd, w->next_gen + 1)) == 0 && !(fl & O_NONBLOCK) &&
-           fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+  else if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)
     rc = -errno;
-    w->be->detach(w, fd);
-  }
+  else if ((rc = w->be->attach(w, fd, w->next_gen + 1)) != 0 && !(fl & O_NONBLOCK))
+    fcntl(fd, F_SETFL, fl); /* give it back as it came */
   if (rc != 0) {
     if (r != NULL) gaio__queue_push(&w->free_reqs, &r->link);
     pthread_mutex_unlock(&w->lock);
@@ -296,8 +366,8 @@ int gaio_attach(gaio_watcher *w, int fd) {
   atomic_fetch_add_explicit(&w->nfds, 1, memory_order_relaxed);
   r->op = GAIO__OP_ATTACH;
   r->fd = fd;
-  r->gen = ++w->next_gen;
-  r->attach_state = probe_fd_kind(fd);
+  r->u.attach.gen = ++w->next_gen;
+  r->u.attach.kind = probe_fd_kind(fd) | ((fl & O_NONBLOCK) ? GAIO__FD_WAS_NONBLOCK : 0);
   submit_locked(w, r);
   return 0;
 }
@@ -332,6 +402,13 @@ static int deadline_less(const gaio__heap_node *a, const gaio__heap_node *b) {
   return x->deadline < y->deadline || (x->deadline == y->deadline && x->seq < y->seq);
 }
 
+static void heap_unlink(gaio_watcher *w, gaio__req *r) {
+  if (r->flags & GAIO__REQ_IN_HEAP) {
+    gaio__heap_remove(&w->timers, &r->heap, deadline_less);
+    r->flags &= (uint8_t)~GAIO__REQ_IN_HEAP;
+  }
+}
+
 static void kick_later(gaio_watcher *w, gaio__fd *f) {
   gaio__queue_remove(&f->kick_link);
   gaio__queue_push(&w->kicks, &f->kick_link);
@@ -340,20 +417,23 @@ static void kick_later(gaio_watcher *w, gaio__fd *f) {
 void gaio__complete(gaio_watcher *w, gaio__req *r, int error) {
   gaio__fd *f = r->f;
   if (f != NULL) {
-    gaio__queue *q = r->op == GAIO_OP_WRITE ? &f->wq : &f->rq;
+    gaio__queue *q = gaio__is_write_op(r->op) ? &f->wq : &f->rq;
     if (gaio__queue_head(q) == &r->link && r->link.next != q) kick_later(w, f);
-    if (r->op == GAIO_OP_WRITE) f->wbytes -= r->len;
+    if (gaio__is_write_op(r->op)) f->wbytes -= r->len;
     r->f = NULL;
   }
   gaio__queue_remove(&r->link);
-  if (r->flags & GAIO__REQ_IN_HEAP) {
-    gaio__heap_remove(&w->timers, &r->heap, deadline_less);
-    r->flags &= (uint8_t)~GAIO__REQ_IN_HEAP;
-  }
+  heap_unlink(w, r);
   r->error = error;
+  r->flags &= (uint8_t)~(GAIO__REQ_KERNEL | GAIO__REQ_CANCEL);
   if (r->flags & GAIO__REQ_SWAP && r->done > 0) w->swap_out++;
   gaio__queue_push(&w->done, &r->link);
   gaio__count(&w->queued, 1);
+}
+
+void gaio__cancel(gaio_watcher *w, gaio__req *r, int error) {
+  heap_unlink(w, r);
+  w->be->cancel(w, r, error);
 }
 
 char *gaio__swap_take(gaio_watcher *w) {
@@ -383,26 +463,34 @@ static void swap_recycle(gaio_watcher *w) {
   }
 }
 
-/* Complete every pending request of f with error, then forget f (and close it if asked). */
-static void fd_release(gaio_watcher *w, gaio__fd *f, int error, int close_fd) {
+/* Complete every pending request of f with error, then forget f. how: close the fd, or hand it
+ * back (with its O_NONBLOCK flag as it was at attach), or neither (it is closed elsewhere). */
+enum { RELEASE_CLOSE, RELEASE_DETACH };
+
+static void fd_release(gaio_watcher *w, gaio__fd *f, int error, int how) {
+  w->be->detach(w, f); /* first: requests the kernel holds settle before the rest complete */
   while (!gaio__queue_empty(&f->rq))
     gaio__complete(w, gaio__container_of(gaio__queue_head(&f->rq), gaio__req, link), error);
   while (!gaio__queue_empty(&f->wq))
     gaio__complete(w, gaio__container_of(gaio__queue_head(&f->wq), gaio__req, link), error);
   gaio__queue_remove(&f->kick_link);
-  w->be->detach(w, f->fd);
+  int was_nonblock = f->state & GAIO__FD_WAS_NONBLOCK;
   f->state = 0;
   atomic_fetch_sub_explicit(&w->nfds, 1, memory_order_relaxed);
+  if (how == RELEASE_DETACH && !was_nonblock) {
+    int fl = fcntl(f->fd, F_GETFL);
+    if (fl >= 0) fcntl(f->fd, F_SETFL, fl & ~O_NONBLOCK);
+  }
   /* Disown before close(): once closed, the number can come back from accept() in another
    * thread at once, and gaio_attach() of it must not see the old owner. */
   atomic_store_explicit(&f->owned, GAIO__OWNED_NO, memory_order_release);
-  if (close_fd) close(f->fd);
+  if (how == RELEASE_CLOSE) close(f->fd);
 }
 
 static void start_attach(gaio_watcher *w, gaio__req *r) {
   gaio__fd *f = fd_entry(w, r->fd);
-  f->gen = r->gen;
-  f->state = (uint16_t)(GAIO__FD_LIVE | r->attach_state);
+  f->gen = r->u.attach.gen;
+  f->state = (uint16_t)(GAIO__FD_LIVE | r->u.attach.kind);
   f->wbytes = 0;
 }
 
@@ -417,8 +505,13 @@ static void start_io(gaio_watcher *w, gaio__req *r, int closed) {
     gaio__complete(w, r, -EBADF); /* freed after this request was accepted */
     return;
   }
+  if (r->op == GAIO_OP_CONNECT && r->error != -EINPROGRESS) {
+    gaio__complete(w, r, r->error); /* connect(2) finished (or failed) in the submit call */
+    return;
+  }
+  r->error = 0;
   gaio__queue *q = &f->rq;
-  if (r->op == GAIO_OP_WRITE) {
+  if (gaio__is_write_op(r->op)) {
     if (r->len > w->max_write_pending - f->wbytes) {
       gaio__complete(w, r, -ENOBUFS);
       return;
@@ -453,7 +546,7 @@ static int flush(gaio_watcher *w) {
       if (r->op == GAIO__OP_ATTACH)
         start_attach(w, r);
       else if (f->state & GAIO__FD_LIVE)
-        fd_release(w, f, -ECANCELED, 1);
+        fd_release(w, f, -ECANCELED, RELEASE_CLOSE);
       gaio__queue_push(&w->spent, &r->link);
     } else {
       start_io(w, r, closed);
@@ -470,14 +563,14 @@ static void run_kicks(gaio_watcher *w) {
   }
 }
 
-/* Complete every request whose deadline has passed. Completion runs no user code, so the heap
- * can be popped directly. */
+/* Finish every request whose deadline has passed (at once, or when the kernel gives it back).
+ * This runs no user code, so the heap can be popped directly. */
 static void expire(gaio_watcher *w, uint64_t now) {
   gaio__heap_node *n;
   while ((n = gaio__heap_min(&w->timers)) != NULL) {
     gaio__req *r = gaio__container_of(n, gaio__req, heap);
     if (r->deadline > now) break;
-    gaio__complete(w, r, -ETIMEDOUT);
+    gaio__cancel(w, r, -ETIMEDOUT);
   }
 }
 
@@ -487,7 +580,7 @@ static void sweep(gaio_watcher *w) {
     gaio__fd *chunk = atomic_load_explicit(&w->chunks[c], memory_order_acquire);
     if (chunk == NULL) continue;
     for (unsigned i = 0; i < GAIO__FD_CHUNK; i++)
-      if (chunk[i].state & GAIO__FD_LIVE) fd_release(w, &chunk[i], -ESHUTDOWN, 1);
+      if (chunk[i].state & GAIO__FD_LIVE) fd_release(w, &chunk[i], -ESHUTDOWN, RELEASE_CLOSE);
   }
   w->swept = 1;
 }
@@ -503,11 +596,17 @@ static int deliver(gaio_watcher *w, gaio_result *out, int max) {
     res->fd = r->fd;
     res->op = r->op;
     res->error = r->error;
-    res->flags = 0;
+    res->flags = (r->flags & GAIO__REQ_TRUNC) ? GAIO_RESULT_TRUNC : 0;
     res->buf = r->buf;
+    res->conn_fd = -1;
+    res->addr_len = 0;
+    if (r->op == GAIO_OP_ACCEPT || r->op == GAIO_OP_RECVFROM) {
+      res->conn_fd = r->u.sock.conn_fd;
+      res->addr_len = r->u.sock.addr_len;
+    }
     if (r->flags & GAIO__REQ_SWAP) {
       if (r->done > 0) {
-        res->flags = GAIO_RESULT_SWAP;
+        res->flags |= GAIO_RESULT_SWAP;
         w->swap_out--;
       } else {
         res->buf = NULL;
@@ -610,6 +709,11 @@ void gaio_watcher_destroy(gaio_watcher *w) {
   if (w == NULL) return;
   gaio_watcher_close(w);
   if (!w->swept) advance(w);
+  /* Connections accepted for results nobody will read would leak. */
+  for (gaio__queue *q = w->done.next; q != &w->done; q = q->next) {
+    gaio__req *r = gaio__container_of(q, gaio__req, link);
+    if (r->op == GAIO_OP_ACCEPT && r->u.sock.conn_fd >= 0) close(r->u.sock.conn_fd);
+  }
   w->be->destroy(w);
   for (void *s = w->slabs; s != NULL;) {
     void *next = *(void **)s;
@@ -632,4 +736,91 @@ void gaio_watcher_stats(gaio_watcher *w, gaio_stats *out) {
   out->queued_results = atomic_load_explicit(&w->queued, memory_order_relaxed);
   out->fds = atomic_load_explicit(&w->nfds, memory_order_relaxed);
   out->in_flight = out->submitted >= out->completed ? out->submitted - out->completed : 0;
+}
+
+/* ---- Loop-thread calls outside gaio_wait(): cancel, detach ---- */
+
+/* Take the loop as gaio_wait() does, and bring the submissions in, so that everything the
+ * caller submitted before the call is seen. */
+static int loop_enter(gaio_watcher *w) {
+  if (w == NULL) return -EINVAL;
+  if (atomic_exchange(&w->in_wait, 1)) return -EBUSY;
+  if (atomic_load_explicit(&w->closed, memory_order_relaxed)) {
+    atomic_store(&w->in_wait, 0);
+    return -ESHUTDOWN;
+  }
+  flush(w);
+  return 0;
+}
+
+static void loop_leave(gaio_watcher *w) { atomic_store(&w->in_wait, 0); }
+
+/* The live entry of an fd that is attached and not being freed, or NULL. */
+static gaio__fd *fd_attached(gaio_watcher *w, int fd) {
+  gaio__fd *f = fd_entry(w, fd);
+  if (f == NULL || !(f->state & GAIO__FD_LIVE) ||
+      atomic_load_explicit(&f->owned, memory_order_relaxed) != GAIO__OWNED_YES)
+    return NULL;
+  return f;
+}
+
+/* The oldest request of f (either direction) with context ctx. */
+static gaio__req *find_ctx(gaio__fd *f, void *ctx) {
+  gaio__req *best = NULL;
+  gaio__queue *qs[2] = {&f->rq, &f->wq};
+  for (int i = 0; i < 2; i++) {
+    for (gaio__queue *q = qs[i]->next; q != qs[i]; q = q->next) {
+      gaio__req *r = gaio__container_of(q, gaio__req, link);
+      if (r->ctx == ctx) {
+        if (best == NULL || r->seq < best->seq) best = r;
+        break; /* later ones in this queue are younger */
+      }
+    }
+  }
+  return best;
+}
+
+int gaio_cancel(gaio_watcher *w, int fd, void *ctx) {
+  int rc = loop_enter(w);
+  if (rc != 0) return rc;
+  gaio__fd *f = fd_attached(w, fd);
+  gaio__req *r = f ? find_ctx(f, ctx) : NULL;
+  if (f == NULL) {
+    rc = -EBADF;
+  } else if (r == NULL) {
+    rc = -ENOENT;
+  } else {
+    /* A request already being cancelled (its deadline passed) keeps that error. */
+    if (!(r->flags & GAIO__REQ_CANCEL)) gaio__cancel(w, r, -ECANCELED);
+    /* With io_uring the kernel's answer is on its way: poll until r is settled. */
+    while (r->f != NULL && rc == 0) rc = w->be->poll(w, -1);
+    if (rc == 0) rc = r->error == -ECANCELED ? 0 : -ENOENT;
+  }
+  loop_leave(w);
+  return rc;
+}
+
+int gaio_detach(gaio_watcher *w, int fd) {
+  int rc = loop_enter(w);
+  if (rc != 0) return rc;
+  pthread_mutex_lock(&w->lock);
+  gaio__fd *f = fd_attached(w, fd);
+  if (f == NULL)
+    rc = -EBADF;
+  else /* refuse submits from now on, as gaio_free() does */
+    atomic_store_explicit(&f->owned, GAIO__OWNED_FREEING, memory_order_relaxed);
+  pthread_mutex_unlock(&w->lock);
+  if (f != NULL) fd_release(w, f, -ECANCELED, RELEASE_DETACH);
+  loop_leave(w);
+  return rc;
+}
+
+int gaio_pin_thread(int cpu) {
+  if (cpu < 0 || cpu >= CPU_SETSIZE) return -EINVAL;
+  cpu_set_t allowed, one;
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return -errno;
+  if (!CPU_ISSET(cpu, &allowed)) return -EINVAL;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  return sched_setaffinity(0, sizeof(one), &one) == 0 ? 0 : -errno;
 }

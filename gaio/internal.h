@@ -19,8 +19,12 @@ enum { GAIO__OP_ATTACH = 16, GAIO__OP_FREE = 17 };
 
 /* gaio__req.flags */
 enum {
-  GAIO__REQ_SWAP = 1u << 0,    /* submitted with a NULL buffer: reads into the swap buffer */
-  GAIO__REQ_IN_HEAP = 1u << 1, /* linked in the deadline heap */
+  GAIO__REQ_SWAP = 1u << 0,     /* submitted with a NULL buffer: reads into the swap buffer */
+  GAIO__REQ_IN_HEAP = 1u << 1,  /* linked in the deadline heap */
+  GAIO__REQ_KERNEL = 1u << 2,   /* io_uring: the kernel holds it (an SQE was queued for it) */
+  GAIO__REQ_CANCEL = 1u << 3,   /* io_uring: a cancel was asked for; `error` holds the error to
+                                   complete with if the kernel confirms it */
+  GAIO__REQ_TRUNC = 1u << 4,    /* a datagram was truncated (GAIO_RESULT_TRUNC) */
 };
 
 /* One submitted operation. Lives in a slab; linked in exactly one queue at a time: the
@@ -39,9 +43,24 @@ typedef struct gaio__req {
   int error;
   uint8_t op;
   uint8_t flags;
-  uint32_t gen;           /* GAIO__OP_ATTACH: the generation given to the backend */
-  uint32_t attach_state;  /* GAIO__OP_ATTACH: GAIO__FD_SOCK / GAIO__FD_STREAM */
+  uint16_t be_tag;        /* backend scratch (io_uring: the provided buffer id) */
+  union {
+    struct {              /* GAIO__OP_ATTACH */
+      uint32_t gen;       /* the generation given to the backend */
+      uint32_t kind;      /* GAIO__FD_SOCK / GAIO__FD_STREAM / GAIO__FD_WAS_NONBLOCK */
+    } attach;
+    struct {              /* accept, connect, recvfrom, sendto */
+      void *addr;         /* accept/recvfrom: struct sockaddr_storage *; sendto: the target */
+      uint32_t addr_len;  /* in: sendto's length; out: the peer address length */
+      int conn_fd;        /* accept: the new connection, -1 until there is one */
+    } sock;
+  } u;
 } gaio__req;
+
+/* The direction queue of an operation: connect and sends travel with the writes. */
+static inline int gaio__is_write_op(int op) {
+  return op == GAIO_OP_WRITE || op == GAIO_OP_SENDTO || op == GAIO_OP_CONNECT;
+}
 
 /* gaio__fd.state, loop-owned. */
 enum {
@@ -53,6 +72,11 @@ enum {
   GAIO__FD_HUP = 1u << 5,        /* the peer hung up or the socket has an error (seen in an
                                     event): short reads and writes no longer mean "wait for an
                                     edge", since the edge that reported it is already consumed */
+  GAIO__FD_WAS_NONBLOCK = 1u << 6, /* O_NONBLOCK was set before gaio_attach (for gaio_detach) */
+  GAIO__FD_BE1 = 1u << 8,          /* backend-defined bits */
+  GAIO__FD_BE2 = 1u << 9,
+  GAIO__FD_BE3 = 1u << 10,
+  GAIO__FD_BE4 = 1u << 11,
 };
 
 /* gaio__fd.owned: who may submit on the fd. */
@@ -88,7 +112,7 @@ struct gaio_watcher {
 
   /* Limits (options with defaults applied). */
   size_t swap_size, read_max, max_write_pending;
-  unsigned max_events, max_requests;
+  unsigned max_events, max_requests, ring_entries;
 
   /* Shared with submitting threads: under `lock`. */
   pthread_mutex_t lock;
@@ -129,6 +153,11 @@ struct gaio_watcher {
 /* Finish req with error (0, -errno or GAIO_EOF): unlink it from its fd queue and the deadline
  * heap and queue it for delivery. If it was the head of its fd queue, the fd is kicked again. */
 void gaio__complete(struct gaio_watcher *w, gaio__req *req, int error);
+
+/* Finish r with error at once, or, if the backend holds it in the kernel, ask the backend to
+ * (it then completes r when the kernel answers, maybe with r's own outcome). r leaves the
+ * deadline heap either way. */
+void gaio__cancel(struct gaio_watcher *w, gaio__req *req, int error);
 
 /* A slice of read_max bytes of the swap buffer, or NULL when it is used up for this batch. */
 char *gaio__swap_take(struct gaio_watcher *w);
