@@ -36,6 +36,9 @@ struct gaio__backend {
   int (*poll)(struct gaio_watcher *w, int timeout_ms);
   /* Make a concurrent or the next poll return promptly. Any thread. */
   void (*wakeup)(struct gaio_watcher *w);
+  /* Optional. The swap buffer is free again: the results that pointed into it were delivered
+   * and a new gaio_wait() began. Loop thread. */
+  void (*recycle)(struct gaio_watcher *w);
 };
 
 /* NULL-terminated, best first. Defined by backends_<os>.c. */

@@ -447,6 +447,8 @@ void gaio__swap_return(gaio_watcher *w, char *slice) {
   if (slice + w->read_max == w->swap + w->swap_used) w->swap_used -= w->read_max;
 }
 
+void gaio__kick(gaio_watcher *w, gaio__fd *f) { kick_later(w, f); }
+
 void gaio__defer(gaio_watcher *w, gaio__fd *f) {
   gaio__queue_remove(&f->kick_link);
   gaio__queue_push(&w->deferred, &f->kick_link);
@@ -457,6 +459,7 @@ void gaio__defer(gaio_watcher *w, gaio__fd *f) {
 static void swap_recycle(gaio_watcher *w) {
   if (w->swap_out != 0) return;
   w->swap_used = 0;
+  if (w->be->recycle != NULL) w->be->recycle(w);
   while (!gaio__queue_empty(&w->deferred)) {
     gaio__fd *f = gaio__container_of(gaio__queue_head(&w->deferred), gaio__fd, kick_link);
     kick_later(w, f);

@@ -25,6 +25,8 @@ enum {
   GAIO__REQ_CANCEL = 1u << 3,   /* io_uring: a cancel was asked for; `error` holds the error to
                                    complete with if the kernel confirms it */
   GAIO__REQ_TRUNC = 1u << 4,    /* a datagram was truncated (GAIO_RESULT_TRUNC) */
+  GAIO__REQ_POLL = 1u << 5,     /* io_uring: the kernel holds a readiness poll for it, not the
+                                   operation itself (the operation said EAGAIN) */
 };
 
 /* One submitted operation. Lives in a slab; linked in exactly one queue at a time: the
@@ -43,7 +45,8 @@ typedef struct gaio__req {
   int error;
   uint8_t op;
   uint8_t flags;
-  uint16_t be_tag;        /* backend scratch (io_uring: the provided buffer id) */
+  uint16_t be_tag;        /* backend scratch (io_uring: buffer id, or requests in a send) */
+  void *be_ptr;           /* backend scratch (io_uring: the msghdr block of the operation) */
   union {
     struct {              /* GAIO__OP_ATTACH */
       uint32_t gen;       /* the generation given to the backend */
@@ -158,6 +161,9 @@ void gaio__complete(struct gaio_watcher *w, gaio__req *req, int error);
  * (it then completes r when the kernel answers, maybe with r's own outcome). r leaves the
  * deadline heap either way. */
 void gaio__cancel(struct gaio_watcher *w, gaio__req *req, int error);
+
+/* f's queues need attention at the next kick round (loop thread). */
+void gaio__kick(struct gaio_watcher *w, gaio__fd *f);
 
 /* A slice of read_max bytes of the swap buffer, or NULL when it is used up for this batch. */
 char *gaio__swap_take(struct gaio_watcher *w);

@@ -72,7 +72,7 @@ constexpr uint64_t kMs = 1000000ull; /* nanoseconds per millisecond */
 /* Every backend the suite runs over. Adding a backend is one line here. */
 std::vector<std::string> Backends() {
   return {
-      "epoll",
+      "epoll", "uring",
   };
 }
 
