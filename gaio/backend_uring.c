@@ -32,12 +32,21 @@
 #define UD_OP 0u   /* the request's operation */
 #define UD_POLL 1u /* a readiness poll for the request, after EAGAIN */
 #define UD_WAKE 2u /* the wakeup eventfd read (no request) */
+#define UD_ACCEPTS 4u /* a multishot accept: the pointer is the listener's gaio__fd */
 #define UD_MASK 7u
 #define BGID 0 /* the one buffer group of the ring */
 
 /* A cancel of a request queued behind a head that is itself being cancelled waits for the
  * head, so that requests that expire together complete in FIFO order, as on epoll. */
 #define FD_LATE_CANCELS GAIO__FD_BE1
+
+/* Multishot accept (5.19): with several accepts queued on a listener and no peer address asked
+ * for, one SQE accepts connection after connection, each completing the head accept. It is
+ * cancelled when no accept is queued any more; connections that arrive meanwhile wait in a
+ * small stash for the next accept. */
+#define FD_MULTISHOT GAIO__FD_BE2    /* armed */
+#define FD_MS_CANCEL GAIO__FD_BE3    /* its cancel is on the way */
+#define MAX_STASH 1024u              /* accepted, waiting for an accept request (per watcher) */
 
 /* The msghdr and iovecs of an operation that needs them (sendmsg, recvmsg): they must stay put
  * until its completion. Kept on a free list, allocated on demand. */
@@ -57,6 +66,11 @@ struct uring_state {
   uint16_t *used;     /* ids of slices handed out since the last recycle */
   unsigned nused;
   int bufs_empty;     /* a read met -ENOBUFS: hold NULL-buffer reads until the recycle */
+  struct stashed {
+    gaio__fd *f;
+    int fd;
+  } stash[MAX_STASH]; /* connections a multishot accept took with no accept queued */
+  unsigned nstash;
   struct mblock *free_blocks;
 };
 
@@ -241,6 +255,73 @@ static void late_cancels(gaio_watcher *w, gaio__queue *q) {
   }
 }
 
+/* The connection goes to r, the head accept; the peer address, if r wants it, is asked for. */
+static void accept_give(gaio_watcher *w, gaio__req *r, int fd) {
+  r->u.sock.conn_fd = fd;
+  r->u.sock.addr_len = 0;
+  if (r->u.sock.addr != NULL) {
+    socklen_t len = sizeof(struct sockaddr_storage);
+    if (getpeername(fd, r->u.sock.addr, &len) == 0) r->u.sock.addr_len = len;
+  }
+  gaio__complete(w, r, 0);
+}
+
+static int is_accept(const gaio__req *r) { return r != NULL && r->op == GAIO_OP_ACCEPT; }
+
+/* Accepts on f: served from the stash first; then a multishot accept is armed, kept, or
+ * cancelled. Returns 1 when the read side needs no SQE of its own. */
+static int accepts(gaio_watcher *w, gaio__fd *f) {
+  struct uring_state *s = state_of(w);
+  gaio__req *r;
+  for (unsigned i = 0; i < s->nstash && is_accept(r = head_of(&f->rq));) {
+    if (s->stash[i].f != f) {
+      i++;
+      continue;
+    }
+    int fd = s->stash[i].fd;
+    memmove(&s->stash[i], &s->stash[i + 1], (s->nstash - i - 1) * sizeof(s->stash[0]));
+    s->nstash--;
+    accept_give(w, r, fd);
+  }
+  r = head_of(&f->rq);
+  if (f->state & FD_MULTISHOT) {
+    if (!is_accept(r) && !(f->state & FD_MS_CANCEL)) {
+      struct io_uring_sqe *sqe = sqe_get(s);
+      if (sqe == NULL) return 1;
+      io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)f | UD_ACCEPTS, 0);
+      io_uring_sqe_set_data64(sqe, 0);
+      f->state |= FD_MS_CANCEL;
+    }
+    return 1;
+  }
+  if (!is_accept(r) || r->u.sock.addr != NULL || (r->flags & GAIO__REQ_KERNEL) ||
+      r->link.next == &f->rq || !is_accept(gaio__container_of(r->link.next, gaio__req, link)))
+    return 0;
+  struct io_uring_sqe *sqe = sqe_get(s);
+  if (sqe == NULL) return 0;
+  io_uring_prep_multishot_accept(sqe, f->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)f | UD_ACCEPTS);
+  f->state |= FD_MULTISHOT;
+  return 1;
+}
+
+static void accepts_done(gaio_watcher *w, gaio__fd *f, int res, uint32_t cflags) {
+  struct uring_state *s = state_of(w);
+  gaio__req *r = head_of(&f->rq);
+  if (res >= 0) {
+    if (is_accept(r) && !(r->flags & GAIO__REQ_KERNEL))
+      accept_give(w, r, res);
+    else if (s->nstash < MAX_STASH)
+      s->stash[s->nstash++] = (struct stashed){f, res};
+    else
+      close(res); /* nobody asked for it and there is no room: as if the backlog overflowed */
+  } else if (res != -ECANCELED && is_accept(r) && !(r->flags & GAIO__REQ_KERNEL)) {
+    gaio__complete(w, r, res); /* -EMFILE and the like: this accept only */
+  }
+  if (!(cflags & IORING_CQE_F_MORE)) f->state &= (uint16_t)~(FD_MULTISHOT | FD_MS_CANCEL);
+  gaio__kick(w, f);
+}
+
 static void ur_kick(gaio_watcher *w, gaio__fd *f) {
   if (f->state & FD_LATE_CANCELS) {
     late_cancels(w, &f->rq);
@@ -249,8 +330,10 @@ static void ur_kick(gaio_watcher *w, gaio__fd *f) {
         !(head_of(&f->wq) && (head_of(&f->wq)->flags & GAIO__REQ_KERNEL)))
       f->state &= (uint16_t)~FD_LATE_CANCELS;
   }
-  gaio__req *r = head_of(&f->rq);
   int again = 0;
+  gaio__req *r = head_of(&f->rq);
+  int served = (is_accept(r) || (f->state & FD_MULTISHOT)) && accepts(w, f);
+  r = served ? NULL : head_of(&f->rq);
   if (r != NULL && !(r->flags & GAIO__REQ_KERNEL)) again |= submit_read(w, f, r);
   r = head_of(&f->wq);
   if (r != NULL && !(r->flags & GAIO__REQ_KERNEL)) again |= submit_write(w, f, r);
@@ -409,6 +492,10 @@ static void handle_cqe(gaio_watcher *w, uint64_t ud, int res, uint32_t cflags) {
     arm_wakeup(state_of(w));
     return;
   }
+  if ((ud & UD_MASK) == UD_ACCEPTS) {
+    accepts_done(w, (gaio__fd *)(uintptr_t)(ud & ~(uint64_t)UD_MASK), res, cflags);
+    return;
+  }
   gaio__req *r = (gaio__req *)(uintptr_t)(ud & ~(uint64_t)UD_MASK);
   if ((ud & UD_MASK) == UD_POLL) {
     poll_done(w, r);
@@ -483,25 +570,36 @@ static int ur_cancel(gaio_watcher *w, gaio__req *r, int error) {
 
 static int held(gaio__fd *f) {
   gaio__req *r = head_of(&f->rq), *q = head_of(&f->wq);
-  return (r != NULL && (r->flags & GAIO__REQ_KERNEL)) || (q != NULL && (q->flags & GAIO__REQ_KERNEL));
+  return (f->state & FD_MULTISHOT) || (r != NULL && (r->flags & GAIO__REQ_KERNEL)) || (q != NULL && (q->flags & GAIO__REQ_KERNEL));
 }
 
 static void ur_detach(gaio_watcher *w, gaio__fd *f) {
   struct uring_state *s = state_of(w);
-  if (!held(f)) return;
-  struct io_uring_sqe *sqe = sqe_get(s);
-  while (sqe == NULL) {
+  struct io_uring_sqe *sqe = held(f) ? sqe_get(s) : NULL;
+  while (held(f) && sqe == NULL) {
     io_uring_submit_and_wait(&s->ring, 1);
     reap(w);
     sqe = sqe_get(s);
   }
-  io_uring_prep_cancel_fd(sqe, f->fd, IORING_ASYNC_CANCEL_ALL);
-  io_uring_sqe_set_data64(sqe, 0);
+  if (sqe != NULL) {
+    io_uring_prep_cancel_fd(sqe, f->fd, IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data64(sqe, 0);
+  }
   while (held(f)) {
     int rc = io_uring_submit_and_wait(&s->ring, 1);
     if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) break;
     reap(w);
   }
+  /* Connections taken for accepts that will never come: closed, as a closed listener's
+   * backlog would be. */
+  unsigned k = 0;
+  for (unsigned i = 0; i < s->nstash; i++) {
+    if (s->stash[i].f == f)
+      close(s->stash[i].fd);
+    else
+      s->stash[k++] = s->stash[i];
+  }
+  s->nstash = k;
 }
 
 /* ---- Buffers, wakeup, setup ---- */
