@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <functional>
 #include <atomic>
 #include <map>
@@ -943,26 +944,45 @@ TEST_P(OpsTest, CancelWriteInProgressReportsBytesWritten) {
   FreeAndFinish({fd});
 }
 
+/* The scheduler state of thread tid of this process ('R', 'S', ...; '?' if unknown), from
+ * /proc/self/task/<tid>/stat. */
+char ThreadState(pid_t tid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/task/%d/stat", static_cast<int>(tid));
+  FILE *f = fopen(path, "re");
+  if (f == nullptr) return '?';
+  char line[512];
+  char state = '?';
+  if (fgets(line, sizeof line, f) != nullptr) {
+    const char *rp = strrchr(line, ')'); /* the command name may hold spaces */
+    if (rp != nullptr && rp[1] == ' ') state = rp[2];
+  }
+  fclose(f);
+  return state;
+}
+
 void OpsTest::WhileAnotherThreadWaits(int fd, int peer, const std::function<void()> &probe) {
   char buf[4];
   ASSERT_EQ(gaio_read(w_, fd, buf, sizeof buf, Ctx(1)), 0);
   gaio_result got = {};
   int n = -1;
-  std::thread loop([&] { n = gaio_wait(w_, &got, 1, 15000); });
-  /* The loop thread is in gaio_wait() once a cancel of an unknown ctx answers -EBUSY instead
-   * of -ENOENT. (Probing with a second gaio_wait() would race: the loop thread's own wait
-   * could be the one refused.) */
+  std::atomic<pid_t> tid{0};
+  std::thread loop([&] {
+    tid = static_cast<pid_t>(syscall(SYS_gettid));
+    n = gaio_wait(w_, &got, 1, 15000);
+  });
+  /* The loop thread is in gaio_wait() once it sleeps: it has nothing else to sleep in. (Not
+   * probed with calls into the watcher: a cancel or a second wait racing with the loop
+   * thread's entry makes that wait the one refused with -EBUSY.) */
   const uint64_t deadline = gaio_now() + 10000 * kMs;
-  int rc = 0;
-  while ((rc = gaio_cancel(w_, fd, Ctx(99))) != -EBUSY && gaio_now() < deadline) {
-    ASSERT_EQ(rc, -ENOENT);
-    std::this_thread::yield();
+  while ((tid == 0 || ThreadState(tid) != 'S') && gaio_now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
-  EXPECT_EQ(rc, -EBUSY) << "the loop thread never entered gaio_wait()";
+  EXPECT_EQ(ThreadState(tid), 'S') << "the loop thread never blocked in gaio_wait()";
   probe();
   ASSERT_TRUE(WriteAll(peer, "w", 1));
   loop.join();
-  ASSERT_EQ(n, 1);
+  ASSERT_EQ(n, 1) << "the loop thread's wait";
   ExpectResult(got, Ctx(1), fd, GAIO_OP_READ, 0, 1);
   EXPECT_EQ(buf[0], 'w');
 }
