@@ -124,6 +124,15 @@ void ExpectResult(const gaio_result &r, const void *ctx, int fd, int op, int err
 /* Distinct context pointers for tests that need a handful. */
 void *Ctx(uintptr_t i) { return reinterpret_cast<void *>(0x1000 + i * 16); }
 
+/* See OpsTest::MakeAcceptScene. */
+struct AcceptScene {
+  int lis = -1; /* attached */
+  uint16_t port = 0;
+  std::vector<UniqueFd> clients;
+  std::set<uint16_t> client_ports;
+  std::vector<UniqueFd> accepted;
+};
+
 class OpsTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -214,6 +223,9 @@ class OpsTest : public ::testing::TestWithParam<std::string> {
    * read pending on fd (ctx `pending`): the probe must see -EBUSY, and the read must then
    * still complete normally with the byte the peer writes. */
   void WhileAnotherThreadWaits(int fd, int peer, const std::function<void()> &probe);
+  void MakeAcceptScene(AcceptScene *s);
+  void WaitUntilWriteStalls(int peer);
+  int AttachedSmallBufferTcp(UniqueFd *peer);
 
   gaio_watcher *w_ = nullptr;
   std::vector<gaio_watcher *> extra_;
@@ -431,6 +443,157 @@ TEST_P(OpsTest, FreeListenerCancelsQueuedAccepts) {
   EXPECT_EQ(Stats().fds, 0u);
 }
 
+/* Clients connected to 127.0.0.1:port, blocking; their local ports in *ports. */
+std::vector<UniqueFd> ConnectClients(uint16_t port, size_t n, std::set<uint16_t> *ports) {
+  std::vector<UniqueFd> out;
+  for (size_t i = 0; i < n; i++) {
+    UniqueFd c(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in sa = Loopback(port);
+    if (!c.valid() || connect(c.get(), Sa(&sa), sizeof sa) != 0) {
+      ADD_FAILURE() << "connect: " << strerror(errno);
+      break;
+    }
+    ports->insert(LocalPort(c.get()));
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+uint16_t PeerPort(int fd) {
+  sockaddr_in sa = {};
+  socklen_t sl = sizeof sa;
+  if (getpeername(fd, reinterpret_cast<sockaddr *>(&sa), &sl) != 0) return 0;
+  return ntohs(sa.sin_port);
+}
+
+/* Two accepts without a peer address queued (io_uring may serve them with one multishot
+ * accept), five clients: two are accepted, three arrive with no accept queued, and the loop
+ * gets a turn (connections may be taken from the listener meanwhile). */
+void OpsTest::MakeAcceptScene(AcceptScene *s) {
+  Listener l(64);
+  ASSERT_TRUE(l.ok());
+  s->port = l.port();
+  UniqueFd lfd(l.Release());
+  s->lis = Attach(lfd);
+  ASSERT_GE(s->lis, 0);
+  ASSERT_EQ(gaio_accept(w_, s->lis, nullptr, Ctx(0)), 0);
+  ASSERT_EQ(gaio_accept(w_, s->lis, nullptr, Ctx(1)), 0);
+  ExpectNoResult(w_, 20);
+  s->clients = ConnectClients(s->port, 5, &s->client_ports);
+  ASSERT_EQ(s->clients.size(), 5u);
+  Collected c = WaitResults(w_, 2);
+  ASSERT_EQ(c.results.size(), 2u);
+  for (int i = 0; i < 2; i++) {
+    const gaio_result &r = c.results[i];
+    ExpectResult(r, Ctx(i), s->lis, GAIO_OP_ACCEPT, 0, r.size);
+    ASSERT_GE(r.conn_fd, 0);
+    s->accepted.emplace_back(r.conn_fd);
+  }
+  ExpectNoResult(w_, 50);
+}
+
+/* Connections that arrive while no accept is queued are served, in order, by later accepts
+ * (with peer addresses this time): each client is accepted exactly once. */
+TEST_P(OpsTest, AcceptConnectionsArrivingBetweenRequests) {
+  AcceptScene s;
+  ASSERT_NO_FATAL_FAILURE(MakeAcceptScene(&s));
+  std::vector<sockaddr_storage> peers(3);
+  for (int i = 0; i < 3; i++) ASSERT_EQ(gaio_accept(w_, s.lis, &peers[i], Ctx(10 + i)), 0);
+  Collected c = WaitResults(w_, 3);
+  ASSERT_EQ(c.results.size(), 3u);
+  for (int i = 0; i < 3; i++) {
+    const gaio_result &r = c.results[i];
+    ExpectResult(r, Ctx(10 + i), s.lis, GAIO_OP_ACCEPT, 0, r.size);
+    ASSERT_GE(r.conn_fd, 0);
+    s.accepted.emplace_back(r.conn_fd);
+    EXPECT_EQ(r.addr_len, sizeof(sockaddr_in)) << Describe(r);
+    const sockaddr_in *pa = reinterpret_cast<const sockaddr_in *>(&peers[i]);
+    EXPECT_EQ(pa->sin_family, AF_INET);
+    EXPECT_EQ(ntohs(pa->sin_port), PeerPort(r.conn_fd));
+  }
+  std::set<uint16_t> got;
+  for (const UniqueFd &a : s.accepted) {
+    EXPECT_TRUE(IsNonBlocking(a.get()));
+    EXPECT_TRUE(IsCloexec(a.get()));
+    got.insert(PeerPort(a.get()));
+  }
+  EXPECT_EQ(got, s.client_ports) << "every client accepted exactly once";
+  FreeAndFinish({s.lis});
+}
+
+/* Freeing the listener ends the connections nobody accepted (the clients see EOF or a reset,
+ * never silence) and leaks no fd (checked by TearDown). */
+TEST_P(OpsTest, FreeListenerEndsUnacceptedConnections) {
+  AcceptScene s;
+  ASSERT_NO_FATAL_FAILURE(MakeAcceptScene(&s));
+  FreeAndFinish({s.lis});
+  for (UniqueFd &a : s.accepted) {
+    s.client_ports.erase(PeerPort(a.get()));
+  }
+  size_t ended = 0;
+  for (UniqueFd &cl : s.clients) {
+    if (s.client_ports.count(LocalPort(cl.get())) == 0) continue; /* accepted */
+    bool eof = false;
+    int err = 0;
+    gaio_test::ReadToEof(cl.get(), 5000, &eof, &err);
+    EXPECT_TRUE(eof || err == ECONNRESET) << "client port " << LocalPort(cl.get())
+                                          << ": its connection neither closed nor reset";
+    ended++;
+  }
+  EXPECT_EQ(ended, 3u);
+}
+
+/* Detaching a listener gives it back with the connections nobody accepted still acceptable:
+ * the caller's accept4() gets the three remaining clients. */
+TEST_P(OpsTest, DetachListenerKeepsUnacceptedConnections) {
+  AcceptScene s;
+  ASSERT_NO_FATAL_FAILURE(MakeAcceptScene(&s));
+  ASSERT_EQ(gaio_detach(w_, s.lis), 0);
+  UniqueFd lis(s.lis);
+  ExpectNoResult(w_, 0);
+  ExpectDrained(w_);
+  EXPECT_EQ(Stats().fds, 0u);
+  ASSERT_TRUE(gaio_test::SetNonBlocking(lis.get()));
+  std::set<uint16_t> got;
+  for (const UniqueFd &a : s.accepted) got.insert(PeerPort(a.get()));
+  for (int i = 0; i < 3; i++) {
+    if (!WaitReadable(lis.get(), 1000)) break;
+    UniqueFd a(accept4(lis.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!a.valid()) break;
+    got.insert(PeerPort(a.get()));
+  }
+  EXPECT_EQ(got, s.client_ports)
+      << "connections that reached the listener before the detach were lost";
+}
+
+/* Cancelling the middle one of three queued accepts: the other two take the next two
+ * connections, in FIFO order. */
+TEST_P(OpsTest, CancelQueuedAccept) {
+  Listener l(8);
+  ASSERT_TRUE(l.ok());
+  UniqueFd lfd(l.Release());
+  const int lis = Attach(lfd);
+  ASSERT_GE(lis, 0);
+  for (int i = 0; i < 3; i++) ASSERT_EQ(gaio_accept(w_, lis, nullptr, Ctx(i)), 0);
+  ExpectNoResult(w_, 20);
+  ASSERT_EQ(gaio_cancel(w_, lis, Ctx(1)), 0);
+  gaio_result r = One();
+  ExpectResult(r, Ctx(1), lis, GAIO_OP_ACCEPT, -ECANCELED, r.size);
+  EXPECT_EQ(r.conn_fd, -1);
+  std::set<uint16_t> ports;
+  std::vector<UniqueFd> clients = ConnectClients(l.port(), 2, &ports);
+  Collected c = WaitResults(w_, 2);
+  ASSERT_EQ(c.results.size(), 2u);
+  std::set<uint16_t> got;
+  for (int i = 0; i < 2; i++) {
+    ExpectResult(c.results[i], Ctx(i * 2), lis, GAIO_OP_ACCEPT, 0, c.results[i].size);
+    UniqueFd a(c.results[i].conn_fd);
+    got.insert(PeerPort(a.get()));
+  }
+  EXPECT_EQ(got, ports);
+  FreeAndFinish({lis});
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* connect                                                                                      */
 /* ------------------------------------------------------------------------------------------ */
@@ -544,7 +707,47 @@ TEST_P(OpsTest, ConnectDeadlineIsETIMEDOUT) {
   ExpectResult(r, Ctx(1), fd, GAIO_OP_CONNECT, -ETIMEDOUT, r.size);
   EXPECT_GE(ms, kDeadlineMs - 1.0);
   EXPECT_LT(ms, kDeadlineMs + kDeadlineSlackMs);
-  FreeAndFinish({fd});
+
+  /* A connect that cannot complete, without a deadline, is cancelled. */
+  UniqueFd s2(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const int fd2 = Attach(s2);
+  ASSERT_GE(fd2, 0);
+  ASSERT_EQ(gaio_connect(w_, fd2, Sa(&sa), sizeof sa, Ctx(2), 0), 0);
+  ExpectNoResult(w_, 50);
+  ASSERT_EQ(gaio_cancel(w_, fd2, Ctx(2)), 0);
+  r = One();
+  ExpectResult(r, Ctx(2), fd2, GAIO_OP_CONNECT, -ECANCELED, r.size);
+  FreeAndFinish({fd, fd2});
+}
+
+/* connect(2) failing at once is a result too: a second connect of a connected socket gives
+ * -EISCONN. An address too short for its family is refused (synchronously with -EINVAL, or
+ * as an -EINVAL result). */
+TEST_P(OpsTest, ConnectImmediateFailures) {
+  Listener l(8);
+  ASSERT_TRUE(l.ok());
+  UniqueFd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const int fd = Attach(s);
+  ASSERT_GE(fd, 0);
+  sockaddr_in sa = Loopback(l.port());
+  ASSERT_EQ(gaio_connect(w_, fd, Sa(&sa), sizeof sa, Ctx(1), 0), 0);
+  gaio_result r = One();
+  ExpectResult(r, Ctx(1), fd, GAIO_OP_CONNECT, 0, r.size);
+  ASSERT_EQ(gaio_connect(w_, fd, Sa(&sa), sizeof sa, Ctx(2), 0), 0);
+  r = One();
+  ExpectResult(r, Ctx(2), fd, GAIO_OP_CONNECT, -EISCONN, r.size);
+
+  UniqueFd s2(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const int fd2 = Attach(s2);
+  ASSERT_GE(fd2, 0);
+  const int rc = gaio_connect(w_, fd2, Sa(&sa), 4, Ctx(3), 0);
+  if (rc == 0) {
+    r = One();
+    ExpectResult(r, Ctx(3), fd2, GAIO_OP_CONNECT, -EINVAL, r.size);
+  } else {
+    EXPECT_EQ(rc, -EINVAL);
+  }
+  FreeAndFinish({fd, fd2});
 }
 
 /* connect over a unix socket path. */
@@ -828,7 +1031,18 @@ TEST_P(OpsTest, CancelUnknownCtxIsENOENT) {
   /* Unattached fds. */
   EXPECT_EQ(gaio_cancel(w_, peer.get(), Ctx(1)), -EBADF);
   EXPECT_EQ(gaio_cancel(w_, -1, Ctx(1)), -EBADF);
-  FreeAndFinish({fd});
+  /* An fd being freed: its pending read gets the free's -ECANCELED, and the cancel adds no
+   * second result. */
+  ASSERT_EQ(gaio_read(w_, fd, buf, sizeof buf, Ctx(4)), 0);
+  ExpectNoResult(w_, 10);
+  ASSERT_EQ(gaio_free(w_, fd), 0);
+  const int rc = gaio_cancel(w_, fd, Ctx(4));
+  EXPECT_TRUE(rc == -EBADF || rc == -ENOENT) << rc;
+  r = One();
+  ExpectResult(r, Ctx(4), fd, GAIO_OP_READ, -ECANCELED, 0);
+  ExpectNoResult(w_, 20);
+  ExpectDrained(w_);
+  EXPECT_EQ(Stats().fds, 0u);
 }
 
 /* Cancelling one of several queued reads: the others keep their FIFO order and the bytes. */
@@ -878,28 +1092,9 @@ TEST_P(OpsTest, CancelTakesOldestWithThatCtx) {
   FreeAndFinish({fd});
 }
 
-/* A large write to a peer that does not read stalls; cancelling it gives -ECANCELED with size
- * = the bytes written so far, and exactly those bytes are in the stream (a marker written
- * after the cancel follows them directly). */
-TEST_P(OpsTest, CancelWriteInProgressReportsBytesWritten) {
-  const size_t kLen = 8u << 20;
-  const uint64_t kSeed = 5;
-  UniqueFd peer;
-  SocketPair p = TcpPair();
-  ASSERT_TRUE(p.a.valid());
-  ASSERT_TRUE(SetRcvBuf(p.b.get(), 16384));
-  const int sndbuf = 16384;
-  ASSERT_EQ(setsockopt(p.a.get(), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf), 0);
-  peer = std::move(p.b);
-  const int fd = Attach(p.a);
-  ASSERT_GE(fd, 0);
-  std::vector<uint8_t> data = Pattern(kSeed, kLen);
-  ASSERT_EQ(gaio_write(w_, fd, data.data(), kLen, Ctx(1)), 0);
-  /* Also a queued write behind it, which has not started: cancelled with size 0. */
-  const char tail[] = "tail";
-  ASSERT_EQ(gaio_write(w_, fd, tail, 4, Ctx(2)), 0);
-  /* Let the write run until it stalls: the peer's receive queue is not empty and stops
-   * growing, and so does bytes_written. */
+/* Runs the loop (delivering nothing) until a write to a peer that does not read has stalled:
+ * the peer's receive queue is not empty and stops growing, and so does bytes_written. */
+void OpsTest::WaitUntilWriteStalls(int peer) {
   uint64_t last_written = UINT64_MAX;
   int last_queued = -1, stable = 0;
   const uint64_t deadline = gaio_now() + 10000 * kMs;
@@ -908,12 +1103,40 @@ TEST_P(OpsTest, CancelWriteInProgressReportsBytesWritten) {
     ASSERT_EQ(gaio_wait(w_, &x, 1, 30), 0) << "the write completed against a peer not reading";
     const uint64_t written = Stats().bytes_written;
     int queued = 0;
-    ASSERT_EQ(ioctl(peer.get(), FIONREAD, &queued), 0);
+    ASSERT_EQ(ioctl(peer, FIONREAD, &queued), 0);
     stable = (queued > 0 && queued == last_queued && written == last_written) ? stable + 1 : 0;
     last_queued = queued;
     last_written = written;
   }
   ASSERT_EQ(stable, 3) << "the write never started or never stalled";
+}
+
+/* A TCP stream with small socket buffers: a large write to the peer stalls soon. */
+int OpsTest::AttachedSmallBufferTcp(UniqueFd *peer) {
+  SocketPair p = TcpPair();
+  if (!p.a.valid()) return -1;
+  const int small = 16384;
+  EXPECT_TRUE(SetRcvBuf(p.b.get(), small));
+  EXPECT_EQ(setsockopt(p.a.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+  *peer = std::move(p.b);
+  return Attach(p.a);
+}
+
+/* A large write to a peer that does not read stalls; cancelling it gives -ECANCELED with size
+ * = the bytes written so far, and exactly those bytes are in the stream (a marker written
+ * after the cancel follows them directly). */
+TEST_P(OpsTest, CancelWriteInProgressReportsBytesWritten) {
+  const size_t kLen = 8u << 20;
+  const uint64_t kSeed = 5;
+  UniqueFd peer;
+  const int fd = AttachedSmallBufferTcp(&peer);
+  ASSERT_GE(fd, 0);
+  std::vector<uint8_t> data = Pattern(kSeed, kLen);
+  ASSERT_EQ(gaio_write(w_, fd, data.data(), kLen, Ctx(1)), 0);
+  /* Also a queued write behind it, which has not started: cancelled with size 0. */
+  const char tail[] = "tail";
+  ASSERT_EQ(gaio_write(w_, fd, tail, 4, Ctx(2)), 0);
+  ASSERT_NO_FATAL_FAILURE(WaitUntilWriteStalls(peer.get()));
 
   ASSERT_EQ(gaio_cancel(w_, fd, Ctx(2)), 0) << "the queued write";
   ASSERT_EQ(gaio_cancel(w_, fd, Ctx(1)), 0) << "the write in progress";
@@ -1119,6 +1342,39 @@ void DetachTest::Run(bool nonblocking_before) {
 
 TEST_P(DetachTest, BlockingFdComesBackBlocking) { Run(false); }
 TEST_P(DetachTest, NonBlockingFdComesBackNonBlocking) { Run(true); }
+
+/* Detaching an fd with a write in progress: the write ends with -ECANCELED and size = the
+ * bytes written, and exactly those bytes are in the stream, followed by what the caller then
+ * writes itself with write(2). */
+TEST_P(OpsTest, DetachWithWriteInProgress) {
+  const size_t kLen = 8u << 20;
+  const uint64_t kSeed = 6;
+  UniqueFd peer;
+  const int fd = AttachedSmallBufferTcp(&peer);
+  ASSERT_GE(fd, 0);
+  std::vector<uint8_t> data = Pattern(kSeed, kLen);
+  ASSERT_EQ(gaio_write(w_, fd, data.data(), kLen, Ctx(1)), 0);
+  ASSERT_NO_FATAL_FAILURE(WaitUntilWriteStalls(peer.get()));
+  ASSERT_EQ(gaio_detach(w_, fd), 0);
+  UniqueFd mine(fd);
+  EXPECT_FALSE(IsNonBlocking(fd)) << "TcpPair ends are blocking: O_NONBLOCK not restored";
+  gaio_result r = One();
+  ExpectResult(r, Ctx(1), fd, GAIO_OP_WRITE, -ECANCELED, r.size);
+  const size_t partial = r.size;
+  EXPECT_GT(partial, 0u);
+  EXPECT_LT(partial, kLen);
+  std::vector<uint8_t> got(partial + 4);
+  std::thread reader([&] {
+    EXPECT_EQ(ReadExactly(peer.get(), got.data(), got.size(), 20000), got.size());
+  });
+  EXPECT_EQ(write(fd, "MARK", 4), 4);
+  reader.join();
+  EXPECT_EQ(PatternMismatch(kSeed, 0, got.data(), partial), SIZE_MAX);
+  EXPECT_EQ(memcmp(got.data() + partial, "MARK", 4), 0) << "bytes after the cancelled write";
+  ExpectNoResult(w_, 0);
+  ExpectDrained(w_);
+  EXPECT_EQ(Stats().fds, 0u);
+}
 
 TEST_P(OpsTest, DetachErrors) {
   UniqueFd peer;
@@ -1423,6 +1679,55 @@ TEST_P(UdpTest, RecvfromDeadlineIsETIMEDOUT) {
   ExpectResult(r, Ctx(2), b.fd, GAIO_OP_RECVFROM, 0, 4);
   EXPECT_EQ(memcmp(buf, "late", 4), 0);
   FreeAndFinish({b.fd});
+}
+
+/* A pending recvfrom is cancelled like a read; the datagram that comes later is received by
+ * the next one. */
+TEST_P(UdpTest, CancelRecvfrom) {
+  Udp b = NewUdp();
+  ASSERT_GE(b.fd, 0);
+  char buf[16];
+  ASSERT_EQ(gaio_recvfrom(w_, b.fd, buf, sizeof buf, nullptr, Ctx(1), 0), 0);
+  ExpectNoResult(w_, 20);
+  ASSERT_EQ(gaio_cancel(w_, b.fd, Ctx(1)), 0);
+  gaio_result r = One();
+  ExpectResult(r, Ctx(1), b.fd, GAIO_OP_RECVFROM, -ECANCELED, 0);
+  uint16_t cport = 0;
+  UniqueFd c = BoundSocket(SOCK_DGRAM, &cport);
+  ASSERT_EQ(sendto(c.get(), "dgram", 5, 0, Sa(&b.addr), sizeof b.addr), 5);
+  ASSERT_EQ(gaio_recvfrom(w_, b.fd, buf, sizeof buf, nullptr, Ctx(2), 0), 0);
+  r = One();
+  ExpectResult(r, Ctx(2), b.fd, GAIO_OP_RECVFROM, 0, 5);
+  EXPECT_EQ(memcmp(buf, "dgram", 5), 0);
+  FreeAndFinish({b.fd});
+}
+
+/* A NULL-buffer recvfrom takes up to read_max bytes: a longer datagram is truncated there and
+ * flagged, as with a user buffer. */
+TEST_P(UdpTest, SwapBufferTruncatesAtReadMax) {
+  gaio_options o = {};
+  o.read_max = 512;
+  gaio_watcher *w2 = NewWatcher(o);
+  ASSERT_NE(w2, nullptr);
+  uint16_t port = 0;
+  UniqueFd s = BoundSocket(SOCK_DGRAM, &port);
+  const int fd = Attach(s, w2);
+  ASSERT_GE(fd, 0);
+  uint16_t cport = 0;
+  UniqueFd c = BoundSocket(SOCK_DGRAM, &cport);
+  std::vector<uint8_t> big = Pattern(8, 1000);
+  sockaddr_in to = Loopback(port);
+  ASSERT_EQ(sendto(c.get(), big.data(), big.size(), 0, Sa(&to), sizeof to), 1000);
+  ASSERT_EQ(gaio_recvfrom(w2, fd, nullptr, 0, nullptr, Ctx(1), 0), 0);
+  Collected got = WaitResults(w2, 1);
+  ASSERT_EQ(got.results.size(), 1u);
+  const gaio_result &r = got.results[0];
+  ExpectResult(r, Ctx(1), fd, GAIO_OP_RECVFROM, 0, 512);
+  EXPECT_EQ(r.flags, GAIO_RESULT_SWAP | GAIO_RESULT_TRUNC) << Describe(r);
+  ASSERT_NE(r.buf, nullptr);
+  EXPECT_EQ(memcmp(r.buf, big.data(), 512), 0);
+  FreeAndFinish({}, w_);
+  FreeAndFinish({fd}, w2);
 }
 
 TEST_P(UdpTest, InvalidArguments) {
