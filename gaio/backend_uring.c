@@ -606,6 +606,7 @@ static void ur_detach(gaio_watcher *w, gaio__fd *f) {
 
 static void ur_recycle(gaio_watcher *w) {
   struct uring_state *s = state_of(w);
+  s->bufs_empty = 0; /* also after a late -ENOBUFS that raced with the previous recycle */
   if (s->nused == 0) return;
   int mask = io_uring_buf_ring_mask(s->nbufs);
   for (unsigned i = 0; i < s->nused; i++)
@@ -613,7 +614,6 @@ static void ur_recycle(gaio_watcher *w) {
                           (unsigned)w->read_max, s->used[i], mask, (int)i);
   io_uring_buf_ring_advance(s->br, (int)s->nused);
   s->nused = 0;
-  s->bufs_empty = 0;
 }
 
 static void ur_wakeup(gaio_watcher *w) {
