@@ -55,19 +55,16 @@ int main(int argc, char **argv) {
   ex_signals sig;
   if (ex_signals_block(&sig) != 0) return 1;
 
-  int lfd = ex_listen(addr, (int)port, 0);
-  if (lfd < 0) return 1;
-  if (ex_print_listening(lfd) < 0) {
-    close(lfd);
-    return 1;
-  }
-
+  /* The watcher first, so that a bad -b fails before "listening on" is printed. */
   echo_service echo;
-  if (echo_service_init(&echo, backend) != 0) {
+  if (echo_service_init(&echo, backend) != 0) return 1;
+  int lfd = ex_listen(addr, (int)port, 0);
+  if (lfd >= 0 && ex_print_listening(lfd) < 0) {
     close(lfd);
-    return 1;
+    lfd = -1;
   }
-  if (echo_service_listen(&echo, lfd) != 0) { /* lfd is closed either way */
+  /* echo_service_listen owns lfd: the watcher closes it, or it is closed on error. */
+  if (lfd < 0 || echo_service_listen(&echo, lfd) != 0) {
     echo_service_destroy(&echo);
     return 1;
   }

@@ -198,13 +198,15 @@ static enum accept_error_kind accept_error_kind(int error) {
   }
 }
 
-/* Stop accepting for EX_ACCEPT_PAUSE_MS: the queued accepts are delivered and not re-armed. */
+/* Stop accepting for EX_ACCEPT_PAUSE_MS: the queued accepts are delivered and not re-armed.
+ * Only the first pause of a run of errors is printed, so that a long shortage of fds prints
+ * three lines (first error, pause, recovery) rather than one per pause. */
 static void listener_pause(ex_listener *l, int error) {
   if (l->paused_until != 0) return;
   l->paused_until = gaio_now() + (uint64_t)EX_ACCEPT_PAUSE_MS * 1000000u;
-  if (!l->quiet)
-    fprintf(stderr, "%s: accept: %s (%u in a row), pausing accepts for %d ms\n", prog,
-            gaio_strerror(error), l->errors_in_row, EX_ACCEPT_PAUSE_MS);
+  if (!l->quiet && l->errors_in_row <= EX_ACCEPT_ERRORS_IN_ROW)
+    fprintf(stderr, "%s: accept: %s (%u in a row), pausing accepts for %d ms at a time\n",
+            prog, gaio_strerror(error), l->errors_in_row, EX_ACCEPT_PAUSE_MS);
 }
 
 /* Give up on a broken listener: free it, which cancels its queued accepts (-ECANCELED). */
@@ -255,6 +257,9 @@ int ex_listener_on_result(ex_listener *l, const gaio_result *r) {
   int error = r->error;
   if (error == 0 && r->conn_fd < 0) error = -EBADF; /* not expected; never pass on a bad fd */
   if (error == 0) {
+    if (!l->quiet && l->errors_in_row >= EX_ACCEPT_ERRORS_IN_ROW)
+      fprintf(stderr, "%s: accepting again, after %u failed accepts in a row\n", prog,
+              l->errors_in_row);
     l->accepted++;
     l->errors_in_row = 0;
     ex_set_nodelay(r->conn_fd);
@@ -268,7 +273,7 @@ int ex_listener_on_result(ex_listener *l, const gaio_result *r) {
       l->errors++;
       /* Printed once per run of them: the pause message tells how it went on. */
       if (!l->quiet && l->errors_in_row == 0) ex_err("accept", error);
-      if (++l->errors_in_row >= EX_ACCEPT_ERRORS_IN_ROW) listener_pause(l, error);
+      if (++l->errors_in_row % EX_ACCEPT_ERRORS_IN_ROW == 0) listener_pause(l, error);
       break;
     case ACCEPT_GONE:
       l->open = 0;
@@ -286,8 +291,7 @@ int ex_listener_timeout(ex_listener *l) {
   if (l->paused_until == 0) return -1;
   uint64_t now = gaio_now();
   if (now < l->paused_until) return (int)((l->paused_until - now + 999999u) / 1000000u);
-  l->paused_until = 0;
-  l->errors_in_row = 0;
+  l->paused_until = 0; /* errors_in_row goes on: a success resets it */
   listener_fill(l);
   return l->paused_until == 0 ? -1 : EX_ACCEPT_PAUSE_MS;
 }

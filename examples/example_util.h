@@ -82,7 +82,7 @@ int ex_listener_start(ex_listener *l, gaio_watcher *w, int lfd, int quiet);
  * TCP_NODELAY set, not attached), which the caller now owns and must attach or close, or the
  * result's negative error, which is handled here: -ECONNABORTED and the other per-connection
  * errors of accept(2) are skipped silently; -EMFILE, -ENFILE, -ENOBUFS and -ENOMEM are counted
- * and printed, and after EX_ACCEPT_ERRORS_IN_ROW of them in a row accepting pauses for
+ * and printed, and after every EX_ACCEPT_ERRORS_IN_ROW of them in a row accepting pauses for
  * EX_ACCEPT_PAUSE_MS (see ex_listener_timeout()); -ECANCELED and -ESHUTDOWN mean the listener
  * is gone; anything else is reported, and the listener is freed. Unless gone or paused, a new
  * accept takes the delivered one's place. */

@@ -253,20 +253,17 @@ int main(int argc, char **argv) {
 
   server srv = {.w = NULL};
   srv.clients.next = srv.clients.prev = &srv.clients;
-  int lfd = ex_listen(addr, (int)port, 0);
-  if (lfd < 0) return 1;
-  if (ex_print_listening(lfd) < 0) {
-    close(lfd);
-    return 1;
-  }
-  /* Zero fields keep their defaults; a client that stops reading is cut off at this backlog. */
+  /* The watcher first, so that a bad -b fails before "listening on" is printed. Zero fields
+   * keep their defaults; a client that stops reading is cut off at this backlog. */
   gaio_options o = {.max_write_pending = MAX_PENDING_PER_CLIENT};
-  int rc = ex_watcher_create(&srv.w, &o, backend);
-  if (rc != 0) {
+  if (ex_watcher_create(&srv.w, &o, backend) != 0) return 1;
+  int lfd = ex_listen(addr, (int)port, 0);
+  if (lfd >= 0 && ex_print_listening(lfd) < 0) {
     close(lfd);
-    return 1;
+    lfd = -1;
   }
-  if (ex_listener_start(&srv.listener, srv.w, lfd, 0) != 0) { /* the watcher owns lfd now */
+  /* The listener owns lfd: the watcher closes it, or it is closed on error. */
+  if (lfd < 0 || ex_listener_start(&srv.listener, srv.w, lfd, 0) != 0) {
     gaio_watcher_destroy(srv.w);
     return 1;
   }
@@ -279,7 +276,7 @@ int main(int argc, char **argv) {
   int failed = ex_signals_start(&sig, stop, &srv) != 0;
   if (failed) stop(&srv);
 
-  rc = run(&srv, interval_ms);
+  int rc = run(&srv, interval_ms);
 
   ex_signals_join(&sig);
   printf("%s: %" PRIu64 " ticks, %" PRIu64 " lines sent, %" PRIu64 " clients served, %" PRIu64
