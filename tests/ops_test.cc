@@ -566,6 +566,62 @@ TEST_P(OpsTest, DetachListenerKeepsUnacceptedConnections) {
       << "connections that reached the listener before the detach were lost";
 }
 
+/* Connections reset by their client before an accept with a peer address takes them: each
+ * such accept either fails on its own (-ECONNABORTED, as accept4() with an address reports
+ * it) or succeeds with the address stored: never success without the address that was asked
+ * for. The listener stays usable. */
+TEST_P(OpsTest, AcceptWithPeerOfResetConnection) {
+  AcceptScene s;
+  ASSERT_NO_FATAL_FAILURE(MakeAcceptScene(&s));
+  std::set<uint16_t> accepted_ports;
+  for (const UniqueFd &a : s.accepted) accepted_ports.insert(PeerPort(a.get()));
+  for (UniqueFd &cl : s.clients) {
+    if (accepted_ports.count(LocalPort(cl.get())) == 0) {
+      ASSERT_TRUE(gaio_test::SetLingerZero(cl.get()));
+      cl.Reset();
+    }
+  }
+  std::vector<sockaddr_storage> peers(3);
+  for (int i = 0; i < 3; i++) ASSERT_EQ(gaio_accept(w_, s.lis, &peers[i], Ctx(10 + i)), 0);
+  /* The three reset ones, if accept still sees them, and then one healthy client. */
+  std::set<uint16_t> late_port;
+  std::vector<UniqueFd> late = ConnectClients(s.port, 1, &late_port);
+  ASSERT_EQ(late.size(), 1u);
+  bool healthy_seen = false;
+  for (int i = 0; i < 3 && !healthy_seen; i++) {
+    gaio_result r = One();
+    ASSERT_EQ(r.ctx, Ctx(10 + i)) << Describe(r);
+    if (r.error == -ECONNABORTED) {
+      EXPECT_EQ(r.conn_fd, -1) << Describe(r);
+      continue;
+    }
+    ASSERT_EQ(r.error, 0) << Describe(r);
+    ASSERT_GE(r.conn_fd, 0);
+    s.accepted.emplace_back(r.conn_fd);
+    EXPECT_EQ(r.addr_len, sizeof(sockaddr_in))
+        << "accepted with a peer address asked for, but none stored: " << Describe(r);
+    const uint16_t port = ntohs(reinterpret_cast<const sockaddr_in *>(&peers[i])->sin_port);
+    if (late_port.count(port) == 1) healthy_seen = true;
+  }
+  if (!healthy_seen) {
+    ASSERT_EQ(gaio_accept(w_, s.lis, &peers[0], Ctx(20)), 0);
+    gaio_result r = One();
+    ExpectResult(r, Ctx(20), s.lis, GAIO_OP_ACCEPT, 0, r.size);
+    ASSERT_GE(r.conn_fd, 0);
+    s.accepted.emplace_back(r.conn_fd);
+    EXPECT_EQ(r.addr_len, sizeof(sockaddr_in));
+    EXPECT_EQ(ntohs(reinterpret_cast<const sockaddr_in *>(&peers[0])->sin_port),
+              *late_port.begin());
+  }
+  /* Any accepts still queued end with the free. */
+  const size_t queued = Stats().in_flight;
+  ASSERT_EQ(gaio_free(w_, s.lis), 0);
+  Collected c = WaitResults(w_, queued, 5000);
+  for (const gaio_result &r : c.results) EXPECT_EQ(r.error, -ECANCELED) << Describe(r);
+  ExpectNoResult(w_, 0);
+  ExpectDrained(w_);
+}
+
 /* Cancelling the middle one of three queued accepts: the other two take the next two
  * connections, in FIFO order. */
 TEST_P(OpsTest, CancelQueuedAccept) {
