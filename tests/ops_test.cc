@@ -1441,6 +1441,83 @@ TEST_P(OpsTest, DetachWithWriteInProgress) {
   EXPECT_EQ(Stats().fds, 0u);
 }
 
+/* The race of detach with arriving bytes: another thread writes to the peer while this one
+ * detaches the fd with a read pending. The read either completed first (error 0, the bytes)
+ * or is cancelled (size 0); what it did not take is read with plain read(2) after the detach.
+ * Over all iterations (each one attaching the fd again) no byte is lost or duplicated. */
+TEST_P(OpsTest, DetachRacesWithArrivingData) {
+  const int kIters = 1000;
+  const uint64_t kSeed = 78;
+  const uint64_t kSpinNs[] = {0, 2000, 10000, 30000, 60000};
+  SocketPair p = TcpPair();
+  ASSERT_TRUE(p.a.valid());
+  const int fd = p.a.get();
+  int go[2], done[2];
+  ASSERT_EQ(pipe2(go, O_CLOEXEC), 0);
+  ASSERT_EQ(pipe2(done, O_CLOEXEC), 0);
+  UniqueFd go_r(go[0]), go_w(go[1]), done_r(done[0]), done_w(done[1]);
+  std::atomic<uint64_t> written{0};
+  std::thread writer([&] {
+    uint8_t len;
+    while (read(go_r.get(), &len, 1) == 1 && len > 0) {
+      std::vector<uint8_t> chunk = Pattern(kSeed, len, written.load());
+      if (!WriteAll(p.b.get(), chunk.data(), len)) break;
+      written += len;
+      if (write(done_w.get(), "k", 1) != 1) break;
+    }
+  });
+  uint64_t readoff = 0;
+  int cancelled = 0, completed = 0, bad = 0;
+  uint8_t buf[64];
+  for (int i = 0; i < kIters && !HasFailure(); i++) {
+    ASSERT_EQ(gaio_attach(w_, fd), 0) << "iteration " << i;
+    void *ctx = Ctx(static_cast<uintptr_t>(i));
+    ASSERT_EQ(gaio_read(w_, fd, buf, sizeof buf, ctx), 0);
+    if (i % 4 != 0) ExpectNoResult(w_, 0);
+    const uint8_t len = static_cast<uint8_t>(1 + (i * 7) % 48);
+    ASSERT_EQ(write(go_w.get(), &len, 1), 1);
+    Spin(kSpinNs[i % 5]);
+    ASSERT_EQ(gaio_detach(w_, fd), 0) << "iteration " << i;
+    Collected c = WaitResults(w_, 1, 5000);
+    ASSERT_EQ(c.results.size(), 1u) << "iteration " << i;
+    const gaio_result &r = c.results[0];
+    ASSERT_EQ(r.ctx, ctx) << Describe(r);
+    if (r.error == -ECANCELED && r.size == 0) {
+      cancelled++;
+    } else if (r.error == 0 && r.size > 0) {
+      completed++;
+      if (PatternMismatch(kSeed, readoff, buf, r.size) != SIZE_MAX && bad++ < 5) {
+        ADD_FAILURE() << "iteration " << i << ": wrong bytes at offset " << readoff;
+      }
+      readoff += r.size;
+    } else if (bad++ < 5) {
+      ADD_FAILURE() << "iteration " << i << ": " << Describe(r);
+    }
+    char ack;
+    ASSERT_EQ(ReadExactly(done_r.get(), &ack, 1, 5000), 1u) << "writer stuck";
+    const uint64_t rest = written.load() - readoff;
+    ASSERT_LE(rest, 64u) << "iteration " << i;
+    if (rest > 0) {
+      uint8_t more[64];
+      ASSERT_EQ(ReadExactly(fd, more, rest, 5000), rest)
+          << "iteration " << i << ": bytes lost by the detach";
+      if (PatternMismatch(kSeed, readoff, more, rest) != SIZE_MAX && bad++ < 5) {
+        ADD_FAILURE() << "iteration " << i << ": wrong bytes at offset " << readoff;
+      }
+      readoff += rest;
+    }
+    ExpectNoResult(w_, 0);
+  }
+  const uint8_t stop = 0;
+  ASSERT_EQ(write(go_w.get(), &stop, 1), 1);
+  writer.join();
+  EXPECT_EQ(readoff, written.load());
+  EXPECT_EQ(bad, 0);
+  EXPECT_FALSE(IsNonBlocking(fd));
+  printf("[ info ] %d cancelled, %d completed before the detach\n", cancelled, completed);
+  ExpectDrained(w_);
+}
+
 TEST_P(OpsTest, DetachErrors) {
   UniqueFd peer;
   const int fd = AttachedTcp(&peer);
