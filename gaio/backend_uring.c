@@ -41,12 +41,14 @@
 #define FD_LATE_CANCELS GAIO__FD_BE1
 
 /* Multishot accept (5.19): with several accepts queued on a listener and no peer address asked
- * for, one SQE accepts connection after connection, each completing the head accept. It is
- * cancelled when no accept is queued any more; connections that arrive meanwhile wait in a
- * small stash for the next accept. */
+ * for, one SQE accepts connection after connection, each completing the head accept. The
+ * kernel drains the whole accept queue at each wakeup, so it may take more connections than
+ * are asked for: those wait in a stash for the next accepts, and the multishot is cancelled as
+ * soon as that happens (or no accept is queued), and armed again only once the stash of that
+ * listener is empty. So one arming takes at most one accept queue's worth (the listen backlog)
+ * beyond the requests. */
 #define FD_MULTISHOT GAIO__FD_BE2    /* armed */
 #define FD_MS_CANCEL GAIO__FD_BE3    /* its cancel is on the way */
-#define MAX_STASH 1024u              /* accepted, waiting for an accept request (per watcher) */
 
 /* The msghdr and iovecs of an operation that needs them (sendmsg, recvmsg): they must stay put
  * until its completion. Kept on a free list, allocated on demand. */
@@ -69,8 +71,8 @@ struct uring_state {
   struct stashed {
     gaio__fd *f;
     int fd;
-  } stash[MAX_STASH]; /* connections a multishot accept took with no accept queued */
-  unsigned nstash;
+  } *stash; /* connections a multishot accept took beyond the accepts queued */
+  unsigned nstash, stash_cap;
   struct mblock *free_blocks;
   gaio__queue stalled; /* fds whose SQE could not be queued (no SQE, no memory): retried after
                           the next poll, by their kick_link */
@@ -282,19 +284,20 @@ static int is_accept(const gaio__req *r) { return r != NULL && r->op == GAIO_OP_
 static int accepts(gaio_watcher *w, gaio__fd *f) {
   struct uring_state *s = state_of(w);
   gaio__req *r;
-  for (unsigned i = 0; i < s->nstash && is_accept(r = head_of(&f->rq));) {
-    if (s->stash[i].f != f) {
-      i++;
+  int left = 0; /* connections of f still stashed */
+  unsigned k = 0;
+  for (unsigned i = 0; i < s->nstash; i++) {
+    if (s->stash[i].f == f && is_accept(r = head_of(&f->rq))) {
+      accept_give(w, r, s->stash[i].fd);
       continue;
     }
-    int fd = s->stash[i].fd;
-    memmove(&s->stash[i], &s->stash[i + 1], (s->nstash - i - 1) * sizeof(s->stash[0]));
-    s->nstash--;
-    accept_give(w, r, fd);
+    left += s->stash[i].f == f;
+    s->stash[k++] = s->stash[i];
   }
+  s->nstash = k;
   r = head_of(&f->rq);
   if (f->state & FD_MULTISHOT) {
-    if (!is_accept(r) && !(f->state & FD_MS_CANCEL)) {
+    if ((!is_accept(r) || left) && !(f->state & FD_MS_CANCEL)) {
       struct io_uring_sqe *sqe = sqe_get(s);
       if (sqe == NULL) return 1;
       io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)f | UD_ACCEPTS, 0);
@@ -303,7 +306,7 @@ static int accepts(gaio_watcher *w, gaio__fd *f) {
     }
     return 1;
   }
-  if (!is_accept(r) || r->u.sock.addr != NULL || (r->flags & GAIO__REQ_KERNEL) ||
+  if (left || !is_accept(r) || r->u.sock.addr != NULL || (r->flags & GAIO__REQ_KERNEL) ||
       r->link.next == &f->rq || !is_accept(gaio__container_of(r->link.next, gaio__req, link)))
     return 0;
   struct io_uring_sqe *sqe = sqe_get(s);
@@ -314,16 +317,28 @@ static int accepts(gaio_watcher *w, gaio__fd *f) {
   return 1;
 }
 
+/* Keep a connection nobody asked for yet. Returns 0, or -1 without memory (then it is closed,
+ * as an accept queue overflow would drop it). */
+static int stash_add(struct uring_state *s, gaio__fd *f, int fd) {
+  if (s->nstash == s->stash_cap) {
+    unsigned cap = s->stash_cap ? s->stash_cap * 2 : 64;
+    struct stashed *n = realloc(s->stash, cap * sizeof(*n));
+    if (n == NULL) return -1;
+    s->stash = n;
+    s->stash_cap = cap;
+  }
+  s->stash[s->nstash++] = (struct stashed){f, fd};
+  return 0;
+}
+
 static void accepts_done(gaio_watcher *w, gaio__fd *f, int res, uint32_t cflags) {
   struct uring_state *s = state_of(w);
   gaio__req *r = head_of(&f->rq);
   if (res >= 0) {
     if (is_accept(r) && !(r->flags & GAIO__REQ_KERNEL))
       accept_give(w, r, res);
-    else if (s->nstash < MAX_STASH)
-      s->stash[s->nstash++] = (struct stashed){f, res};
-    else
-      close(res); /* nobody asked for it and there is no room: as if the backlog overflowed */
+    else if (stash_add(s, f, res) != 0)
+      close(res);
   } else if (res != -ECANCELED && is_accept(r) && !(r->flags & GAIO__REQ_KERNEL)) {
     gaio__complete(w, r, res); /* -EMFILE and the like: this accept only */
   }
@@ -676,6 +691,7 @@ static void state_free(struct uring_state *s, int ring_up) {
     free(b);
   }
   free(s->used);
+  free(s->stash);
   free(s);
 }
 
