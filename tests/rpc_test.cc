@@ -1,0 +1,648 @@
+// End-to-end tests of //rpc: server and channel over loopback TCP and unix sockets, plus raw
+// sockets that speak (and break) the wire protocol of rpc/WIRE.md.
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "rpc/frame.h"
+#include "rpc/health.pb-c.h"
+#include "rpc/rpc.h"
+#include "tests/rpc_test.pb-c.h"
+#include "tests/test_util.h"
+
+namespace {
+
+using gaio_test::UniqueFd;
+using gaio_test::Watchdog;
+
+// ---- The test service ---------------------------------------------------------------------
+
+struct Held {
+  Test__V1__EchoReply_Closure closure;
+  void *data;
+  std::string text;
+};
+
+struct ServiceState {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Held> held;
+  int slow_running = 0;
+  int slow_done = 0;
+  int slow_saw_cancel = 0;
+  int64_t last_remaining_us = -2;
+};
+
+ServiceState *g_state;
+
+void h_say(Test__V1__Echo_Service *, const Test__V1__EchoRequest *in,
+             Test__V1__EchoReply_Closure closure, void *data) {
+  Test__V1__EchoReply out = TEST__V1__ECHO_REPLY__INIT;
+  std::string text = std::string("echo:") + in->text;  // on this stack frame only
+  out.text = const_cast<char *>(text.c_str());
+  out.payload = in->payload;
+  out.remaining_us = rpc_call_remaining_us(rpc_server_call(data));
+  closure(&out, data);
+}
+
+void h_slow(Test__V1__Echo_Service *, const Test__V1__EchoRequest *in,
+              Test__V1__EchoReply_Closure closure, void *data) {
+  rpc_call *call = rpc_server_call(data);
+  int delay = in->delay_ms;
+  std::string text = in->text;
+  {
+    std::lock_guard<std::mutex> lk(g_state->mu);
+    g_state->slow_running++;
+    g_state->last_remaining_us = rpc_call_remaining_us(call);
+  }
+  g_state->cv.notify_all();
+  std::thread([call, closure, data, delay, text] {
+    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(delay);
+    bool cancelled = false;
+    while (std::chrono::steady_clock::now() < until) {
+      if (rpc_call_cancelled(call)) {
+        cancelled = true;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    Test__V1__EchoReply out = TEST__V1__ECHO_REPLY__INIT;
+    std::string t = "slow:" + text;
+    out.text = const_cast<char *>(t.c_str());
+    out.saw_cancel = cancelled;
+    {
+      std::lock_guard<std::mutex> lk(g_state->mu);
+      g_state->slow_done++;
+      g_state->slow_saw_cancel += cancelled;
+    }
+    closure(&out, data);
+    g_state->cv.notify_all();
+  }).detach();
+}
+
+void h_hold(Test__V1__Echo_Service *, const Test__V1__EchoRequest *in,
+              Test__V1__EchoReply_Closure closure, void *data) {
+  {
+    std::lock_guard<std::mutex> lk(g_state->mu);
+    g_state->held.push_back(Held{closure, data, in->text});
+  }
+  g_state->cv.notify_all();
+}
+
+void h_fail(Test__V1__Echo_Service *, const Test__V1__EchoRequest *in,
+              Test__V1__EchoReply_Closure, void *data) {
+  rpc_call_fail(rpc_server_call(data), in->code, in->text);
+}
+
+Test__V1__Echo_Service g_service = TEST__V1__ECHO__INIT(h_);
+
+// Replies to the held calls, newest first, from another thread.
+void ReleaseHeldReversed() {
+  std::vector<Held> held;
+  {
+    std::lock_guard<std::mutex> lk(g_state->mu);
+    held.swap(g_state->held);
+  }
+  std::thread([held] {
+    for (auto it = held.rbegin(); it != held.rend(); ++it) {
+      Test__V1__EchoReply out = TEST__V1__ECHO_REPLY__INIT;
+      std::string t = "held:" + it->text;
+      out.text = const_cast<char *>(t.c_str());
+      it->closure(&out, it->data);
+    }
+  }).join();
+}
+
+bool WaitHeld(size_t n, int ms) {
+  std::unique_lock<std::mutex> lk(g_state->mu);
+  return g_state->cv.wait_for(lk, std::chrono::milliseconds(ms),
+                              [n] { return g_state->held.size() >= n; });
+}
+
+bool WaitSlowDone(int n, int ms) {
+  std::unique_lock<std::mutex> lk(g_state->mu);
+  return g_state->cv.wait_for(lk, std::chrono::milliseconds(ms),
+                              [n] { return g_state->slow_done >= n; });
+}
+
+// ---- Fixtures and helpers -----------------------------------------------------------------
+
+struct ServerBox {
+  rpc_server *s = nullptr;
+  int port = 0;
+  ~ServerBox() { rpc_server_destroy(s); }
+};
+
+void StartServer(ServerBox *b, const char *addr, rpc_server_options o = {}) {
+  ASSERT_EQ(0, rpc_server_create(&b->s, &o));
+  ASSERT_EQ(0, rpc_server_add_service(b->s, &g_service.base));
+  ASSERT_EQ(0, rpc_server_enable_health(b->s));
+  ASSERT_EQ(0, rpc_server_listen(b->s, addr));
+  ASSERT_EQ(0, rpc_server_start(b->s));
+  b->port = rpc_server_port(b->s);
+}
+
+std::string Target(int port) { return "127.0.0.1:" + std::to_string(port); }
+
+class RpcTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    g_state = new ServiceState;
+    rpc_channel_options co = {};
+    co.backoff_initial_ms = 10;
+    co.backoff_max_ms = 100;
+    StartServer(&srv_, "127.0.0.1:0", ServerOptions());
+    ASSERT_GT(srv_.port, 0);
+    ASSERT_EQ(0, rpc_channel_create(&ch_, Target(srv_.port).c_str(), &co));
+    ASSERT_EQ(0, rpc_cq_create(&cq_));
+  }
+  void TearDown() override {
+    rpc_channel_destroy(ch_);
+    rpc_cq_destroy(cq_);
+    rpc_server_destroy(srv_.s);
+    srv_.s = nullptr;
+    delete g_state;
+    g_state = nullptr;
+  }
+  virtual rpc_server_options ServerOptions() { return rpc_server_options{}; }
+
+  rpc_method Method(const char *name) {
+    rpc_method m;
+    EXPECT_EQ(0, rpc_method_find(&m, &test__v1__echo__descriptor, name));
+    return m;
+  }
+
+  // A blocking call; returns the status, fills text with the reply's text or the message.
+  int Call(const char *method, const char *text, int timeout_ms, std::string *out,
+           int delay_ms = 0, int code = 0) {
+    rpc_method m = Method(method);
+    Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
+    req.text = const_cast<char *>(text);
+    req.delay_ms = delay_ms;
+    req.code = code;
+    ProtobufCMessage *reply = nullptr;
+    char msg[256];
+    int st = rpc_channel_call(ch_, &m, &req.base, timeout_ms, &reply, msg, sizeof msg);
+    if (st == RPC_STATUS_OK) {
+      *out = reinterpret_cast<Test__V1__EchoReply *>(reply)->text;
+      protobuf_c_message_free_unpacked(reply, nullptr);
+    } else {
+      EXPECT_EQ(nullptr, reply);
+      *out = msg;
+    }
+    return st;
+  }
+
+  ServerBox srv_;
+  rpc_channel *ch_ = nullptr;
+  rpc_cq *cq_ = nullptr;
+};
+
+// ---- Through the generated stubs ----------------------------------------------------------
+
+struct StubResult {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  int status = -1;
+  std::string text;
+  std::string msg;
+};
+
+void OnEchoReply(const Test__V1__EchoReply *reply, void *data) {
+  auto *r = static_cast<StubResult *>(data);
+  const char *msg;
+  int st = rpc_last_status(&msg);
+  std::lock_guard<std::mutex> lk(r->mu);
+  r->status = st;
+  r->msg = msg;
+  if (reply) r->text = reply->text;
+  r->done = true;
+  r->cv.notify_all();
+}
+
+bool WaitStub(StubResult *r, int ms) {
+  std::unique_lock<std::mutex> lk(r->mu);
+  return r->cv.wait_for(lk, std::chrono::milliseconds(ms), [r] { return r->done; });
+}
+
+TEST_F(RpcTest, GeneratedStubRoundTrip) {
+  Watchdog wd("GeneratedStubRoundTrip", 20000);
+  ProtobufCService *svc = rpc_channel_service(ch_, &test__v1__echo__descriptor);
+  ASSERT_NE(nullptr, svc);
+  StubResult r;
+  Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
+  req.text = const_cast<char *>("hello");
+  test__v1__echo__say(svc, &req, OnEchoReply, &r);
+  ASSERT_TRUE(WaitStub(&r, 10000));
+  EXPECT_EQ(RPC_STATUS_OK, r.status);
+  EXPECT_EQ("echo:hello", r.text);
+
+  StubResult f;
+  req.code = RPC_STATUS_NOT_FOUND;
+  req.text = const_cast<char *>("no such key");
+  test__v1__echo__fail(svc, &req, OnEchoReply, &f);
+  ASSERT_TRUE(WaitStub(&f, 10000));
+  EXPECT_EQ(RPC_STATUS_NOT_FOUND, f.status);
+  EXPECT_EQ("no such key", f.msg);
+  EXPECT_EQ("", f.text);
+  protobuf_c_service_destroy(svc);  // a no-op: the channel owns it
+}
+
+TEST_F(RpcTest, BlockingCallsAndStatuses) {
+  Watchdog wd("BlockingCallsAndStatuses", 20000);
+  std::string out;
+  EXPECT_EQ(RPC_STATUS_OK, Call("Say", "a", 5000, &out));
+  EXPECT_EQ("echo:a", out);
+  EXPECT_EQ(RPC_STATUS_PERMISSION_DENIED,
+            Call("Fail", "denied", 5000, &out, 0, RPC_STATUS_PERMISSION_DENIED));
+  EXPECT_EQ("denied", out);
+
+  // A method the server does not host.
+  rpc_method nope;
+  rpc_method_init(&nope, "test.v1.Echo/Nope", &test__v1__echo_request__descriptor,
+                  &test__v1__echo_reply__descriptor);
+  Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
+  ProtobufCMessage *reply = nullptr;
+  char msg[128];
+  EXPECT_EQ(RPC_STATUS_UNIMPLEMENTED,
+            rpc_channel_call(ch_, &nope, &req.base, 5000, &reply, msg, sizeof msg));
+  EXPECT_STREQ("unknown method", msg);
+  EXPECT_EQ(nullptr, reply);
+
+  // Wrong request type for the method: refused at submit, nothing is sent.
+  Gaio__Health__V1__HealthCheckRequest hreq = GAIO__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  rpc_method say = Method("Say");
+  EXPECT_EQ(-EINVAL, rpc_channel_call(ch_, &say, &hreq.base, 5000, &reply, msg, sizeof msg));
+
+  // The handler sees the deadline the client sent.
+  rpc_method m = Method("Say");
+  ASSERT_EQ(0, rpc_channel_call(ch_, &m, &req.base, 3000, &reply, msg, sizeof msg));
+  int64_t rem = reinterpret_cast<Test__V1__EchoReply *>(reply)->remaining_us;
+  EXPECT_GT(rem, 1000000);
+  EXPECT_LE(rem, 3000000);
+  protobuf_c_message_free_unpacked(reply, nullptr);
+  ASSERT_EQ(0, rpc_channel_call(ch_, &m, &req.base, -1, &reply, msg, sizeof msg));
+  EXPECT_EQ(-1, reinterpret_cast<Test__V1__EchoReply *>(reply)->remaining_us);
+  protobuf_c_message_free_unpacked(reply, nullptr);
+}
+
+TEST_F(RpcTest, LargeMessagesRoundTrip) {
+  Watchdog wd("LargeMessagesRoundTrip", 30000);
+  rpc_method m = Method("Say");
+  for (size_t size : {size_t(1), size_t(100000), size_t(3u << 20)}) {
+    std::vector<uint8_t> data = gaio_test::Pattern(size, size);
+    Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
+    req.payload.data = data.data();
+    req.payload.len = data.size();
+    ProtobufCMessage *reply = nullptr;
+    ASSERT_EQ(RPC_STATUS_OK, rpc_channel_call(ch_, &m, &req.base, 10000, &reply, nullptr, 0));
+    auto *r = reinterpret_cast<Test__V1__EchoReply *>(reply);
+    ASSERT_EQ(size, r->payload.len);
+    EXPECT_EQ(0, memcmp(data.data(), r->payload.data, size));
+    protobuf_c_message_free_unpacked(reply, nullptr);
+  }
+  // Over the channel's max body: refused at submit.
+  std::vector<uint8_t> big(RPC_DEFAULT_MAX_BODY + 1);
+  Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
+  req.payload.data = big.data();
+  req.payload.len = big.size();
+  ProtobufCMessage *reply = nullptr;
+  EXPECT_EQ(-EMSGSIZE, rpc_channel_call(ch_, &m, &req.base, 10000, &reply, nullptr, 0));
+}
+
+// ---- Async API ----------------------------------------------------------------------------
+
+std::vector<rpc_completion> Collect(rpc_cq *cq, size_t n, int ms) {
+  std::vector<rpc_completion> all;
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  rpc_completion batch[16];
+  while (all.size() < n && std::chrono::steady_clock::now() < until) {
+    int k = rpc_cq_wait(cq, batch, 16, 50);
+    EXPECT_GE(k, 0);
+    for (int i = 0; i < k; i++) {
+      rpc_completion c = batch[i];
+      c.message = strdup(c.message);  // valid only until the next wait: keep a copy
+      all.push_back(c);
+    }
+  }
+  return all;
+}
+
+void FreeCompletions(std::vector<rpc_completion> *v) {
+  for (auto &c : *v) {
+    free(const_cast<char *>(c.message));
+    if (c.reply) protobuf_c_message_free_unpacked(c.reply, nullptr);
+  }
+  v->clear();
+}
+
+TEST_F(RpcTest, PipelinedCallsCompleteOutOfOrder) {
+  Watchdog wd("PipelinedCallsCompleteOutOfOrder", 20000);
+  const int kCalls = 16;
+  rpc_method m = Method("Hold");
+  for (int i = 0; i < kCalls; i++) {
+    Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
+    std::string t = std::to_string(i);
+    req.text = const_cast<char *>(t.c_str());
+    ASSERT_EQ(0, rpc_channel_submit(ch_, &m, &req.base, 10000, cq_,
+                                    reinterpret_cast<void *>(intptr_t(i)), nullptr));
+  }
+  ASSERT_TRUE(WaitHeld(kCalls, 10000));
+  ReleaseHeldReversed();
+  auto done = Collect(cq_, kCalls, 10000);
+  ASSERT_EQ(size_t(kCalls), done.size());
+  std::vector<int> order;
+  for (auto &c : done) {
+    ASSERT_EQ(RPC_STATUS_OK, c.status) << c.message;
+    int i = int(intptr_t(c.ctx));
+    EXPECT_EQ("held:" + std::to_string(i), reinterpret_cast<Test__V1__EchoReply *>(c.reply)->text);
+    order.push_back(i);
+  }
+  // One connection, one worker: the replies go out in the order the handler gave them.
+  std::vector<int> reversed(order.rbegin(), order.rend());
+  EXPECT_TRUE(std::is_sorted(reversed.begin(), reversed.end()));
+  FreeCompletions(&done);
+  rpc_completion extra[1];
+  EXPECT_EQ(0, rpc_cq_wait(cq_, extra, 1, 0));
+}
+
+TEST_F(RpcTest, ClientDeadlineExceededAndServerSeesCancel) {
+  Watchdog wd("ClientDeadlineExceeded", 20000);
+  std::string out;
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(RPC_STATUS_DEADLINE_EXCEEDED, Call("Slow", "x", 100, &out, 5000));
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - t0).count();
+  EXPECT_GE(ms, 90);
+  EXPECT_LT(ms, 2000);
+  // CANCEL (and the server's own deadline) reach the handler, which stops early.
+  ASSERT_TRUE(WaitSlowDone(1, 5000));
+  EXPECT_EQ(1, g_state->slow_saw_cancel);
+  // The connection still works.
+  EXPECT_EQ(RPC_STATUS_OK, Call("Say", "after", 5000, &out));
+}
+
+TEST_F(RpcTest, CancelCompletesCancelledAndReachesHandler) {
+  Watchdog wd("Cancel", 20000);
+  rpc_method m = Method("Slow");
+  Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
+  req.delay_ms = 5000;
+  uint64_t id = 0;
+  ASSERT_EQ(0, rpc_channel_submit(ch_, &m, &req.base, -1, cq_, nullptr, &id));
+  {
+    std::unique_lock<std::mutex> lk(g_state->mu);
+    ASSERT_TRUE(g_state->cv.wait_for(lk, std::chrono::seconds(5),
+                                     [] { return g_state->slow_running >= 1; }));
+  }
+  ASSERT_EQ(0, rpc_channel_cancel(ch_, id));
+  ASSERT_EQ(0, rpc_channel_cancel(ch_, id + 1000));  // unknown: ignored
+  auto done = Collect(cq_, 1, 5000);
+  ASSERT_EQ(1u, done.size());
+  EXPECT_EQ(RPC_STATUS_CANCELLED, done[0].status);
+  EXPECT_EQ(id, done[0].call_id);
+  EXPECT_EQ(nullptr, done[0].reply);
+  FreeCompletions(&done);
+  ASSERT_TRUE(WaitSlowDone(1, 5000));
+  EXPECT_EQ(1, g_state->slow_saw_cancel);
+  // Exactly one completion: nothing more arrives.
+  rpc_completion extra[1];
+  EXPECT_EQ(0, rpc_cq_wait(cq_, extra, 1, 200));
+}
+
+TEST_F(RpcTest, ChannelDestroyCancelsEverythingExactlyOnce) {
+  Watchdog wd("ChannelDestroy", 20000);
+  rpc_method m = Method("Hold");
+  const int kCalls = 8;
+  for (int i = 0; i < kCalls; i++) {
+    Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
+    ASSERT_EQ(0, rpc_channel_submit(ch_, &m, &req.base, -1, cq_, nullptr, nullptr));
+  }
+  ASSERT_TRUE(WaitHeld(kCalls, 10000));
+  rpc_channel_destroy(ch_);
+  ch_ = nullptr;
+  auto done = Collect(cq_, kCalls, 5000);
+  ASSERT_EQ(size_t(kCalls), done.size());
+  for (auto &c : done) EXPECT_EQ(RPC_STATUS_CANCELLED, c.status);
+  FreeCompletions(&done);
+  rpc_completion extra[1];
+  EXPECT_EQ(0, rpc_cq_wait(cq_, extra, 1, 100));
+  ReleaseHeldReversed();  // the server drops the replies: their connection is gone
+}
+
+TEST_F(RpcTest, HealthCheck) {
+  Watchdog wd("HealthCheck", 20000);
+  rpc_method m;
+  ASSERT_EQ(0, rpc_method_find(&m, &gaio__health__v1__health__descriptor, "Check"));
+  Gaio__Health__V1__HealthCheckRequest req = GAIO__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  ProtobufCMessage *reply = nullptr;
+  ASSERT_EQ(RPC_STATUS_OK, rpc_channel_call(ch_, &m, &req.base, 5000, &reply, nullptr, 0));
+  EXPECT_EQ(GAIO__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING,
+            reinterpret_cast<Gaio__Health__V1__HealthCheckResponse *>(reply)->status);
+  protobuf_c_message_free_unpacked(reply, nullptr);
+
+  req.service = const_cast<char *>("test.v1.Echo");
+  rpc_server_set_serving(srv_.s, 0);
+  ASSERT_EQ(RPC_STATUS_OK, rpc_channel_call(ch_, &m, &req.base, 5000, &reply, nullptr, 0));
+  EXPECT_EQ(GAIO__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING,
+            reinterpret_cast<Gaio__Health__V1__HealthCheckResponse *>(reply)->status);
+  protobuf_c_message_free_unpacked(reply, nullptr);
+
+  req.service = const_cast<char *>("no.such.Service");
+  EXPECT_EQ(RPC_STATUS_NOT_FOUND, rpc_channel_call(ch_, &m, &req.base, 5000, &reply, nullptr, 0));
+}
+
+TEST_F(RpcTest, ShutdownDrainsCallsInFlight) {
+  Watchdog wd("ShutdownDrains", 20000);
+  rpc_method m = Method("Slow");
+  const int kCalls = 4;
+  for (int i = 0; i < kCalls; i++) {
+    Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
+    req.delay_ms = 300;
+    ASSERT_EQ(0, rpc_channel_submit(ch_, &m, &req.base, 10000, cq_, nullptr, nullptr));
+  }
+  {
+    std::unique_lock<std::mutex> lk(g_state->mu);
+    ASSERT_TRUE(g_state->cv.wait_for(lk, std::chrono::seconds(5),
+                                     [] { return g_state->slow_running >= kCalls; }));
+  }
+  ASSERT_EQ(0, rpc_server_shutdown(srv_.s, 5000));  // blocks until drained
+  auto done = Collect(cq_, kCalls, 5000);
+  ASSERT_EQ(size_t(kCalls), done.size());
+  for (auto &c : done) {
+    EXPECT_EQ(RPC_STATUS_OK, c.status) << c.message;
+    EXPECT_FALSE(reinterpret_cast<Test__V1__EchoReply *>(c.reply)->saw_cancel);
+  }
+  FreeCompletions(&done);
+  // Nobody listens any more: new calls fail UNAVAILABLE.
+  std::string out;
+  EXPECT_EQ(RPC_STATUS_UNAVAILABLE, Call("Say", "late", 5000, &out));
+}
+
+TEST_F(RpcTest, ShutdownCancelsCallsAfterDrainDeadline) {
+  Watchdog wd("ShutdownDrainDeadline", 20000);
+  rpc_method m = Method("Slow");
+  Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
+  req.delay_ms = 10000;
+  ASSERT_EQ(0, rpc_channel_submit(ch_, &m, &req.base, -1, cq_, nullptr, nullptr));
+  {
+    std::unique_lock<std::mutex> lk(g_state->mu);
+    ASSERT_TRUE(g_state->cv.wait_for(lk, std::chrono::seconds(5),
+                                     [] { return g_state->slow_running >= 1; }));
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(0, rpc_server_shutdown(srv_.s, 100));
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(ms, 5000);
+  EXPECT_EQ(1, g_state->slow_saw_cancel);
+  auto done = Collect(cq_, 1, 5000);
+  ASSERT_EQ(1u, done.size());
+  EXPECT_EQ(RPC_STATUS_UNAVAILABLE, done[0].status) << done[0].message;
+  FreeCompletions(&done);
+}
+
+// ---- Limits -------------------------------------------------------------------------------
+
+class RpcLimitTest : public RpcTest {
+  rpc_server_options ServerOptions() override {
+    rpc_server_options o = {};
+    o.workers = 1;
+    o.max_calls_per_conn = 2;
+    o.max_body = 1024;
+    return o;
+  }
+};
+
+TEST_F(RpcLimitTest, CallsOverThePerConnectionLimitAreRefused) {
+  Watchdog wd("PerConnLimit", 20000);
+  rpc_method m = Method("Hold");
+  for (int i = 0; i < 3; i++) {
+    Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
+    ASSERT_EQ(0, rpc_channel_submit(ch_, &m, &req.base, 10000, cq_,
+                                    reinterpret_cast<void *>(intptr_t(i)), nullptr));
+    if (i < 2) ASSERT_TRUE(WaitHeld(i + 1, 5000));
+  }
+  auto first = Collect(cq_, 1, 5000);
+  ASSERT_EQ(1u, first.size());
+  EXPECT_EQ(RPC_STATUS_RESOURCE_EXHAUSTED, first[0].status);
+  EXPECT_EQ(2, int(intptr_t(first[0].ctx)));
+  FreeCompletions(&first);
+  ReleaseHeldReversed();
+  auto rest = Collect(cq_, 2, 5000);
+  ASSERT_EQ(2u, rest.size());
+  for (auto &c : rest) EXPECT_EQ(RPC_STATUS_OK, c.status);
+  FreeCompletions(&rest);
+}
+
+TEST_F(RpcLimitTest, OversizeRequestIsRefusedAndConnectionKept) {
+  Watchdog wd("OversizeRequest", 20000);
+  std::vector<uint8_t> big(4000, 7);
+  rpc_method m = Method("Say");
+  Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
+  req.payload.data = big.data();
+  req.payload.len = big.size();
+  ProtobufCMessage *reply = nullptr;
+  char msg[128];
+  EXPECT_EQ(RPC_STATUS_RESOURCE_EXHAUSTED,
+            rpc_channel_call(ch_, &m, &req.base, 5000, &reply, msg, sizeof msg));
+  std::string out;
+  EXPECT_EQ(RPC_STATUS_OK, Call("Say", "small", 5000, &out));
+  EXPECT_EQ("echo:small", out);
+}
+
+// ---- Reconnect and unix sockets -----------------------------------------------------------
+
+TEST(RpcUnix, ReconnectAfterServerRestartOnTheSamePath) {
+  Watchdog wd("Reconnect", 30000);
+  g_state = new ServiceState;
+  std::string path = "/tmp/gaio_rpc_test_" + std::to_string(getpid()) + ".sock";
+  std::string addr = "unix:" + path;
+  auto *srv = new ServerBox;
+  StartServer(srv, addr.c_str());
+  rpc_channel_options co = {};
+  co.backoff_initial_ms = 5;
+  co.backoff_max_ms = 50;
+  rpc_channel *ch = nullptr;
+  ASSERT_EQ(0, rpc_channel_create(&ch, addr.c_str(), &co));
+  rpc_method m;
+  ASSERT_EQ(0, rpc_method_find(&m, &test__v1__echo__descriptor, "Say"));
+  Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
+  req.text = const_cast<char *>("u");
+  ProtobufCMessage *reply = nullptr;
+  ASSERT_EQ(RPC_STATUS_OK, rpc_channel_call(ch, &m, &req.base, 5000, &reply, nullptr, 0));
+  protobuf_c_message_free_unpacked(reply, nullptr);
+
+  delete srv;  // shutdown + destroy; the socket file goes away
+  EXPECT_NE(0, access(path.c_str(), F_OK));
+  EXPECT_EQ(RPC_STATUS_UNAVAILABLE, rpc_channel_call(ch, &m, &req.base, 5000, &reply, nullptr, 0));
+
+  srv = new ServerBox;
+  StartServer(srv, addr.c_str());
+  int st = -1;
+  for (int i = 0; i < 400 && st != RPC_STATUS_OK; i++) {
+    st = rpc_channel_call(ch, &m, &req.base, 5000, &reply, nullptr, 0);
+    if (st != RPC_STATUS_OK) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(RPC_STATUS_OK, st);
+  EXPECT_STREQ("echo:u", reinterpret_cast<Test__V1__EchoReply *>(reply)->text);
+  protobuf_c_message_free_unpacked(reply, nullptr);
+  rpc_channel_destroy(ch);
+  delete srv;
+  delete g_state;
+  g_state = nullptr;
+}
+
+TEST(RpcTcp, RoundRobinOverTwoServersAndFailover) {
+  Watchdog wd("RoundRobin", 30000);
+  g_state = new ServiceState;
+  ServerBox a, b;
+  StartServer(&a, "127.0.0.1:0");
+  StartServer(&b, "127.0.0.1:0");
+  std::string target = Target(a.port) + "," + Target(b.port);
+  rpc_channel_options co = {};
+  co.backoff_initial_ms = 5;
+  co.backoff_max_ms = 50;
+  rpc_channel *ch = nullptr;
+  ASSERT_EQ(0, rpc_channel_create(&ch, target.c_str(), &co));
+  rpc_method m;
+  ASSERT_EQ(0, rpc_method_find(&m, &test__v1__echo__descriptor, "Say"));
+  Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
+  ProtobufCMessage *reply = nullptr;
+  for (int i = 0; i < 20; i++) {
+    ASSERT_EQ(RPC_STATUS_OK, rpc_channel_call(ch, &m, &req.base, 5000, &reply, nullptr, 0));
+    protobuf_c_message_free_unpacked(reply, nullptr);
+  }
+  // One server goes away: after its GOAWAY every call goes to the other one.
+  ASSERT_EQ(0, rpc_server_shutdown(a.s, 1000));
+  int ok = 0;
+  for (int i = 0; i < 20; i++) {
+    if (rpc_channel_call(ch, &m, &req.base, 5000, &reply, nullptr, 0) == RPC_STATUS_OK) {
+      ok++;
+      protobuf_c_message_free_unpacked(reply, nullptr);
+    }
+  }
+  EXPECT_EQ(20, ok);
+  rpc_channel_destroy(ch);
+  delete g_state;
+  g_state = nullptr;
+}
+
+}  // namespace
