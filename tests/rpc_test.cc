@@ -91,9 +91,9 @@ void h_slow(Test__V1__Echo_Service *, const Test__V1__EchoRequest *in,
       std::lock_guard<std::mutex> lk(g_state->mu);
       g_state->slow_done++;
       g_state->slow_saw_cancel += cancelled;
+      g_state->cv.notify_all();
     }
-    closure(&out, data);
-    g_state->cv.notify_all();
+    closure(&out, data);  // last: the test may free g_state once the call is complete
   }).detach();
 }
 
