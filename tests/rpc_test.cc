@@ -645,4 +645,348 @@ TEST(RpcTcp, RoundRobinOverTwoServersAndFailover) {
   g_state = nullptr;
 }
 
+
+// ---- Raw sockets: every malformed input of the wire spec ----------------------------------
+
+// One frame as the test builds it; Bytes() can then be patched to break a rule.
+struct RawFrame {
+  uint8_t type = RPC_TYPE_REQUEST;
+  uint8_t status = 0;
+  uint32_t id = 1;
+  uint32_t method = 0;
+  uint32_t timeout_us = 0;
+  std::string body;
+  uint32_t body_len_override = 0;  // nonzero: announce this body_len instead
+  std::string Bytes() const {
+    rpc_frame f = {};
+    f.type = type;
+    f.status = status;
+    f.request_id = id;
+    f.method_id = method;
+    f.timeout_us = timeout_us;
+    f.body_len = body_len_override ? body_len_override : uint32_t(body.size());
+    uint8_t h[RPC_FRAME_HEADER_SIZE];
+    rpc_frame_encode(&f, h);
+    return std::string(reinterpret_cast<char *>(h), sizeof h) + body;
+  }
+};
+
+struct Got {
+  bool ok = false;  // a whole frame arrived
+  bool eof = false; // the server closed the connection (after the frames before it)
+  uint8_t type = 0, status = 0;
+  uint32_t id = 0;
+  std::string body;
+};
+
+class RawConn {
+ public:
+  explicit RawConn(int port) {
+    fd_ = UniqueFd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a = {};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(uint16_t(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(0, connect(fd_.get(), reinterpret_cast<sockaddr *>(&a), sizeof a));
+    int one = 1;
+    setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  void Send(const std::string &b) { ASSERT_TRUE(gaio_test::WriteAll(fd_.get(), b.data(), b.size())); }
+  void ShutWrite() { shutdown(fd_.get(), SHUT_WR); }
+  // The next frame from the server, or eof, within ms.
+  Got Next(int ms = 5000) {
+    Got g;
+    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    for (;;) {
+      rpc_frame f;
+      int n = rpc_frame_parse(reinterpret_cast<const uint8_t *>(buf_.data()), buf_.size(),
+                              RPC_MAX_BODY_HARD, &f);
+      if (n > 0) {
+        g.ok = true;
+        g.type = f.type;
+        g.status = f.status;
+        g.id = f.request_id;
+        g.body.assign(reinterpret_cast<const char *>(f.body), f.body_len);
+        buf_.erase(0, size_t(n));
+        return g;
+      }
+      EXPECT_EQ(-EAGAIN, n) << "the server sent a malformed frame";
+      if (n != -EAGAIN) return g;
+      int left = int(std::chrono::duration_cast<std::chrono::milliseconds>(
+                         until - std::chrono::steady_clock::now()).count());
+      if (left <= 0 || !gaio_test::WaitReadable(fd_.get(), left)) return g;
+      char tmp[4096];
+      ssize_t r = read(fd_.get(), tmp, sizeof tmp);
+      if (r <= 0) {
+        g.eof = buf_.empty();
+        return g;
+      }
+      buf_.append(tmp, size_t(r));
+    }
+  }
+  int fd() const { return fd_.get(); }
+
+ private:
+  UniqueFd fd_;
+  std::string buf_;
+};
+
+uint32_t MethodId(const char *full) { return rpc_method_id(full, strlen(full)); }
+
+std::string PackedRequest(const char *text, int delay_ms = 0) {
+  Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
+  req.text = const_cast<char *>(text);
+  req.delay_ms = delay_ms;
+  std::string out(protobuf_c_message_get_packed_size(&req.base), '\0');
+  protobuf_c_message_pack(&req.base, reinterpret_cast<uint8_t *>(&out[0]));
+  return out;
+}
+
+RawFrame SayFrame(uint32_t id, const char *text) {
+  RawFrame f;
+  f.id = id;
+  f.method = MethodId("test.v1.Echo/Say");
+  f.body = PackedRequest(text);
+  return f;
+}
+
+// The reply to a Say frame: RESPONSE OK whose body unpacks to "echo:<text>".
+void ExpectSayReply(RawConn *c, uint32_t id, const char *text) {
+  Got g = c->Next();
+  ASSERT_TRUE(g.ok);
+  EXPECT_EQ(RPC_TYPE_RESPONSE, g.type);
+  EXPECT_EQ(RPC_STATUS_OK, g.status);
+  EXPECT_EQ(id, g.id);
+  auto *r = reinterpret_cast<Test__V1__EchoReply *>(protobuf_c_message_unpack(
+      &test__v1__echo_reply__descriptor, nullptr, g.body.size(),
+      reinterpret_cast<const uint8_t *>(g.body.data())));
+  ASSERT_NE(nullptr, r);
+  EXPECT_EQ(std::string("echo:") + text, r->text);
+  protobuf_c_message_free_unpacked(&r->base, nullptr);
+}
+
+void ExpectGoawayThenClose(RawConn *c, uint32_t last_id) {
+  Got g = c->Next();
+  ASSERT_TRUE(g.ok) << "expected a GOAWAY";
+  EXPECT_EQ(RPC_TYPE_GOAWAY, g.type);
+  EXPECT_EQ(last_id, g.id);
+  Got e = c->Next();
+  EXPECT_FALSE(e.ok);
+  EXPECT_TRUE(e.eof) << "expected the server to close the connection";
+}
+
+class RpcWireTest : public RpcLimitTest {
+ protected:
+  void TearDown() override {
+    // The well-behaved client on the same server kept working through it all.
+    std::string out;
+    EXPECT_EQ(RPC_STATUS_OK, Call("Say", "still here", 5000, &out));
+    EXPECT_EQ("echo:still here", out);
+    RpcLimitTest::TearDown();
+  }
+};
+
+TEST_F(RpcWireTest, ValidRequestAndPing) {
+  Watchdog wd("ValidRequestAndPing", 20000);
+  RawConn c(srv_.port);
+  c.Send(SayFrame(7, "raw").Bytes());
+  ExpectSayReply(&c, 7, "raw");
+  RawFrame p;
+  p.type = RPC_TYPE_PING;
+  p.id = 0xdeadbeef;
+  c.Send(p.Bytes());
+  Got g = c.Next();
+  ASSERT_TRUE(g.ok);
+  EXPECT_EQ(RPC_TYPE_PONG, g.type);
+  EXPECT_EQ(0xdeadbeefu, g.id);
+  EXPECT_EQ("", g.body);
+}
+
+TEST_F(RpcWireTest, OversizeBodyIsAnsweredAndSkipped) {
+  Watchdog wd("OversizeBody", 20000);
+  RawConn c(srv_.port);
+  RawFrame f = SayFrame(3, "x");
+  f.body = std::string(5000, 'z');  // over the server's 1024, under the hard cap
+  std::string bytes = f.Bytes();
+  c.Send(bytes.substr(0, 100));
+  Got g = c.Next();  // answered on the header alone
+  ASSERT_TRUE(g.ok);
+  EXPECT_EQ(RPC_TYPE_RESPONSE, g.type);
+  EXPECT_EQ(RPC_STATUS_RESOURCE_EXHAUSTED, g.status);
+  EXPECT_EQ(3u, g.id);
+  c.Send(bytes.substr(100));  // the rest is discarded as it arrives
+  c.Send(SayFrame(4, "next").Bytes());
+  ExpectSayReply(&c, 4, "next");
+}
+
+TEST_F(RpcWireTest, BodyOverHardCapClosesTheConnection) {
+  Watchdog wd("HardCap", 20000);
+  RawConn c(srv_.port);
+  c.Send(SayFrame(1, "a").Bytes());
+  ExpectSayReply(&c, 1, "a");
+  RawFrame f = SayFrame(2, "b");
+  f.body_len_override = RPC_MAX_BODY_HARD + 1;
+  c.Send(f.Bytes().substr(0, RPC_FRAME_HEADER_SIZE));
+  ExpectGoawayThenClose(&c, 1);
+}
+
+// Each malformed header: GOAWAY (last accepted id 0) and close.
+struct Breaker {
+  const char *name;
+  void (*patch)(std::string *bytes, RawFrame *f);
+};
+
+TEST_F(RpcWireTest, MalformedHeadersCloseTheConnection) {
+  Watchdog wd("MalformedHeaders", 60000);
+  const Breaker cases[] = {
+      {"bad magic", [](std::string *b, RawFrame *) { (*b)[0] = 'X'; }},
+      {"bad version", [](std::string *b, RawFrame *) { (*b)[2] = 2; }},
+      {"unknown type", [](std::string *b, RawFrame *) { (*b)[3] = 9; }},
+      {"nonzero flags", [](std::string *b, RawFrame *) { (*b)[4] = 1; }},
+      {"status in a request", [](std::string *b, RawFrame *) { (*b)[5] = 3; }},
+      {"nonzero reserved", [](std::string *b, RawFrame *) { (*b)[7] = 1; }},
+      {"client sends RESPONSE",
+       [](std::string *b, RawFrame *f) { f->type = RPC_TYPE_RESPONSE; f->method = 0; *b = f->Bytes(); }},
+      {"client sends PONG",
+       [](std::string *b, RawFrame *f) { *f = RawFrame(); f->type = RPC_TYPE_PONG; *b = f->Bytes(); }},
+      {"client sends GOAWAY",
+       [](std::string *b, RawFrame *f) { *f = RawFrame(); f->type = RPC_TYPE_GOAWAY; *b = f->Bytes(); }},
+      {"CANCEL with a body",
+       [](std::string *b, RawFrame *f) { *f = RawFrame(); f->type = RPC_TYPE_CANCEL; f->body = "x"; *b = f->Bytes(); }},
+  };
+  for (const Breaker &bk : cases) {
+    SCOPED_TRACE(bk.name);
+    RawConn c(srv_.port);
+    RawFrame f = SayFrame(9, "m");
+    std::string bytes = f.Bytes();
+    bk.patch(&bytes, &f);
+    c.Send(bytes);
+    ExpectGoawayThenClose(&c, 0);
+  }
+}
+
+TEST_F(RpcWireTest, TruncatedFrameThenCloseIsDropped) {
+  Watchdog wd("Truncated", 20000);
+  RawConn c(srv_.port);
+  std::string bytes = SayFrame(5, "truncated").Bytes();
+  c.Send(bytes.substr(0, bytes.size() - 3));
+  c.ShutWrite();
+  Got g = c.Next();
+  EXPECT_FALSE(g.ok);
+  EXPECT_TRUE(g.eof);
+}
+
+TEST_F(RpcWireTest, UnknownMethodAndGarbageBodyAreAnswered) {
+  Watchdog wd("UnknownMethodGarbage", 20000);
+  RawConn c(srv_.port);
+  RawFrame u = SayFrame(11, "u");
+  u.method = MethodId("test.v1.Echo/Nope");
+  c.Send(u.Bytes());
+  Got g = c.Next();
+  ASSERT_TRUE(g.ok);
+  EXPECT_EQ(RPC_TYPE_RESPONSE, g.type);
+  EXPECT_EQ(RPC_STATUS_UNIMPLEMENTED, g.status);
+  EXPECT_EQ(11u, g.id);
+  EXPECT_EQ("unknown method", g.body);
+
+  RawFrame bad = SayFrame(12, "");
+  bad.body = std::string("\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 11);
+  c.Send(bad.Bytes());
+  g = c.Next();
+  ASSERT_TRUE(g.ok);
+  EXPECT_EQ(RPC_STATUS_INVALID_ARGUMENT, g.status);
+  EXPECT_EQ(12u, g.id);
+
+  c.Send(SayFrame(13, "ok").Bytes());
+  ExpectSayReply(&c, 13, "ok");
+}
+
+TEST_F(RpcWireTest, HeaderSentOneByteAtATime) {
+  Watchdog wd("OneByteAtATime", 20000);
+  RawConn c(srv_.port);
+  std::string bytes = SayFrame(21, "slowly").Bytes();
+  for (char ch : bytes) {
+    c.Send(std::string(1, ch));
+    std::this_thread::sleep_for(std::chrono::microseconds(200));  // separate segments
+  }
+  ExpectSayReply(&c, 21, "slowly");
+}
+
+TEST_F(RpcWireTest, RequestIdInUseIsRefused) {
+  Watchdog wd("RequestIdInUse", 20000);
+  RawConn c(srv_.port);
+  RawFrame h = SayFrame(31, "first");
+  h.method = MethodId("test.v1.Echo/Hold");
+  c.Send(h.Bytes());
+  ASSERT_TRUE(WaitHeld(1, 5000));
+  h.body = PackedRequest("second");
+  c.Send(h.Bytes());
+  Got g = c.Next();
+  ASSERT_TRUE(g.ok);
+  EXPECT_EQ(RPC_STATUS_INVALID_ARGUMENT, g.status);
+  EXPECT_EQ(31u, g.id);
+  EXPECT_EQ("request_id in use", g.body);
+  ReleaseHeldReversed();
+  g = c.Next();
+  ASSERT_TRUE(g.ok);
+  EXPECT_EQ(RPC_STATUS_OK, g.status);
+  EXPECT_EQ(31u, g.id);
+}
+
+TEST_F(RpcWireTest, ServerDeadlineAnswersDeadlineExceeded) {
+  Watchdog wd("ServerDeadline", 20000);
+  RawConn c(srv_.port);
+  RawFrame s = SayFrame(41, "");
+  s.method = MethodId("test.v1.Echo/Slow");
+  s.body = PackedRequest("late", 3000);
+  s.timeout_us = 50000;
+  auto t0 = std::chrono::steady_clock::now();
+  c.Send(s.Bytes());
+  Got g = c.Next();
+  ASSERT_TRUE(g.ok);
+  EXPECT_EQ(RPC_STATUS_DEADLINE_EXCEEDED, g.status);
+  EXPECT_EQ(41u, g.id);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - t0).count();
+  EXPECT_GE(ms, 45);
+  EXPECT_LT(ms, 2000);
+  // The handler sees the cancellation; its late reply is dropped (nothing else arrives).
+  ASSERT_TRUE(WaitSlowDone(1, 5000));
+  EXPECT_EQ(1, g_state->slow_saw_cancel);
+  c.Send(SayFrame(42, "after").Bytes());
+  ExpectSayReply(&c, 42, "after");
+}
+
+TEST_F(RpcWireTest, CancelOfUnknownIdIsIgnored) {
+  Watchdog wd("CancelUnknown", 20000);
+  RawConn c(srv_.port);
+  RawFrame x;
+  x.type = RPC_TYPE_CANCEL;
+  x.id = 999;
+  c.Send(x.Bytes());
+  c.Send(SayFrame(51, "fine").Bytes());
+  ExpectSayReply(&c, 51, "fine");
+}
+
+class RpcIdleTest : public RpcTest {
+  rpc_server_options ServerOptions() override {
+    rpc_server_options o = {};
+    o.idle_timeout_ms = 200;
+    return o;
+  }
+};
+
+TEST_F(RpcIdleTest, IdleConnectionGetsGoawayAndIsClosed) {
+  Watchdog wd("Idle", 20000);
+  RawConn c(srv_.port);
+  c.Send(SayFrame(1, "once").Bytes());
+  ExpectSayReply(&c, 1, "once");
+  auto t0 = std::chrono::steady_clock::now();
+  ExpectGoawayThenClose(&c, 1);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - t0).count();
+  EXPECT_GE(ms, 150);
+  EXPECT_LT(ms, 3000);
+}
+
 }  // namespace
