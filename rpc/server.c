@@ -677,7 +677,10 @@ static void *worker_main(void *arg) {
 /* ---- Lifecycle (the rest is in server_setup.c) ------------------------------------------- */
 
 int srv_start_workers(rpc_server *s) {
-  for (unsigned i = 0; i < s->opts.workers; i++) {
+  /* Every watcher and inbox exists before any thread runs: worker 0 hands connections to the
+   * others as soon as it starts. */
+  int rc = 0;
+  for (unsigned i = 0; i < s->opts.workers && rc == 0; i++) {
     worker *wk = &s->workers[i];
     wk->srv = s;
     wk->index = i;
@@ -685,24 +688,24 @@ int srv_start_workers(rpc_server *s) {
     wk->shutdown_item.kind = ITEM_SHUTDOWN;
     gaio_options go = {0};
     go.backend = s->opts.backend;
-    int rc = gaio_watcher_create(&wk->w, &go);
-    if (rc == 0) rc = rpc__inbox_init(&wk->inbox, wk->w);
-    if (rc == 0 && i == 0) {
-      for (unsigned j = 0; j < s->nlisteners && rc == 0; j++) {
-        rc = gaio_attach(wk->w, s->listeners[j].fd);
-        if (rc == 0) s->listeners[j].attached = 1;
-      }
-    }
-    if (rc == 0) rc = -pthread_create(&wk->th, NULL, worker_main, wk);
-    if (rc < 0) {
-      s->nworkers = i + 1;
-      if (wk->w) gaio_watcher_close(wk->w);
-      return rc;
-    }
-    wk->started = 1;
     s->nworkers = i + 1;
+    rc = gaio_watcher_create(&wk->w, &go);
+    if (rc == 0) {
+      rc = rpc__inbox_init(&wk->inbox, wk->w);
+    } else {
+      pthread_mutex_init(&wk->inbox.mu, NULL); /* so that stop can destroy it */
+    }
   }
-  return 0;
+  for (unsigned j = 0; j < s->nlisteners && rc == 0; j++) {
+    rc = gaio_attach(s->workers[0].w, s->listeners[j].fd);
+    if (rc == 0) s->listeners[j].attached = 1;
+  }
+  for (unsigned i = 0; i < s->nworkers && rc == 0; i++) {
+    worker *wk = &s->workers[i];
+    rc = -pthread_create(&wk->th, NULL, worker_main, wk);
+    if (rc == 0) wk->started = 1;
+  }
+  return rc;
 }
 
 void srv_stop_workers(rpc_server *s, int drain_ms) {
@@ -720,10 +723,8 @@ void srv_stop_workers(rpc_server *s, int drain_ms) {
   }
   for (unsigned i = 0; i < s->nworkers; i++) {
     worker *wk = &s->workers[i];
-    if (wk->w) {
-      gaio_watcher_destroy(wk->w);
-      rpc__inbox_destroy(&wk->inbox);
-    }
+    gaio_watcher_destroy(wk->w);
+    rpc__inbox_destroy(&wk->inbox);
     rpc__theap_free(&wk->timers);
     wk->w = NULL;
   }
