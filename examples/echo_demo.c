@@ -1,9 +1,12 @@
 /* echo_demo: an echo server and a checking client in one process, each on its own watcher.
  *
- *   echo_demo [-c connections] [-s message_bytes] [-d seconds] [-n round_trips]
- *             (defaults: 64 connections, 4096 bytes, 2 seconds; -n alone runs without a time limit)
+ *   echo_demo [-c connections] [-s message_bytes] [-d seconds] [-n round_trips] [-b backend]
+ *             (defaults: 64 connections, 4096 bytes, 2 seconds; -n alone runs without a time
+ *             limit; gaio's choice of backend, which the GAIO_BACKEND environment variable
+ *             overrides; -b uring or -b epoll names one, for both watchers)
  *
- * The server is echo_service on 127.0.0.1, port 0, looped by a thread of its own. The client
+ * The server is echo_service on 127.0.0.1, port 0, looped by a thread of its own, which also
+ * accepts the connections (accepts queued on the listening socket, through gaio). The client
  * opens C connections on a second watcher, looped by the main thread. On every connection it
  * does round trips: fill a message with bytes that depend on the connection and the round,
  * queue a gaio_write() of it and, at the same time, a gaio_read_full() of the same length (reads
@@ -29,11 +32,10 @@
 #define STALL_NS (ROUND_TIMEOUT_NS + 5000000000ull) /* no result at all for this long: give up */
 #define MAX_REPORTED 5                              /* errors printed in full; the rest counted */
 
-/* ---- The server: echo_service, an acceptor, and a thread running the loop ---- */
+/* ---- The server: echo_service, listening, and a thread running the loop ---- */
 
 typedef struct demo_server {
   echo_service echo;
-  ex_acceptor acceptor;
   pthread_t thread;
   int port;
   int rc;
@@ -45,36 +47,31 @@ static void *server_main(void *arg) {
   return NULL;
 }
 
-static int server_start(demo_server *s) {
+static int server_start(demo_server *s, const char *backend) {
   int lfd = ex_listen("127.0.0.1", 0, 0);
   if (lfd < 0) return lfd;
   s->port = ex_local_port(lfd);
-  int rc = s->port < 0 ? ex_err("getsockname", s->port) : echo_service_init(&s->echo);
+  int rc = s->port < 0 ? ex_err("getsockname", s->port) : echo_service_init(&s->echo, backend);
   if (rc != 0) {
     close(lfd);
     return rc;
   }
   s->echo.quiet = 1; /* the client reports; the server only counts */
+  if ((rc = echo_service_listen(&s->echo, lfd)) != 0) { /* the watcher owns lfd now */
+    echo_service_destroy(&s->echo);
+    return rc;
+  }
   if ((rc = pthread_create(&s->thread, NULL, server_main, s)) != 0) {
-    close(lfd);
     echo_service_destroy(&s->echo);
     return ex_err("pthread_create(server)", -rc);
   }
-  if ((rc = ex_acceptor_start(&s->acceptor, lfd, echo_service_adopt, &s->echo)) != 0) {
-    close(lfd);
-    gaio_watcher_close(s->echo.w);
-    pthread_join(s->thread, NULL);
-    echo_service_destroy(&s->echo);
-  }
-  return rc;
+  return 0;
 }
 
-/* Stop accepting, close the watcher (its loop drains and returns), wait, and free. */
+/* Close the watcher (its loop drains, the accepts too, and returns), wait, and free. */
 static void server_stop(demo_server *s, gaio_stats *st) {
-  ex_acceptor_stop(&s->acceptor);
   gaio_watcher_close(s->echo.w);
   pthread_join(s->thread, NULL);
-  ex_acceptor_join(&s->acceptor);
   gaio_watcher_stats(s->echo.w, st);
   echo_service_destroy(&s->echo);
 }
@@ -254,7 +251,9 @@ static int audit(const client *cl, const gaio_stats *cs, const gaio_stats *ss) {
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: %s [-c connections] [-s message_bytes] [-d seconds] [-n round_trips]\n",
+  fprintf(stderr,
+          "usage: %s [-c connections] [-s message_bytes] [-d seconds] [-n round_trips]"
+          " [-b uring|epoll]\n",
           ex_prog());
   exit(2);
 }
@@ -262,9 +261,14 @@ static void usage(void) {
 int main(int argc, char **argv) {
   ex_init(argv[0]);
   long nconns = 64, size = 4096, seconds = 2, rounds = 0;
+  const char *backend = NULL;
   int have_d = 0, opt;
-  while ((opt = getopt(argc, argv, "c:s:d:n:h")) != -1) {
+  while ((opt = getopt(argc, argv, "c:s:d:n:b:h")) != -1) {
     int rc = -EINVAL;
+    if (opt == 'b') {
+      backend = optarg;
+      rc = 0;
+    }
     if (opt == 'c') rc = ex_parse_long('c', optarg, 1, 8000, &nconns);
     if (opt == 's') rc = ex_parse_long('s', optarg, 1, 16 << 20, &size);
     if (opt == 'd') {
@@ -285,12 +289,11 @@ int main(int argc, char **argv) {
   }
 
   demo_server srv;
-  if (server_start(&srv) != 0) return 1;
+  if (server_start(&srv, backend) != 0) return 1;
 
   client cl = {.nconns = (size_t)nconns, .size = (size_t)size, .max_rounds = (uint64_t)rounds};
-  int rc = gaio_watcher_create(&cl.w, NULL);
+  int rc = ex_watcher_create(&cl.w, NULL, backend);
   if (rc != 0) {
-    ex_err("gaio_watcher_create", rc);
     gaio_stats ignored;
     server_stop(&srv, &ignored);
     return 1;

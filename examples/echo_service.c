@@ -16,26 +16,35 @@ typedef struct conn {
   char buf[ECHO_BUF_SIZE];
 } conn;
 
-int echo_service_init(echo_service *s) {
+int echo_service_init(echo_service *s, const char *backend) {
   atomic_init(&s->errors, 0);
   s->quiet = 0;
-  int rc = gaio_watcher_create(&s->w, NULL);
-  return rc == 0 ? 0 : ex_err("gaio_watcher_create", rc);
+  s->listening = 0;
+  return ex_watcher_create(&s->w, NULL, backend);
 }
 
-int echo_service_adopt(void *service, int fd) {
-  echo_service *s = service;
+int echo_service_listen(echo_service *s, int lfd) {
+  int rc = ex_listener_start(&s->listener, s->w, lfd, s->quiet);
+  if (rc == 0) s->listening = 1;
+  return rc;
+}
+
+/* Take ownership of fd, a connection just accepted: attach it and submit its first read.
+ * On failure fd is closed (by hand before the attach, by gaio_free after it). */
+static void adopt(echo_service *s, int fd) {
   conn *c = malloc(sizeof(*c));
   if (c == NULL) {
     close(fd);
-    return ex_err("malloc", -ENOMEM);
+    ex_err("malloc", -ENOMEM);
+    return;
   }
   c->fd = fd;
   int rc = gaio_attach(s->w, fd);
   if (rc != 0) {
     close(fd); /* on error the caller keeps the fd */
     free(c);
-    return rc == -ESHUTDOWN ? rc : ex_err("gaio_attach", rc);
+    if (rc != -ESHUTDOWN) ex_err("gaio_attach", rc);
+    return;
   }
   rc = gaio_read(s->w, fd, c->buf, sizeof(c->buf), c);
   if (rc != 0) {
@@ -46,7 +55,6 @@ int echo_service_adopt(void *service, int fd) {
     }
     free(c);
   }
-  return rc;
 }
 
 /* The connection is done: its one request just completed, with error. */
@@ -64,6 +72,11 @@ static void conn_end(echo_service *s, conn *c, int error) {
 }
 
 static void on_result(echo_service *s, const gaio_result *r) {
+  if (r->op == GAIO_OP_ACCEPT) {
+    int fd = ex_listener_on_result(&s->listener, r);
+    if (fd >= 0) adopt(s, fd);
+    return;
+  }
   conn *c = r->ctx;
   if (r->error != 0) {
     conn_end(s, c, r->error);
@@ -80,7 +93,8 @@ int echo_service_run(echo_service *s) {
   gaio_result res[BATCH];
   int first_error = 0;
   for (;;) {
-    int n = gaio_wait(s->w, res, BATCH, -1);
+    int timeout = s->listening ? ex_listener_timeout(&s->listener) : -1;
+    int n = gaio_wait(s->w, res, BATCH, timeout);
     if (n == -ESHUTDOWN) break; /* closed, and every result delivered */
     if (n < 0) {
       /* Unexpected: report it, close the watcher and drain its results (which frees the

@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char *prog = "example";
@@ -147,65 +146,154 @@ void ex_print_stats(const char *label, gaio_watcher *w) {
          st.fds);
 }
 
-/* ---- The acceptor thread ---- */
-
-static void pause_ms(long ms) {
-  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
+int ex_set_nodelay(int fd) {
+  int rc = set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+  return rc == 0 ? 0 : ex_err("setsockopt(TCP_NODELAY)", rc);
 }
 
-static void *acceptor_main(void *arg) {
-  ex_acceptor *a = arg;
-  while (!atomic_load(&a->stopping)) {
-    int fd = accept4(a->lfd, NULL, NULL, SOCK_CLOEXEC);
-    if (fd < 0) {
-      int err = -errno;
-      if (atomic_load(&a->stopping)) break;
-      if (err == -EINTR || err == -ECONNABORTED) continue;
-      ex_err("accept4", err);
-      /* Out of fds (EMFILE, ENFILE) or memory: back off instead of spinning, then retry. */
-      if (err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM) {
-        pause_ms(100);
-        continue;
-      }
-      break;
-    }
-    /* Echo and push traffic is small writes: don't let Nagle hold them back for an ACK. */
-    int rc = set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
-    if (rc != 0) ex_err("setsockopt(TCP_NODELAY)", rc);
-    rc = a->fn(a->arg, fd);
-    if (rc == -ESHUTDOWN) break;
-    if (rc == 0) atomic_fetch_add(&a->accepted, 1);
+int ex_watcher_create(gaio_watcher **out, const gaio_options *opts, const char *backend) {
+  gaio_options o = {0};
+  if (opts != NULL) o = *opts;
+  o.backend = backend;
+  int rc = gaio_watcher_create(out, &o);
+  if (rc == 0) return 0;
+  const char *env = getenv("GAIO_BACKEND");
+  if (backend != NULL && rc == -EINVAL)
+    fprintf(stderr, "%s: unknown backend '%s' (use uring or epoll)\n", prog, backend);
+  else if (backend != NULL)
+    fprintf(stderr, "%s: backend '%s' cannot start: %s\n", prog, backend, gaio_strerror(rc));
+  else if (env != NULL && env[0] != '\0')
+    fprintf(stderr, "%s: gaio_watcher_create (GAIO_BACKEND=%s): %s\n", prog, env,
+            gaio_strerror(rc));
+  else
+    ex_err("gaio_watcher_create", rc);
+  return rc;
+}
+
+/* ---- Accepting through gaio ---- */
+
+/* What an accept error means for the listener. */
+enum accept_error_kind {
+  ACCEPT_SKIP,     /* that one connection failed: try the next */
+  ACCEPT_RESOURCE, /* out of fds or memory: count, and pause if it goes on */
+  ACCEPT_GONE,     /* the listener was freed or the watcher closed */
+  ACCEPT_BROKEN    /* the listener itself is unusable */
+};
+
+static enum accept_error_kind accept_error_kind(int error) {
+  switch (-error) {
+    /* accept(2), Linux: errors already pending on the new connection are returned by accept,
+     * "treat them like EAGAIN by retrying"; ECONNABORTED is a connection reset while queued,
+     * EPERM a firewall rule against it. */
+    case ECONNABORTED: case EAGAIN: case EINTR: case EPERM: case EPROTO: case ENETDOWN:
+    case ENOPROTOOPT: case EHOSTDOWN: case ENONET: case EHOSTUNREACH: case EOPNOTSUPP:
+    case ENETUNREACH: case ETIMEDOUT:
+      return ACCEPT_SKIP;
+    case EMFILE: case ENFILE: case ENOBUFS: case ENOMEM:
+      return ACCEPT_RESOURCE;
+    case ECANCELED: case ESHUTDOWN:
+      return ACCEPT_GONE;
+    default:
+      return ACCEPT_BROKEN;
   }
-  return NULL;
 }
 
-int ex_acceptor_start(ex_acceptor *a, int lfd, ex_accept_fn fn, void *arg) {
-  a->lfd = lfd;
-  a->fn = fn;
-  a->arg = arg;
-  a->started = 0;
-  atomic_init(&a->stopping, 0);
-  atomic_init(&a->accepted, 0);
-  int rc = pthread_create(&a->thread, NULL, acceptor_main, a);
-  if (rc != 0) return ex_err("pthread_create(acceptor)", -rc);
-  a->started = 1;
+/* Stop accepting for EX_ACCEPT_PAUSE_MS: the queued accepts are delivered and not re-armed.
+ * Only the first pause of a run of errors is printed, so that a long shortage of fds prints
+ * three lines (first error, pause, recovery) rather than one per pause. */
+static void listener_pause(ex_listener *l, int error) {
+  if (l->paused_until != 0) return;
+  l->paused_until = gaio_now() + (uint64_t)EX_ACCEPT_PAUSE_MS * 1000000u;
+  if (!l->quiet && l->errors_in_row <= EX_ACCEPT_ERRORS_IN_ROW)
+    fprintf(stderr, "%s: accept: %s (%u in a row), pausing accepts for %d ms at a time\n",
+            prog, gaio_strerror(error), l->errors_in_row, EX_ACCEPT_PAUSE_MS);
+}
+
+/* Give up on a broken listener: free it, which cancels its queued accepts (-ECANCELED). */
+static void listener_break(ex_listener *l, const char *what, int error) {
+  if (!l->open) return;
+  l->open = 0;
+  fprintf(stderr, "%s: %s on listener fd %d: %s; no longer accepting\n", prog, what, l->fd,
+          gaio_strerror(error));
+  int rc = gaio_free(l->w, l->fd);
+  if (rc != 0 && rc != -ESHUTDOWN) ex_err("gaio_free(listener)", rc);
+}
+
+/* Queue accepts until EX_ACCEPTS_QUEUED are pending, unless gone or paused. */
+static int listener_fill(ex_listener *l) {
+  while (l->open && l->paused_until == 0 && l->queued < EX_ACCEPTS_QUEUED) {
+    int rc = gaio_accept(l->w, l->fd, NULL, l);
+    if (rc == 0) {
+      l->queued++;
+      continue;
+    }
+    if (rc == -ENOBUFS || rc == -ENOMEM) { /* max_requests reached, or memory: try later */
+      l->errors++;
+      listener_pause(l, rc);
+    } else if (rc == -ESHUTDOWN || rc == -EBADF) { /* closed, or freed */
+      l->open = 0;
+    } else {
+      listener_break(l, "gaio_accept", rc);
+    }
+    return rc;
+  }
   return 0;
 }
 
-void ex_acceptor_stop(ex_acceptor *a) {
-  atomic_store(&a->stopping, 1);
-  /* On Linux, shutdown() of a listening socket wakes a thread blocked in accept() on it (EINVAL);
-   * closing the fd would not, and would let the number be reused under the blocked thread. */
-  shutdown(a->lfd, SHUT_RDWR);
+int ex_listener_start(ex_listener *l, gaio_watcher *w, int lfd, int quiet) {
+  *l = (ex_listener){.w = w, .fd = lfd, .open = 1, .quiet = quiet};
+  int rc = gaio_attach(w, lfd);
+  if (rc != 0) {
+    l->open = 0;
+    close(lfd); /* on error the caller (here) keeps the fd */
+    return rc == -ESHUTDOWN ? rc : ex_err("gaio_attach(listener)", rc);
+  }
+  rc = listener_fill(l);
+  return l->open || l->queued > 0 ? 0 : rc;
 }
 
-void ex_acceptor_join(ex_acceptor *a) {
-  ex_acceptor_stop(a);
-  if (a->started) pthread_join(a->thread, NULL);
-  a->started = 0;
-  close(a->lfd);
-  a->lfd = -1;
+int ex_listener_on_result(ex_listener *l, const gaio_result *r) {
+  l->queued--;
+  int error = r->error;
+  if (error == 0 && r->conn_fd < 0) error = -EBADF; /* not expected; never pass on a bad fd */
+  if (error == 0) {
+    if (!l->quiet && l->errors_in_row >= EX_ACCEPT_ERRORS_IN_ROW)
+      fprintf(stderr, "%s: accepting again, after %u failed accepts in a row\n", prog,
+              l->errors_in_row);
+    l->accepted++;
+    l->errors_in_row = 0;
+    ex_set_nodelay(r->conn_fd);
+    listener_fill(l);
+    return r->conn_fd;
+  }
+  switch (accept_error_kind(error)) {
+    case ACCEPT_SKIP:
+      break;
+    case ACCEPT_RESOURCE:
+      l->errors++;
+      /* Printed once per run of them: the pause message tells how it went on. */
+      if (!l->quiet && l->errors_in_row == 0) ex_err("accept", error);
+      if (++l->errors_in_row % EX_ACCEPT_ERRORS_IN_ROW == 0) listener_pause(l, error);
+      break;
+    case ACCEPT_GONE:
+      l->open = 0;
+      break;
+    case ACCEPT_BROKEN:
+      l->errors++;
+      listener_break(l, "accept", error);
+      break;
+  }
+  listener_fill(l);
+  return error;
+}
+
+int ex_listener_timeout(ex_listener *l) {
+  if (l->paused_until == 0) return -1;
+  uint64_t now = gaio_now();
+  if (now < l->paused_until) return (int)((l->paused_until - now + 999999u) / 1000000u);
+  l->paused_until = 0; /* errors_in_row goes on: a success resets it */
+  listener_fill(l);
+  return l->paused_until == 0 ? -1 : EX_ACCEPT_PAUSE_MS;
 }
 
 /* ---- Signals ---- */

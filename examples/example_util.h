@@ -1,5 +1,5 @@
-/* Helpers shared by the gaio-c examples: listening sockets, a blocking acceptor thread that hands
- * connections to a watcher, flag parsing, SIGINT/SIGTERM handling and printing the counters.
+/* Helpers shared by the gaio-c examples: listening sockets, accepting through gaio (a listener
+ * that keeps accepts queued on a watcher), the backend flag, flag parsing, SIGINT/SIGTERM handling and printing the counters.
  * Not part of the library. Every function reports its own errors on stderr, prefixed with the
  * program name given to ex_init(), and returns 0 or a negative errno. */
 #ifndef GAIO_EXAMPLES_EXAMPLE_UTIL_H
@@ -46,31 +46,62 @@ int ex_print_listening(int fd);
 /* Print the watcher's counters on stdout, prefixed with label. */
 void ex_print_stats(const char *label, gaio_watcher *w);
 
-/* Takes ownership of fd, a freshly accepted connection: hands it to a watcher (gaio_attach and
- * a first submit), or closes it. Returns 0, or a negative errno (-ESHUTDOWN stops the acceptor). */
-typedef int (*ex_accept_fn)(void *arg, int fd);
+/* ---- Accepting through gaio ----
+ *
+ * An ex_listener keeps EX_ACCEPTS_QUEUED gaio_accept() requests queued on a listening socket
+ * attached to a watcher, so that a burst of connections never waits for the loop to submit the
+ * next accept, and re-arms each one as its result is delivered. It is loop-thread state: every
+ * call below belongs to the thread that runs gaio_wait() on that watcher (ex_listener_start()
+ * may also come before that loop starts). The accepts carry the listener as ctx, so a result
+ * with op GAIO_OP_ACCEPT and ctx == the listener is one of its. No peer address is asked for,
+ * which lets the io_uring backend serve the queued accepts with one multishot accept. */
 
-/* A thread that blocks in accept4() and passes each connection (CLOEXEC, TCP_NODELAY) to fn.
- * gaio has no accept operation yet, so the examples accept on a plain thread; gaio's submit
- * calls are safe from any thread, so the handoff needs no lock of its own. */
-typedef struct ex_acceptor {
-  int lfd;
-  ex_accept_fn fn;
-  void *arg;
-  pthread_t thread;
-  int started;
-  atomic_int stopping;
-  atomic_ullong accepted; /* connections handed to fn */
-} ex_acceptor;
+#define EX_ACCEPTS_QUEUED 16u       /* accepts kept queued on a listener */
+#define EX_ACCEPT_ERRORS_IN_ROW 64u /* resource errors (EMFILE...) in a row before a pause */
+#define EX_ACCEPT_PAUSE_MS 100      /* how long accepting pauses after that many */
 
-/* Start accepting on the listening socket lfd, which the acceptor now owns. */
-int ex_acceptor_start(ex_acceptor *a, int lfd, ex_accept_fn fn, void *arg);
+typedef struct ex_listener {
+  gaio_watcher *w;
+  int fd;                 /* the listening socket, owned by w */
+  int open;               /* 0 once the listener is gone (freed, watcher closed, broken) */
+  int quiet;              /* don't print accept errors (still counted) */
+  unsigned queued;        /* accepts submitted and not yet delivered */
+  unsigned errors_in_row; /* resource errors since the last accepted connection */
+  uint64_t paused_until;  /* gaio_now() time to resume accepting; 0: not paused */
+  uint64_t accepted;      /* connections handed to the caller */
+  uint64_t errors;        /* accepts that failed for a reason worth counting */
+} ex_listener;
 
-/* Make the acceptor thread return. Safe from any thread, idempotent, does not wait. */
-void ex_acceptor_stop(ex_acceptor *a);
+/* Attach lfd, a listening socket, to w (which then owns and closes it) and queue the accepts.
+ * Returns 0, or a negative errno: if the attach fails, lfd is closed here; if no accept can be
+ * queued for a reason other than a lack of resources (which pauses, see below), the listener is
+ * already gone (-ESHUTDOWN: w was closed). */
+int ex_listener_start(ex_listener *l, gaio_watcher *w, int lfd, int quiet);
 
-/* Stop, wait for the thread and close the listening socket. Call once. */
-void ex_acceptor_join(ex_acceptor *a);
+/* Take one of l's accept results. Returns the new connection (O_NONBLOCK, O_CLOEXEC and
+ * TCP_NODELAY set, not attached), which the caller now owns and must attach or close, or the
+ * result's negative error, which is handled here: -ECONNABORTED and the other per-connection
+ * errors of accept(2) are skipped silently; -EMFILE, -ENFILE, -ENOBUFS and -ENOMEM are counted
+ * and printed, and after every EX_ACCEPT_ERRORS_IN_ROW of them in a row accepting pauses for
+ * EX_ACCEPT_PAUSE_MS (see ex_listener_timeout()); -ECANCELED and -ESHUTDOWN mean the listener
+ * is gone; anything else is reported, and the listener is freed. Unless gone or paused, a new
+ * accept takes the delivered one's place. */
+int ex_listener_on_result(ex_listener *l, const gaio_result *r);
+
+/* Call before each gaio_wait(): ends a pause whose time has come (queueing the accepts again)
+ * and returns the longest timeout, in ms, that does not oversleep the pause: -1 when not
+ * paused. */
+int ex_listener_timeout(ex_listener *l);
+
+/* Set TCP_NODELAY on a connected socket (echo and push traffic is small writes: Nagle would
+ * hold them back for an ACK). Returns 0 or a negative errno (reported). */
+int ex_set_nodelay(int fd);
+
+/* gaio_watcher_create() with backend as opts->backend (opts may be NULL: defaults). backend
+ * NULL keeps gaio's automatic choice, which honours the GAIO_BACKEND environment variable.
+ * Reports a failure in words (an unknown backend name, a backend that cannot start here).
+ * Returns 0 or a negative errno, as gaio_watcher_create(). */
+int ex_watcher_create(gaio_watcher **out, const gaio_options *opts, const char *backend);
 
 /* SIGINT and SIGTERM, taken by a dedicated thread with sigwait(). on_stop() then runs in that
  * thread, an ordinary thread and not a signal handler, so it may call anything, for example

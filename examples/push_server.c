@@ -1,8 +1,12 @@
 /* push_server: every interval, send one timestamped line to every connected client.
  *
- *   push_server [-p port] [-a address] [-i interval_ms]     (defaults: 0, 127.0.0.1, 1000)
+ *   push_server [-p port] [-a address] [-i interval_ms] [-b backend]
+ *               (defaults: 0, 127.0.0.1, 1000, gaio's choice of backend)
  *
- * The loop thread wakes up for the ticks through gaio_wait()'s timeout. Each tick formats its
+ * One loop thread does everything: it accepts clients through gaio (accepts queued on the
+ * listening socket, which is attached to the watcher), so a new client joins the list in the
+ * thread that broadcasts, with no hand-off. It wakes up for the ticks through gaio_wait()'s
+ * timeout. Each tick formats its
  * line once, in one shared buffer, and queues a gaio_write() of it on every client; the buffer
  * counts the writes still using it and is freed by the last one to complete. A client that
  * errors (or hangs up) is dropped: gaio_free() cancels its pending requests, and the client's
@@ -11,7 +15,6 @@
  *   push_server -p 7001 -i 500     and, in other terminals,     nc 127.0.0.1 7001 */
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,12 +48,9 @@ typedef struct client {
 
 typedef struct server {
   gaio_watcher *w;
-  ex_acceptor acceptor;
-  client clients;    /* list head, loop thread only */
+  ex_listener listener; /* its accepts have op GAIO_OP_ACCEPT and ctx == &listener */
+  client clients;       /* list head */
   size_t nclients;
-  /* New clients, from the acceptor thread to the loop thread. */
-  pthread_mutex_t lock;
-  client *inbox;
   uint64_t ticks, lines_sent, dropped;
 } server;
 
@@ -63,61 +63,38 @@ static void list_insert(client *head, client *c) {
   head->next = c;
 }
 
-/* Acceptor thread. The read is there only to notice when the client hangs up (EOF) or fails;
- * whatever it sends is ignored. It reads into the swap buffer (NULL), so an idle client costs no
- * buffer. The client reaches the loop's list through the inbox; submitting under the inbox lock
- * guarantees the loop sees it in the inbox before it can see any result for it. */
-static int adopt(void *arg, int fd) {
-  server *srv = arg;
+/* A connection was just accepted: attach it, queue its read, and add it to the list. The read
+ * is there only to notice when the client hangs up (EOF) or fails; whatever it sends is ignored.
+ * It reads into the swap buffer (NULL), so an idle client costs no buffer. On failure fd is
+ * closed (by hand before the attach, by gaio_free after it). */
+static void adopt(server *srv, int fd) {
   client *c = calloc(1, sizeof(*c));
   if (c == NULL) {
     close(fd);
-    return ex_err("calloc", -ENOMEM);
+    ex_err("calloc", -ENOMEM);
+    return;
   }
   c->fd = fd;
   int rc = gaio_attach(srv->w, fd);
   if (rc != 0) {
     close(fd);
     free(c);
-    return rc == -ESHUTDOWN ? rc : ex_err("gaio_attach", rc);
+    if (rc != -ESHUTDOWN) ex_err("gaio_attach", rc);
+    return;
   }
-  pthread_mutex_lock(&srv->lock);
   rc = gaio_read(srv->w, fd, NULL, 0, c);
-  if (rc == 0) {
-    c->requests = 1;
-    c->next = srv->inbox;
-    srv->inbox = c;
-  }
-  pthread_mutex_unlock(&srv->lock);
   if (rc != 0) {
     if (rc != -ESHUTDOWN) {
       ex_err("gaio_read", rc);
       gaio_free(srv->w, fd);
     }
     free(c);
+    return;
   }
-  return rc;
-}
-
-/* Move the new clients into the list, oldest first (the inbox is a stack). */
-static void take_inbox(server *srv) {
-  pthread_mutex_lock(&srv->lock);
-  client *stack = srv->inbox, *c = NULL;
-  srv->inbox = NULL;
-  pthread_mutex_unlock(&srv->lock);
-  while (stack != NULL) {
-    client *next = stack->next;
-    stack->next = c;
-    c = stack;
-    stack = next;
-  }
-  while (c != NULL) {
-    client *next = c->next;
-    list_insert(&srv->clients, c);
-    srv->nclients++;
-    printf("%s: client fd %d connected (%zu now)\n", ex_prog(), c->fd, srv->nclients);
-    c = next;
-  }
+  c->requests = 1;
+  list_insert(&srv->clients, c);
+  srv->nclients++;
+  printf("%s: client fd %d connected (%zu now)\n", ex_prog(), c->fd, srv->nclients);
 }
 
 /* Stop using c: free its fd, which cancels its pending requests (each still gets its result). */
@@ -178,6 +155,11 @@ static void broadcast(server *srv) {
 /* ---- Results ---- */
 
 static void on_result(server *srv, const gaio_result *r) {
+  if (r->op == GAIO_OP_ACCEPT) {
+    int fd = ex_listener_on_result(&srv->listener, r);
+    if (fd >= 0) adopt(srv, fd);
+    return;
+  }
   client *c = r->ctx;
   if (r->op == GAIO_OP_WRITE) {
     line *l = line_of(r->buf);
@@ -212,9 +194,11 @@ static int run(server *srv, long interval_ms) {
   uint64_t next_tick = gaio_now() + interval;
   int first_error = 0;
   for (;;) {
-    int n = gaio_wait(srv->w, res, BATCH, ms_until(next_tick));
+    int timeout = ms_until(next_tick);
+    int resume = ex_listener_timeout(&srv->listener); /* -1, or the end of an accept pause */
+    if (resume >= 0 && resume < timeout) timeout = resume;
+    int n = gaio_wait(srv->w, res, BATCH, timeout);
     if (n == -ESHUTDOWN) break;
-    take_inbox(srv); /* before the results: they may be about a new client */
     if (n < 0) {
       ex_err("gaio_wait", n);
       if (first_error == 0) first_error = n;
@@ -228,31 +212,35 @@ static int run(server *srv, long interval_ms) {
       if (next_tick < gaio_now()) next_tick = gaio_now() + interval; /* fell behind: skip */
     }
   }
-  take_inbox(srv);
   return first_error;
 }
 
+/* Signal thread: close the watcher; the loop drains (accepts included) and returns. */
 static void stop(void *arg) {
   server *srv = arg;
-  ex_acceptor_stop(&srv->acceptor);
   gaio_watcher_close(srv->w);
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: %s [-p port] [-a address] [-i interval_ms]\n", ex_prog());
+  fprintf(stderr, "usage: %s [-p port] [-a address] [-i interval_ms] [-b uring|epoll]\n",
+          ex_prog());
   exit(2);
 }
 
 int main(int argc, char **argv) {
   ex_init(argv[0]);
-  const char *addr = "127.0.0.1";
+  const char *addr = "127.0.0.1", *backend = NULL;
   long port = 0, interval_ms = 1000;
   int opt;
-  while ((opt = getopt(argc, argv, "p:a:i:h")) != -1) {
+  while ((opt = getopt(argc, argv, "p:a:i:b:h")) != -1) {
     if (opt == 'p' && ex_parse_long('p', optarg, 0, 65535, &port) == 0) continue;
     if (opt == 'i' && ex_parse_long('i', optarg, 1, 3600000, &interval_ms) == 0) continue;
     if (opt == 'a') {
       addr = optarg;
+      continue;
+    }
+    if (opt == 'b') {
+      backend = optarg;
       continue;
     }
     usage();
@@ -263,46 +251,39 @@ int main(int argc, char **argv) {
   ex_signals sig;
   if (ex_signals_block(&sig) != 0) return 1;
 
-  server srv = {.inbox = NULL};
+  server srv = {.w = NULL};
   srv.clients.next = srv.clients.prev = &srv.clients;
-  pthread_mutex_init(&srv.lock, NULL);
-  int lfd = ex_listen(addr, (int)port, 0);
-  if (lfd < 0) return 1;
-  if (ex_print_listening(lfd) < 0) {
-    close(lfd);
-    return 1;
-  }
-  /* Zero fields keep their defaults; a client that stops reading is cut off at this backlog. */
+  /* The watcher first, so that a bad -b fails before "listening on" is printed. Zero fields
+   * keep their defaults; a client that stops reading is cut off at this backlog. */
   gaio_options o = {.max_write_pending = MAX_PENDING_PER_CLIENT};
-  int rc = gaio_watcher_create(&srv.w, &o);
-  if (rc != 0) {
-    ex_err("gaio_watcher_create", rc);
+  if (ex_watcher_create(&srv.w, &o, backend) != 0) return 1;
+  int lfd = ex_listen(addr, (int)port, 0);
+  if (lfd >= 0 && ex_print_listening(lfd) < 0) {
     close(lfd);
-    return 1;
+    lfd = -1;
   }
-  printf("%s: a line every %ld ms; stop with Ctrl-C\n", ex_prog(), interval_ms);
-  fflush(stdout);
-
-  if (ex_acceptor_start(&srv.acceptor, lfd, adopt, &srv) != 0) {
-    close(lfd);
+  /* The listener owns lfd: the watcher closes it, or it is closed on error. */
+  if (lfd < 0 || ex_listener_start(&srv.listener, srv.w, lfd, 0) != 0) {
     gaio_watcher_destroy(srv.w);
     return 1;
   }
+  printf("%s: backend %s, a line every %ld ms; stop with Ctrl-C\n", ex_prog(),
+         gaio_backend_name(srv.w), interval_ms);
+  fflush(stdout);
+
   /* Last, once everything stop() touches exists. Without it, stop at once: run() then only
    * drains. */
   int failed = ex_signals_start(&sig, stop, &srv) != 0;
   if (failed) stop(&srv);
 
-  rc = run(&srv, interval_ms);
+  int rc = run(&srv, interval_ms);
 
   ex_signals_join(&sig);
-  ex_acceptor_join(&srv.acceptor);
-  printf("%s: %" PRIu64 " ticks, %" PRIu64 " lines sent, %llu clients served, %" PRIu64
-         " dropped\n",
-         ex_prog(), srv.ticks, srv.lines_sent,
-         (unsigned long long)atomic_load(&srv.acceptor.accepted), srv.dropped);
+  printf("%s: %" PRIu64 " ticks, %" PRIu64 " lines sent, %" PRIu64 " clients served, %" PRIu64
+         " dropped, %" PRIu64 " failed accepts\n",
+         ex_prog(), srv.ticks, srv.lines_sent, srv.listener.accepted, srv.dropped,
+         srv.listener.errors);
   ex_print_stats(ex_prog(), srv.w);
   gaio_watcher_destroy(srv.w);
-  pthread_mutex_destroy(&srv.lock);
   return rc == 0 && !failed ? 0 : 1;
 }

@@ -1,10 +1,12 @@
 /* reuseport_echo: an echo server with one watcher per thread and no shared state.
  *
- *   reuseport_echo [-p port] [-a address] [-t threads]     (defaults: 0, 127.0.0.1, 2)
+ *   reuseport_echo [-p port] [-a address] [-t threads] [-b backend]
+ *                  (defaults: 0, 127.0.0.1, 2, gaio's choice of backend)
  *
- * Every worker has its own listening socket on the same port (SO_REUSEPORT: the kernel spreads
- * incoming connections over them), its own acceptor thread and its own watcher, whose loop it
- * runs. Watchers are independent, so the workers share nothing but the port. The first worker
+ * Every worker thread has its own watcher, whose loop it runs, and its own listening socket on
+ * the same port (SO_REUSEPORT: the kernel spreads incoming connections over them), attached to
+ * that watcher and accepted on through gaio, in the worker's loop. Watchers are independent, so
+ * the workers share nothing but the port. The first worker
  * binds the port asked for (0: any), the others bind the port it got. At exit it prints how many
  * connections each worker served. */
 #include <errno.h>
@@ -20,7 +22,6 @@
 
 typedef struct worker {
   echo_service echo;
-  ex_acceptor acceptor;
   pthread_t thread;
   int rc; /* echo_service_run's */
 } worker;
@@ -36,19 +37,17 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
-/* From the signal thread (or main, if start-up fails): stop every acceptor and close every
- * watcher; each worker's loop then drains its results and returns. */
+/* From the signal thread (or main, if start-up fails): close every watcher; each worker's loop
+ * then drains its results (its accepts end with -ESHUTDOWN) and returns. */
 static void stop(void *arg) {
   pool *p = arg;
-  for (int i = 0; i < p->n; i++) {
-    ex_acceptor_stop(&p->workers[i].acceptor);
-    gaio_watcher_close(p->workers[i].echo.w);
-  }
+  for (int i = 0; i < p->n; i++) gaio_watcher_close(p->workers[i].echo.w);
 }
 
-/* Bring up a worker: listener, watcher, loop thread, acceptor. *port is the port to bind, and
- * is set to the port bound. Returns 0 or a negative errno, with nothing left running. */
-static int worker_start(worker *wk, const char *addr, int *port) {
+/* Bring up a worker: listener, watcher with accepts queued on the listener, loop thread. *port
+ * is the port to bind, and is set to the port bound. Returns 0 or a negative errno, with
+ * nothing left running. */
+static int worker_start(worker *wk, const char *addr, int *port, const char *backend) {
   int lfd = ex_listen(addr, *port, EX_REUSEPORT);
   if (lfd < 0) return lfd;
   int rc = ex_local_port(lfd);
@@ -57,40 +56,42 @@ static int worker_start(worker *wk, const char *addr, int *port) {
     return ex_err("getsockname", rc);
   }
   *port = rc;
-  if ((rc = echo_service_init(&wk->echo)) != 0) {
+  if ((rc = echo_service_init(&wk->echo, backend)) != 0) {
     close(lfd);
+    return rc;
+  }
+  /* The watcher owns lfd from here on (on error it is closed already). */
+  if ((rc = echo_service_listen(&wk->echo, lfd)) != 0) {
+    echo_service_destroy(&wk->echo);
     return rc;
   }
   if ((rc = pthread_create(&wk->thread, NULL, worker_main, wk)) != 0) {
-    close(lfd);
-    echo_service_destroy(&wk->echo);
+    echo_service_destroy(&wk->echo); /* closes lfd; the queued accepts are dropped unrun */
     return ex_err("pthread_create(worker)", -rc);
-  }
-  if ((rc = ex_acceptor_start(&wk->acceptor, lfd, echo_service_adopt, &wk->echo)) != 0) {
-    close(lfd);
-    gaio_watcher_close(wk->echo.w);
-    pthread_join(wk->thread, NULL);
-    echo_service_destroy(&wk->echo);
-    return rc;
   }
   return 0;
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: %s [-p port] [-a address] [-t threads]\n", ex_prog());
+  fprintf(stderr, "usage: %s [-p port] [-a address] [-t threads] [-b uring|epoll]\n",
+          ex_prog());
   exit(2);
 }
 
 int main(int argc, char **argv) {
   ex_init(argv[0]);
-  const char *addr = "127.0.0.1";
+  const char *addr = "127.0.0.1", *backend = NULL;
   long port = 0, nthreads = 2;
   int opt;
-  while ((opt = getopt(argc, argv, "p:a:t:h")) != -1) {
+  while ((opt = getopt(argc, argv, "p:a:t:b:h")) != -1) {
     if (opt == 'p' && ex_parse_long('p', optarg, 0, 65535, &port) == 0) continue;
     if (opt == 't' && ex_parse_long('t', optarg, 1, MAX_THREADS, &nthreads) == 0) continue;
     if (opt == 'a') {
       addr = optarg;
+      continue;
+    }
+    if (opt == 'b') {
+      backend = optarg;
       continue;
     }
     usage();
@@ -109,15 +110,15 @@ int main(int argc, char **argv) {
   /* If a worker fails to start, or the signal thread does, stop those already running. */
   int bound = (int)port, failed = 0;
   for (int i = 0; i < nthreads && !failed; i++) {
-    failed = worker_start(&p.workers[i], addr, &bound) != 0;
+    failed = worker_start(&p.workers[i], addr, &bound, backend) != 0;
     if (!failed) p.n++;
   }
   if (!failed) failed = ex_signals_start(&sig, stop, &p) != 0;
   if (failed) {
     stop(&p);
   } else {
-    printf("%s: %d threads listening on %s port %d; stop with Ctrl-C\n", ex_prog(), p.n, addr,
-           bound);
+    printf("%s: %d threads listening on %s port %d, backend %s; stop with Ctrl-C\n", ex_prog(),
+           p.n, addr, bound, gaio_backend_name(p.workers[0].echo.w));
     fflush(stdout);
   }
 
@@ -126,10 +127,10 @@ int main(int argc, char **argv) {
   ex_signals_join(&sig);
   for (int i = 0; i < p.n; i++) {
     worker *wk = &p.workers[i];
-    ex_acceptor_join(&wk->acceptor);
-    printf("%s: thread %d: %llu connections, %llu errors\n", ex_prog(), i,
-           (unsigned long long)atomic_load(&wk->acceptor.accepted),
-           (unsigned long long)atomic_load(&wk->echo.errors));
+    printf("%s: thread %d: %llu connections, %llu errors, %llu failed accepts\n", ex_prog(), i,
+           (unsigned long long)wk->echo.listener.accepted,
+           (unsigned long long)atomic_load(&wk->echo.errors),
+           (unsigned long long)wk->echo.listener.errors);
     char label[32];
     snprintf(label, sizeof(label), "  thread %d", i);
     ex_print_stats(label, wk->echo.w);

@@ -72,6 +72,8 @@ struct uring_state {
   } stash[MAX_STASH]; /* connections a multishot accept took with no accept queued */
   unsigned nstash;
   struct mblock *free_blocks;
+  gaio__queue stalled; /* fds whose SQE could not be queued (no SQE, no memory): retried after
+                          the next poll, by their kick_link */
 };
 
 static struct uring_state *state_of(gaio_watcher *w) { return w->be_state; }
@@ -337,7 +339,10 @@ static void ur_kick(gaio_watcher *w, gaio__fd *f) {
   if (r != NULL && !(r->flags & GAIO__REQ_KERNEL)) again |= submit_read(w, f, r);
   r = head_of(&f->wq);
   if (r != NULL && !(r->flags & GAIO__REQ_KERNEL)) again |= submit_write(w, f, r);
-  if (again) gaio__kick(w, f); /* out of SQEs or memory: the next round tries again */
+  if (again) { /* out of SQEs or memory: retry after the next poll, not in this round */
+    gaio__queue_remove(&f->kick_link);
+    gaio__queue_push(&state_of(w)->stalled, &f->kick_link);
+  }
 }
 
 /* ---- Completions ---- */
@@ -523,6 +528,7 @@ static int ur_poll(gaio_watcher *w, int timeout_ms) {
   struct uring_state *s = state_of(w);
   struct io_uring_cqe *cqe = NULL;
   int rc;
+  if (!gaio__queue_empty(&s->stalled) && (timeout_ms < 0 || timeout_ms > 1)) timeout_ms = 1;
   if (timeout_ms == 0) {
     rc = io_uring_submit_and_get_events(&s->ring); /* also runs pending completion work */
   } else if (timeout_ms < 0) {
@@ -534,6 +540,8 @@ static int ur_poll(gaio_watcher *w, int timeout_ms) {
   }
   if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) return rc;
   reap(w);
+  while (!gaio__queue_empty(&s->stalled))
+    gaio__kick(w, gaio__container_of(gaio__queue_head(&s->stalled), gaio__fd, kick_link));
   return 0;
 }
 
@@ -606,6 +614,7 @@ static void ur_detach(gaio_watcher *w, gaio__fd *f) {
 
 static void ur_recycle(gaio_watcher *w) {
   struct uring_state *s = state_of(w);
+  s->bufs_empty = 0; /* also after a late -ENOBUFS that raced with the previous recycle */
   if (s->nused == 0) return;
   int mask = io_uring_buf_ring_mask(s->nbufs);
   for (unsigned i = 0; i < s->nused; i++)
@@ -613,7 +622,6 @@ static void ur_recycle(gaio_watcher *w) {
                           (unsigned)w->read_max, s->used[i], mask, (int)i);
   io_uring_buf_ring_advance(s->br, (int)s->nused);
   s->nused = 0;
-  s->bufs_empty = 0;
 }
 
 static void ur_wakeup(gaio_watcher *w) {
@@ -668,6 +676,7 @@ static int ur_init(gaio_watcher *w) {
   struct uring_state *s = calloc(1, sizeof(*s));
   if (s == NULL) return -ENOMEM;
   s->evfd = -1;
+  gaio__queue_init(&s->stalled);
   struct io_uring_params p;
   memset(&p, 0, sizeof(p));
   /* COOP_TASKRUN: completions are finished when this thread enters the kernel, without an

@@ -29,6 +29,14 @@
  *   they belong to that same loop thread, between waits. Watchers are independent: there is no
  *   file-scope state.
  *
+ * BACKENDS
+ *   Two on Linux, with the same observable behaviour (one test suite runs over both):
+ *   "uring" (io_uring, Linux 5.19 or later: one io_uring_enter per gaio_wait() submits every
+ *   queued operation and collects the completions; NULL-buffer reads take slices of the swap
+ *   buffer from a provided-buffer ring; multishot accept while several accepts are queued) and
+ *   "epoll" (edge-triggered; each operation is tried at once, and waits for an edge only after
+ *   EAGAIN). io_uring is chosen when it starts, else epoll; see gaio_options.backend.
+ *
  * All times are CLOCK_MONOTONIC nanoseconds; see gaio_now(). A deadline of 0 means "none". */
 #ifndef GAIO_GAIO_H
 #define GAIO_GAIO_H

@@ -8,6 +8,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -510,6 +512,52 @@ TEST(WireDoc, WorkedExampleResponses) {
   ASSERT_EQ(ParseGuarded(g, ewire, ewire.size(), RPC_DEFAULT_MAX_BODY, &f), 38);
   EXPECT_STREQ(rpc_status_name(f.status), "UNIMPLEMENTED");
   EXPECT_EQ(std::string(reinterpret_cast<const char *>(f.body), f.body_len), "unknown method");
+}
+
+// The text of rpc/WIRE.md from the test's runfiles.
+std::string WireDocText() {
+  const char *srcdir = getenv("TEST_SRCDIR");
+  const char *ws = getenv("TEST_WORKSPACE");
+  std::string path = std::string(srcdir ? srcdir : ".") + "/" + (ws ? ws : "gaio_c") + "/rpc/WIRE.md";
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  EXPECT_TRUE(in.good() || in.eof()) << "cannot read " << path;
+  return ss.str();
+}
+
+TEST(WireDoc, DocumentShowsTheseExactBytes) {
+  std::string doc = WireDocText();
+  ASSERT_FALSE(doc.empty());
+  EXPECT_NE(doc.find("\n" + std::string(kExampleRequestHex) + "\n"), std::string::npos);
+  EXPECT_NE(doc.find("\n" + std::string(kExampleResponseHex) + "\n"), std::string::npos);
+  EXPECT_NE(doc.find("\n" + std::string(kExampleErrorHex) + "\n"), std::string::npos);
+
+  // The short frames of the example's last paragraph.
+  Bytes cancel = Frame(Header(RPC_TYPE_CANCEL, 7));
+  Bytes ping = Frame(Header(RPC_TYPE_PING, 1));
+  Bytes pong = Frame(Header(RPC_TYPE_PONG, 1));
+  Bytes goaway = Frame(Header(RPC_TYPE_GOAWAY, 7));
+  for (const Bytes *b : {&cancel, &ping, &goaway}) {
+    std::string hex = "`" + Hex(b->data(), b->size()) + "`";
+    EXPECT_NE(doc.find(hex), std::string::npos) << hex;
+  }
+  EXPECT_EQ(pong, [&] { Bytes p = ping; p[3] = 0x05; return p; }());
+
+  // The FNV-1a table of section 5, row by row, and the result in both bases.
+  const std::string name = "demo.Echo/Say";
+  for (size_t i = 1; i <= name.size(); i++) {
+    char row[64], bold[64];
+    uint32_t h = rpc_method_id(name.data(), i);
+    snprintf(row, sizeof row, "`%c` 0x%02x | `0x%08x` |", name[i - 1], name[i - 1], h);
+    snprintf(bold, sizeof bold, "`%c` 0x%02x | **`0x%08x`** |", name[i - 1], name[i - 1], h);
+    EXPECT_TRUE(doc.find(row) != std::string::npos || doc.find(bold) != std::string::npos) << row;
+  }
+  EXPECT_NE(doc.find("**0x528a023d** = 1384776253"), std::string::npos);
+  EXPECT_NE(doc.find("`3d 02 8a 52`"), std::string::npos);
+  EXPECT_NE(doc.find("2166136261 (`0x811c9dc5`)"), std::string::npos);
+  EXPECT_NE(doc.find("3826002220 (`0xe40c292c`)"), std::string::npos);
+  EXPECT_NE(doc.find("3214735720 (`0xbf9cf968`)"), std::string::npos);
 }
 
 }  // namespace
