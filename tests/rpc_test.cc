@@ -568,6 +568,33 @@ TEST_F(RpcLimitTest, OversizeRequestIsRefusedAndConnectionKept) {
   EXPECT_EQ("echo:small", out);
 }
 
+class RpcServerLimitTest : public RpcTest {
+  rpc_server_options ServerOptions() override {
+    rpc_server_options o = {};
+    o.max_calls = 2;
+    return o;
+  }
+};
+
+TEST_F(RpcServerLimitTest, CallsOverThePerServerLimitAreRefused) {
+  Watchdog wd("PerServerLimit", 20000);
+  rpc_method m = Method("Hold");
+  for (int i = 0; i < 2; i++) {
+    Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
+    ASSERT_EQ(0, rpc_channel_submit(ch_, &m, &req.base, 10000, cq_, nullptr, nullptr));
+  }
+  ASSERT_TRUE(WaitHeld(2, 5000));
+  std::string out;
+  EXPECT_EQ(RPC_STATUS_RESOURCE_EXHAUSTED, Call("Say", "third", 5000, &out));
+  EXPECT_EQ("too many calls in flight on this server", out);
+  ReleaseHeldReversed();
+  auto rest = Collect(cq_, 2, 5000);
+  ASSERT_EQ(2u, rest.size());
+  for (auto &c : rest) EXPECT_EQ(RPC_STATUS_OK, c.status);
+  FreeCompletions(&rest);
+  EXPECT_EQ(RPC_STATUS_OK, Call("Say", "fourth", 5000, &out));
+}
+
 // ---- Reconnect and unix sockets -----------------------------------------------------------
 
 TEST(RpcUnix, ReconnectAfterServerRestartOnTheSamePath) {
@@ -681,6 +708,7 @@ struct Got {
 
 class RawConn {
  public:
+  explicit RawConn(UniqueFd fd) : fd_(std::move(fd)) {}
   explicit RawConn(int port) {
     fd_ = UniqueFd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     sockaddr_in a = {};
@@ -987,6 +1015,166 @@ TEST_F(RpcIdleTest, IdleConnectionGetsGoawayAndIsClosed) {
                 std::chrono::steady_clock::now() - t0).count();
   EXPECT_GE(ms, 150);
   EXPECT_LT(ms, 3000);
+}
+
+// ---- The client against a scripted server --------------------------------------------------
+
+std::string PackedReply(const char *text) {
+  Test__V1__EchoReply r = TEST__V1__ECHO_REPLY__INIT;
+  r.text = const_cast<char *>(text);
+  std::string out(protobuf_c_message_get_packed_size(&r.base), '\0');
+  protobuf_c_message_pack(&r.base, reinterpret_cast<uint8_t *>(&out[0]));
+  return out;
+}
+
+RawFrame Response(uint32_t id, const std::string &body, uint8_t status = RPC_STATUS_OK) {
+  RawFrame f;
+  f.type = RPC_TYPE_RESPONSE;
+  f.status = status;
+  f.id = id;
+  f.body = body;
+  return f;
+}
+
+class RpcClientWireTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(listener_.ok());
+    rpc_channel_options co = {};
+    co.backoff_initial_ms = 5;
+    co.backoff_max_ms = 20;
+    ASSERT_EQ(0, rpc_channel_create(&ch_, Target(listener_.port()).c_str(), &co));
+    ASSERT_EQ(0, rpc_cq_create(&cq_));
+    ASSERT_EQ(0, rpc_method_find(&say_, &test__v1__echo__descriptor, "Say"));
+  }
+  void TearDown() override {
+    rpc_channel_destroy(ch_);
+    rpc_cq_destroy(cq_);
+  }
+  void Submit(intptr_t ctx, int timeout_ms = 5000) {
+    Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
+    ASSERT_EQ(0, rpc_channel_submit(ch_, &say_, &req.base, timeout_ms, cq_,
+                                    reinterpret_cast<void *>(ctx), nullptr));
+  }
+  // The next completion: its ctx and status (and the reply text, if any).
+  std::pair<intptr_t, int> Next(std::string *text = nullptr) {
+    rpc_completion c[1];
+    int n = rpc_cq_wait(cq_, c, 1, 5000);
+    EXPECT_EQ(1, n) << "no completion";
+    if (n != 1) return {-1, -1};
+    if (c[0].reply) {
+      if (text) *text = reinterpret_cast<Test__V1__EchoReply *>(c[0].reply)->text;
+      protobuf_c_message_free_unpacked(c[0].reply, nullptr);
+    }
+    return {intptr_t(c[0].ctx), c[0].status};
+  }
+  Got Request(RawConn *c) {
+    Got g = c->Next();
+    EXPECT_TRUE(g.ok);
+    EXPECT_EQ(RPC_TYPE_REQUEST, g.type);
+    return g;
+  }
+
+  gaio_test::Listener listener_;
+  rpc_channel *ch_ = nullptr;
+  rpc_cq *cq_ = nullptr;
+  rpc_method say_;
+};
+
+TEST_F(RpcClientWireTest, GoawayFailsCallsAboveLastIdAndOthersFinish) {
+  Watchdog wd("ClientGoaway", 20000);
+  Submit(1);
+  RawConn a(listener_.Accept());
+  Got r1 = Request(&a);
+  Submit(2);
+  Got r2 = Request(&a);
+  EXPECT_NE(r1.id, r2.id);
+  RawFrame g;
+  g.type = RPC_TYPE_GOAWAY;
+  g.id = r1.id;
+  g.body = "restarting";
+  a.Send(g.Bytes());
+  EXPECT_EQ(std::make_pair(intptr_t(2), int(RPC_STATUS_UNAVAILABLE)), Next());
+  a.Send(Response(r1.id, PackedReply("one")).Bytes());
+  std::string text;
+  EXPECT_EQ(std::make_pair(intptr_t(1), int(RPC_STATUS_OK)), Next(&text));
+  EXPECT_EQ("one", text);
+  // The drained connection is closed by the client; new calls use a new connection.
+  Got e = a.Next();
+  EXPECT_TRUE(e.eof);
+  RawConn b(listener_.Accept());
+  Submit(3);
+  Got r3 = Request(&b);
+  b.Send(Response(r3.id, PackedReply("three")).Bytes());
+  EXPECT_EQ(std::make_pair(intptr_t(3), int(RPC_STATUS_OK)), Next(&text));
+}
+
+TEST_F(RpcClientWireTest, ResponseForAnIdNeverSentClosesTheConnection) {
+  Watchdog wd("ClientUnknownId", 20000);
+  Submit(1);
+  RawConn a(listener_.Accept());
+  Got r1 = Request(&a);
+  a.Send(Response(r1.id + 1000, PackedReply("?")).Bytes());
+  EXPECT_EQ(std::make_pair(intptr_t(1), int(RPC_STATUS_UNAVAILABLE)), Next());
+  EXPECT_TRUE(a.Next().eof);
+}
+
+TEST_F(RpcClientWireTest, MalformedFrameFromServerFailsCallsUnavailable) {
+  Watchdog wd("ClientMalformed", 20000);
+  Submit(1);
+  Submit(2);
+  RawConn a(listener_.Accept());
+  Request(&a);
+  Request(&a);
+  std::string bad = Response(1, "").Bytes();
+  bad[2] = 9;  // version
+  a.Send(bad);
+  auto x = Next(), y = Next();
+  EXPECT_EQ(int(RPC_STATUS_UNAVAILABLE), x.second);
+  EXPECT_EQ(int(RPC_STATUS_UNAVAILABLE), y.second);
+  EXPECT_EQ(3, x.first + y.first);
+  // The channel reconnects and works again.
+  RawConn b(listener_.Accept());
+  Submit(3);
+  Got r3 = Request(&b);
+  b.Send(Response(r3.id, PackedReply("ok")).Bytes());
+  EXPECT_EQ(std::make_pair(intptr_t(3), int(RPC_STATUS_OK)), Next());
+}
+
+TEST_F(RpcClientWireTest, DeadlineSendsCancelAndLateResponseIsIgnored) {
+  Watchdog wd("ClientDeadlineCancel", 20000);
+  Submit(1, 50);
+  RawConn a(listener_.Accept());
+  Got r1 = Request(&a);
+  EXPECT_GT(r1.id, 0u);
+  EXPECT_EQ(std::make_pair(intptr_t(1), int(RPC_STATUS_DEADLINE_EXCEEDED)), Next());
+  Got c = a.Next();
+  ASSERT_TRUE(c.ok);
+  EXPECT_EQ(RPC_TYPE_CANCEL, c.type);
+  EXPECT_EQ(r1.id, c.id);
+  a.Send(Response(r1.id, PackedReply("late")).Bytes());  // ignored, the connection stays
+  Submit(2);
+  Got r2 = Request(&a);
+  a.Send(Response(r2.id, "", RPC_STATUS_NOT_FOUND).Bytes());
+  EXPECT_EQ(std::make_pair(intptr_t(2), int(RPC_STATUS_NOT_FOUND)), Next());
+  rpc_completion extra[1];
+  EXPECT_EQ(0, rpc_cq_wait(cq_, extra, 1, 50));
+}
+
+TEST_F(RpcClientWireTest, ServerTimeoutFieldCarriesTheRemainingDeadline) {
+  Watchdog wd("ClientTimeoutField", 20000);
+  Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
+  ASSERT_EQ(0, rpc_channel_submit(ch_, &say_, &req.base, 2000, cq_, nullptr, nullptr));
+  RawConn a(listener_.Accept());
+  std::string raw;
+  // Read the header bytes directly to see timeout_us (offset 16).
+  uint8_t h[RPC_FRAME_HEADER_SIZE];
+  ASSERT_EQ(sizeof h, gaio_test::ReadExactly(a.fd(), h, sizeof h, 5000));
+  uint32_t t = uint32_t(h[16]) | uint32_t(h[17]) << 8 | uint32_t(h[18]) << 16 | uint32_t(h[19]) << 24;
+  EXPECT_GT(t, 1000000u);
+  EXPECT_LE(t, 2000000u);
+  uint32_t m = uint32_t(h[12]) | uint32_t(h[13]) << 8 | uint32_t(h[14]) << 16 | uint32_t(h[15]) << 24;
+  EXPECT_EQ(MethodId("test.v1.Echo/Say"), m);
 }
 
 }  // namespace
