@@ -600,7 +600,11 @@ TEST_F(RpcServerLimitTest, CallsOverThePerServerLimitAreRefused) {
 TEST(RpcUnix, ReconnectAfterServerRestartOnTheSamePath) {
   Watchdog wd("Reconnect", 30000);
   g_state = new ServiceState;
-  std::string path = "/tmp/gaio_rpc_test_" + std::to_string(getpid()) + ".sock";
+  // A fresh directory: concurrent runs of this test may share /tmp and even the pid (the
+  // sandbox's pid namespace), and sun_path is too short for TEST_TMPDIR.
+  char dir[] = "/tmp/gaio_rpc_XXXXXX";
+  ASSERT_NE(nullptr, mkdtemp(dir));
+  std::string path = std::string(dir) + "/rpc.sock";
   std::string addr = "unix:" + path;
   auto *srv = new ServerBox;
   StartServer(srv, addr.c_str());
@@ -624,15 +628,17 @@ TEST(RpcUnix, ReconnectAfterServerRestartOnTheSamePath) {
   srv = new ServerBox;
   StartServer(srv, addr.c_str());
   int st = -1;
+  char msg[128] = "";
   for (int i = 0; i < 400 && st != RPC_STATUS_OK; i++) {
-    st = rpc_channel_call(ch, &m, &req.base, 5000, &reply, nullptr, 0);
+    st = rpc_channel_call(ch, &m, &req.base, 5000, &reply, msg, sizeof msg);
     if (st != RPC_STATUS_OK) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  ASSERT_EQ(RPC_STATUS_OK, st);
+  ASSERT_EQ(RPC_STATUS_OK, st) << msg;
   EXPECT_STREQ("echo:u", reinterpret_cast<Test__V1__EchoReply *>(reply)->text);
   protobuf_c_message_free_unpacked(reply, nullptr);
   rpc_channel_destroy(ch);
   delete srv;
+  rmdir(dir);
   delete g_state;
   g_state = nullptr;
 }
