@@ -18,6 +18,7 @@
 #define ACCEPTS_QUEUED 4         /* accepts kept pending per listener */
 #define RESULTS_PER_WAIT 128     /* gaio results taken per gaio_wait() */
 #define CLOSE_LINGER_MS 1000     /* a closing connection's writes get this long to flush */
+#define ACCEPT_RETRY_MS 100      /* pause of a listener after a failed accept (EMFILE, ...) */
 
 /* ---- Call state ----------------------------------------------------------------------------
  * A call's `state` moves INVOKING -> WAITING (invoke returned without a reply) or to REPLIED
@@ -29,7 +30,7 @@ enum { CALL_INVOKING = 0, CALL_WAITING = 1, CALL_REPLIED = 2 };
 /* Inbox item kinds of a worker. */
 enum { ITEM_CALL = 1, ITEM_CONN = 2, ITEM_SHUTDOWN = 3 };
 /* Timer kinds. */
-enum { TIMER_CALL = 1, TIMER_IDLE = 2, TIMER_DRAIN = 3 };
+enum { TIMER_CALL = 1, TIMER_IDLE = 2, TIMER_DRAIN = 3, TIMER_ACCEPT = 4 };
 
 typedef struct conn conn;
 typedef struct worker worker;
@@ -547,7 +548,13 @@ static void on_accept(worker *wk, srv_listener *l, const gaio_result *r) {
       hand_over(wk, r->conn_fd);
     }
   }
-  if (r->error != -ECANCELED && r->error != -ESHUTDOWN && !l->closed) accept_more(wk, l);
+  if (r->error == -ECANCELED || r->error == -ESHUTDOWN || l->closed) return;
+  if (r->error == 0) {
+    accept_more(wk, l);
+  } else if (l->retry.idx == RPC__TIMER_OFF) {
+    /* Out of fds or memory: accepting again at once would spin; pause the listener. */
+    rpc__timer_arm(&wk->timers, &l->retry, gaio_now() + ACCEPT_RETRY_MS * 1000000ull);
+  }
 }
 
 /* ---- Shutdown ---------------------------------------------------------------------------- */
@@ -561,6 +568,7 @@ static void begin_stop(worker *wk) {
       srv_listener *l = &s->listeners[i];
       if (!l->closed && l->attached) gaio_free(wk->w, l->fd);
       l->closed = 1;
+      rpc__timer_disarm(&wk->timers, &l->retry);
     }
   }
   for (conn *c = wk->conns, *next; c; c = next) {
@@ -627,6 +635,9 @@ static void on_timers(worker *wk) {
       on_call_timer(rpc__container_of(t, rpc_call, timer));
     } else if (t->kind == TIMER_DRAIN) {
       drain_expired(wk);
+    } else if (t->kind == TIMER_ACCEPT) {
+      srv_listener *l = rpc__container_of(t, srv_listener, retry);
+      if (!l->closed) accept_more(wk, l);
     } else {
       conn *c = rpc__container_of(t, conn, idle);
       int ms = wk->srv->opts.idle_timeout_ms;
@@ -697,6 +708,7 @@ int srv_start_workers(rpc_server *s) {
     }
   }
   for (unsigned j = 0; j < s->nlisteners && rc == 0; j++) {
+    rpc__timer_init(&s->listeners[j].retry, TIMER_ACCEPT);
     rc = gaio_attach(s->workers[0].w, s->listeners[j].fd);
     if (rc == 0) s->listeners[j].attached = 1;
   }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/un.h>
 
+#include "rpc/internal.h"
 #include "rpc/rpc.h"
 
 typedef struct srv_method {
@@ -23,6 +24,7 @@ typedef struct srv_listener {
   int attached; /* owned by worker 0's watcher */
   int closed;
   unsigned queued; /* accepts pending */
+  rpc__timer retry; /* armed after a failed accept */
   int port;
   char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 } srv_listener;

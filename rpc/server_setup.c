@@ -199,6 +199,7 @@ int rpc_server_listen(rpc_server *s, const char *address) {
   srv_listener *l = &s->listeners[s->nlisteners];
   memset(l, 0, sizeof *l);
   l->kind = RPC__CTX_LISTEN;
+  rpc__timer_init(&l->retry, 0);
   int rc = open_listener(l, &ss, sl);
   if (rc < 0) return rc;
   s->nlisteners++;
