@@ -168,8 +168,10 @@ int rpc_call_cancelled(const rpc_call *c);
  * closure with NULL. Any thread, exactly once per call (instead of the closure). */
 void rpc_call_fail(rpc_call *c, int status, const char *message);
 
-/* The handler's closure(reply, closure_data) does: pack the reply (NULL reply: fail with
- * UNKNOWN "handler returned no reply") and complete the call. Any thread, exactly once. */
+/* Complete the call with a reply: the same as the handler's closure(reply, closure_data). The
+ * reply is packed before this returns (it stays the caller's). A NULL reply fails the call with
+ * UNKNOWN "handler returned no reply". Any thread, exactly once per call. */
+void rpc_call_reply(rpc_call *c, const ProtobufCMessage *reply);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Client                                                                                      */

@@ -496,6 +496,8 @@ int64_t rpc_call_remaining_us(const rpc_call *c) {
 
 int rpc_call_cancelled(const rpc_call *c) { return atomic_load(&c->cancelled); }
 
+void rpc_call_reply(rpc_call *c, const ProtobufCMessage *reply) { srv_closure(reply, c); }
+
 void rpc_call_fail(rpc_call *c, int status, const char *message) {
   if (atomic_flag_test_and_set(&c->done)) return;
   if (status <= RPC_STATUS_OK || status > RPC_STATUS_UNAUTHENTICATED) status = RPC_STATUS_UNKNOWN;

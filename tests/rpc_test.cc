@@ -15,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -48,6 +49,7 @@ struct ServiceState {
   int slow_done = 0;
   int slow_saw_cancel = 0;
   int64_t last_remaining_us = -2;
+  std::map<rpc_server *, int> says;  // Say calls per server
 };
 
 ServiceState *g_state;
@@ -59,6 +61,10 @@ void h_say(Test__V1__Echo_Service *, const Test__V1__EchoRequest *in,
   out.text = const_cast<char *>(text.c_str());
   out.payload = in->payload;
   out.remaining_us = rpc_call_remaining_us(rpc_server_call(data));
+  {
+    std::lock_guard<std::mutex> lk(g_state->mu);
+    g_state->says[rpc_call_server(rpc_server_call(data))]++;
+  }
   closure(&out, data);
 }
 
@@ -125,7 +131,9 @@ void ReleaseHeldReversed() {
       Test__V1__EchoReply out = TEST__V1__ECHO_REPLY__INIT;
       std::string t = "held:" + it->text;
       out.text = const_cast<char *>(t.c_str());
-      it->closure(&out, it->data);
+      // Half of them through the call handle, half through the closure: the same thing.
+      if ((it - held.rbegin()) % 2) rpc_call_reply(rpc_server_call(it->data), &out.base);
+      else it->closure(&out, it->data);
     }
   }).join();
 }
@@ -659,10 +667,18 @@ TEST(RpcTcp, RoundRobinOverTwoServersAndFailover) {
   ASSERT_EQ(0, rpc_method_find(&m, &test__v1__echo__descriptor, "Say"));
   Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
   ProtobufCMessage *reply = nullptr;
+  for (int i = 0; i < 4; i++) {
+    ASSERT_EQ(RPC_STATUS_OK, rpc_channel_call(ch, &m, &req.base, 5000, &reply, nullptr, 0));
+    protobuf_c_message_free_unpacked(reply, nullptr);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // both connections are up
+  g_state->says.clear();
   for (int i = 0; i < 20; i++) {
     ASSERT_EQ(RPC_STATUS_OK, rpc_channel_call(ch, &m, &req.base, 5000, &reply, nullptr, 0));
     protobuf_c_message_free_unpacked(reply, nullptr);
   }
+  EXPECT_EQ(10, g_state->says[a.s]);  // strict alternation over the two ready connections
+  EXPECT_EQ(10, g_state->says[b.s]);
   // One server goes away: after its GOAWAY every call goes to the other one.
   ASSERT_EQ(0, rpc_server_shutdown(a.s, 1000));
   int ok = 0;
