@@ -672,13 +672,19 @@ TEST(RpcTcp, RoundRobinOverTwoServersAndFailover) {
     protobuf_c_message_free_unpacked(reply, nullptr);
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(100));  // both connections are up
-  g_state->says.clear();
+  {
+    std::lock_guard<std::mutex> lk(g_state->mu);  // TSan cannot see the happens-before of TCP
+    g_state->says.clear();
+  }
   for (int i = 0; i < 20; i++) {
     ASSERT_EQ(RPC_STATUS_OK, rpc_channel_call(ch, &m, &req.base, 5000, &reply, nullptr, 0));
     protobuf_c_message_free_unpacked(reply, nullptr);
   }
-  EXPECT_EQ(10, g_state->says[a.s]);  // strict alternation over the two ready connections
-  EXPECT_EQ(10, g_state->says[b.s]);
+  {
+    std::lock_guard<std::mutex> lk(g_state->mu);
+    EXPECT_EQ(10, g_state->says[a.s]);  // strict alternation over the two ready connections
+    EXPECT_EQ(10, g_state->says[b.s]);
+  }
   // One server goes away: after its GOAWAY every call goes to the other one.
   ASSERT_EQ(0, rpc_server_shutdown(a.s, 1000));
   int ok = 0;
@@ -690,6 +696,9 @@ TEST(RpcTcp, RoundRobinOverTwoServersAndFailover) {
   }
   EXPECT_EQ(20, ok);
   rpc_channel_destroy(ch);
+  rpc_server_destroy(a.s);  // before g_state goes: their workers' threads are joined
+  rpc_server_destroy(b.s);
+  a.s = b.s = nullptr;
   delete g_state;
   g_state = nullptr;
 }
