@@ -257,14 +257,21 @@ static void late_cancels(gaio_watcher *w, gaio__queue *q) {
   }
 }
 
-/* The connection goes to r, the head accept; the peer address, if r wants it, is asked for. */
+/* The connection goes to r, the head accept; the peer address, if r wants it, is asked for.
+ * A connection reset before that has no address any more: r then fails as accept4() with an
+ * address would, with -ECONNABORTED, and the connection is closed. */
 static void accept_give(gaio_watcher *w, gaio__req *r, int fd) {
-  r->u.sock.conn_fd = fd;
   r->u.sock.addr_len = 0;
   if (r->u.sock.addr != NULL) {
     socklen_t len = sizeof(struct sockaddr_storage);
-    if (getpeername(fd, r->u.sock.addr, &len) == 0) r->u.sock.addr_len = len;
+    if (getpeername(fd, r->u.sock.addr, &len) != 0) {
+      close(fd);
+      gaio__complete(w, r, -ECONNABORTED);
+      return;
+    }
+    r->u.sock.addr_len = len;
   }
+  r->u.sock.conn_fd = fd;
   gaio__complete(w, r, 0);
 }
 

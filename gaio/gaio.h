@@ -211,7 +211,12 @@ int gaio_write_deadline(gaio_watcher *w, int fd, const void *buf, size_t len, vo
  * NULL, the peer address is stored there and addr_len says how many bytes; peer must stay valid
  * until the result is delivered. Several accepts may be queued on one listener; they complete
  * in FIFO order. Errors of one accept (-EMFILE, -ECONNABORTED, ...) complete that request only;
- * the listener stays usable. Safe from any thread. Returns 0 (exactly one result will follow)
+ * the listener stays usable. With io_uring, while two or more accepts with peer NULL are queued,
+ * one multishot accept serves them, and the kernel may take a few more connections than were
+ * asked for (a burst arriving while the last queued accept is served): they wait inside the
+ * watcher for the next gaio_accept() on that listener, and gaio_free() or gaio_detach() of the
+ * listener closes them, as closing a listener drops its backlog. Accepts that ask for the peer
+ * address are never served that way. Safe from any thread. Returns 0 (exactly one result will follow)
  * or -EBADF, -ENOBUFS, -ENOMEM, -ESHUTDOWN (no result). */
 int gaio_accept(gaio_watcher *w, int fd, struct sockaddr_storage *peer, void *ctx);
 
@@ -256,7 +261,8 @@ int gaio_cancel(gaio_watcher *w, int fd, void *ctx);
 /* Give fd back to the caller without closing it: every pending request on it completes with
  * -ECANCELED (results delivered by the next gaio_wait(); a request that had already finished in
  * the kernel keeps its own result), the watcher stops watching it, and O_NONBLOCK is restored
- * to what it was at gaio_attach(). When it returns 0 the fd is the caller's, to read, write,
+ * to what it was at gaio_attach(). (A listener detached on io_uring loses the connections a
+ * multishot accept took beyond the accepts queued: see gaio_accept().) When it returns 0 the fd is the caller's, to read, write,
  * close or attach again. Loop-thread only, like gaio_cancel() (else -EBUSY). Also -EBADF (not
  * attached, or being freed), -ESHUTDOWN. */
 int gaio_detach(gaio_watcher *w, int fd);
@@ -271,7 +277,7 @@ int gaio_pin_thread(int cpu);
  * result that is ready, up to max, in out[0..n). Results left over stay queued for the next call.
  * Calling it invalidates the swap bytes of the previous call's results. Single consumer: one
  * thread at a time. Returns n >= 0 (0 on timeout), -EINVAL (out NULL or max <= 0), -EBUSY
- * (another thread is in gaio_wait()), or -ESHUTDOWN (closed and every result delivered). */
+ * (another thread is in gaio_wait(), gaio_cancel() or gaio_detach()), or -ESHUTDOWN (closed and every result delivered). */
 int gaio_wait(gaio_watcher *w, gaio_result *out, int max, int timeout_ms);
 
 /* Read the counters. Safe from any thread; values read while the watcher works are a snapshot of

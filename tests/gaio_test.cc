@@ -43,6 +43,8 @@
 namespace {
 
 using gaio_test::Collected;
+using gaio_test::BackendUnavailable;
+using gaio_test::Backends;
 using gaio_test::CountOpenFds;
 using gaio_test::Describe;
 using gaio_test::ExpectDrained;
@@ -68,19 +70,6 @@ using gaio_test::Watchdog;
 using gaio_test::WriteAll;
 
 constexpr uint64_t kMs = 1000000ull; /* nanoseconds per millisecond */
-
-/* Every backend the suite runs over. Adding a backend is one line here. */
-std::vector<std::string> Backends() {
-  return {
-      "epoll", "uring",
-  };
-}
-
-/* Setup errors that mean "this backend cannot run here" (no kernel support, forbidden by a
- * seccomp policy or a sysctl): the suite skips the backend rather than fail. */
-bool BackendUnavailable(int rc) {
-  return rc == -ENOSYS || rc == -EPERM || rc == -EACCES || rc == -EOPNOTSUPP;
-}
 
 /* A set of pointers that must each come back exactly once. */
 class Once {

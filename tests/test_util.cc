@@ -23,6 +23,12 @@
 
 namespace gaio_test {
 
+std::vector<std::string> Backends() { return {"epoll", "uring"}; }
+
+bool BackendUnavailable(int rc) {
+  return rc == -ENOSYS || rc == -EPERM || rc == -EACCES || rc == -EOPNOTSUPP;
+}
+
 void UniqueFd::Reset(int fd) {
   if (fd_ >= 0) close(fd_);
   fd_ = fd;
@@ -371,16 +377,25 @@ const char *OpName(int op) {
       return "READ_FULL";
     case GAIO_OP_WRITE:
       return "WRITE";
+    case GAIO_OP_ACCEPT:
+      return "ACCEPT";
+    case GAIO_OP_CONNECT:
+      return "CONNECT";
+    case GAIO_OP_RECVFROM:
+      return "RECVFROM";
+    case GAIO_OP_SENDTO:
+      return "SENDTO";
     default:
       return "?";
   }
 }
 
 std::string Describe(const gaio_result &r) {
-  char s[256];
-  snprintf(s, sizeof s, "{op=%s fd=%d ctx=%p buf=%p size=%zu error=%d (%s) flags=%#x}",
+  char s[320];
+  snprintf(s, sizeof s,
+           "{op=%s fd=%d ctx=%p buf=%p size=%zu error=%d (%s) flags=%#x conn_fd=%d addr_len=%u}",
            OpName(r.op), r.fd, r.ctx, r.buf, r.size, r.error,
-           r.error ? gaio_strerror(r.error) : "ok", r.flags);
+           r.error ? gaio_strerror(r.error) : "ok", r.flags, r.conn_fd, r.addr_len);
   return s;
 }
 

@@ -18,6 +18,15 @@
 
 namespace gaio_test {
 
+/* Every backend the behaviour suites run over (the values of their INSTANTIATE_TEST_SUITE_P).
+ * Adding a backend is one line in test_util.cc. */
+std::vector<std::string> Backends();
+
+/* Setup errors of gaio_watcher_create() that mean "this backend cannot run here" (no kernel
+ * support, forbidden by a seccomp policy or a sysctl): the suites GTEST_SKIP() the backend
+ * rather than fail. */
+bool BackendUnavailable(int rc);
+
 /* An owned file descriptor, closed on destruction unless released (for example after a
  * successful gaio_attach(), which passes ownership to the watcher). */
 class UniqueFd {
@@ -63,6 +72,9 @@ class Listener {
   UniqueFd Connect() const;
   /* accept4() with SOCK_CLOEXEC; invalid on error. */
   UniqueFd Accept() const;
+  /* Give up ownership of the listening fd (for example to gaio_attach() it); port() and
+   * Connect() keep working. */
+  int Release() { return fd_.Release(); }
 
  private:
   UniqueFd fd_;
