@@ -272,7 +272,8 @@ static void send_call(cconn *c, ccall *call) {
   f.method_id = call->method_id;
   if (call->deadline) {
     uint64_t now = gaio_now();
-    uint64_t us = call->deadline > now ? (call->deadline - now) / 1000u : 1;
+    /* Rounded up, so that a deadline not yet passed is never sent as 0 (WIRE.md section 9). */
+    uint64_t us = call->deadline > now ? (call->deadline - now + 999u) / 1000u : 1;
     /* Longer than the field holds: send none, the client's own timer still applies. */
     f.timeout_us = us == 0 ? 1 : us > UINT32_MAX ? 0 : (uint32_t)us;
   }

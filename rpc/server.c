@@ -277,10 +277,6 @@ static int call_new(conn *c, const rpc_frame *f, const srv_method *m, ProtobufCM
 /* Admission checks, in the order of the wire spec. Returns 0 or the status to answer. */
 static int admit(conn *c, const rpc_frame *f, const char **why) {
   rpc_server *s = c->wk->srv;
-  if (c->goaway) {
-    *why = "server is going away";
-    return RPC_STATUS_UNAVAILABLE;
-  }
   if (rpc__idmap_get(&c->calls, f->request_id)) {
     *why = "request_id in use";
     return RPC_STATUS_INVALID_ARGUMENT;
@@ -299,6 +295,9 @@ static int admit(conn *c, const rpc_frame *f, const char **why) {
 
 static void on_request(conn *c, const rpc_frame *f) {
   rpc_server *s = c->wk->srv;
+  /* After a GOAWAY: its id is above the GOAWAY's, the client fails it UNAVAILABLE itself
+   * (WIRE.md section 11), so it is dropped without a response. */
+  if (c->goaway) return;
   const srv_method *m = srv_find_method(s, f->method_id);
   if (!m) {
     send_status(c, f->request_id, RPC_STATUS_UNIMPLEMENTED, "unknown method");
@@ -338,6 +337,7 @@ static int on_frame(void *owner, const rpc_frame *f, int oversize) {
   if (c->freed || c->closing) return -ECANCELED;
   if (oversize) {
     if (f->type != RPC_TYPE_REQUEST) return -EPROTO;
+    if (c->goaway) return 0; /* dropped, as any request after a GOAWAY */
     send_status(c, f->request_id, RPC_STATUS_RESOURCE_EXHAUSTED, "message larger than the server's limit");
     return 0;
   }
