@@ -455,6 +455,68 @@ TEST_F(RpcTest, ChannelDestroyCancelsEverythingExactlyOnce) {
   ReleaseHeldReversed();  // the server drops the replies: their connection is gone
 }
 
+// Many threads submit calls with tiny deadlines and cancels racing with the replies, then the
+// channel is destroyed with calls still in flight: every accepted call completes exactly once.
+TEST_F(RpcTest, ExactlyOnceUnderDeadlineCancelAndDestroyRaces) {
+  Watchdog wd("ExactlyOnceRaces", 60000);
+  const int kThreads = 4, kCalls = 400;
+  std::string warm;
+  ASSERT_EQ(RPC_STATUS_OK, Call("Say", "connect first", 5000, &warm));
+  std::atomic<long> accepted{0};
+  std::vector<std::thread> submitters;
+  for (int t = 0; t < kThreads; t++) {
+    submitters.emplace_back([this, t, &accepted] {
+      rpc_method say = Method("Say"), slow = Method("Slow");
+      unsigned seed = 12345u + unsigned(t);
+      uint64_t prev = 0;
+      for (int i = 0; i < kCalls; i++) {
+        seed = seed * 1103515245u + 12345u;
+        unsigned r = seed >> 16;
+        Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
+        req.delay_ms = int(r % 4);
+        const int timeouts[] = {-1, 1, 3, 50};
+        uint64_t id = 0;
+        // Mostly Say (answered at once); a few Slow (a thread per call: kept rare).
+        int rc = rpc_channel_submit(ch_, (r & 7) ? &say : &slow, &req.base, timeouts[(r >> 3) % 4],
+                                    cq_, nullptr, &id);
+        ASSERT_EQ(0, rc);
+        accepted++;
+        if ((r >> 5) % 3 == 0 && prev) rpc_channel_cancel(ch_, prev);
+        prev = id;
+      }
+    });
+  }
+  std::map<uint64_t, int> seen;
+  std::map<int, int> by_status;
+  auto take = [&](int ms) {
+    rpc_completion batch[64];
+    int n = rpc_cq_wait(cq_, batch, 64, ms);
+    for (int i = 0; i < n; i++) {
+      seen[batch[i].call_id]++;
+      by_status[batch[i].status]++;
+      if (batch[i].reply) protobuf_c_message_free_unpacked(batch[i].reply, nullptr);
+    }
+    return n;
+  };
+  for (auto &th : submitters) th.join();
+  // Collect until most calls are done, then destroy the channel with the rest still in flight:
+  // they complete CANCELLED.
+  while (long(seen.size()) < accepted.load() * 3 / 4 && take(2000) > 0) {
+  }
+  rpc_channel_destroy(ch_);
+  ch_ = nullptr;
+  while (long(seen.size()) < accepted.load() && take(2000) > 0) {
+  }
+  EXPECT_EQ(accepted.load(), long(seen.size()));
+  for (auto &kv : seen) EXPECT_EQ(1, kv.second) << "call " << kv.first;
+  for (auto &kv : by_status)
+    EXPECT_TRUE(kv.first == RPC_STATUS_OK || kv.first == RPC_STATUS_DEADLINE_EXCEEDED ||
+                kv.first == RPC_STATUS_CANCELLED)
+        << rpc_status_name(kv.first) << " x" << kv.second;
+  rpc_completion extra[1];
+  EXPECT_EQ(0, rpc_cq_wait(cq_, extra, 1, 100));
+}
+
 TEST_F(RpcTest, HealthCheck) {
   Watchdog wd("HealthCheck", 20000);
   rpc_method m;
