@@ -19,7 +19,7 @@
 enum { EP_IDLE, EP_CONNECTING, EP_READY, EP_BACKOFF };
 enum { MODE_CLOSURE, MODE_CQ, MODE_SYNC };
 enum { ITEM_SUBMIT = 1, ITEM_CANCEL = 2, ITEM_CLOSE = 3 };
-enum { TIMER_CALL = 1, TIMER_BACKOFF = 2 };
+enum { TIMER_CALL = 1, TIMER_BACKOFF = 2, TIMER_KEEPALIVE = 3 };
 
 typedef struct cconn cconn;
 typedef struct ccall ccall;
@@ -50,6 +50,10 @@ struct cconn {
   int freed;
   int wrapped; /* next_wire went past 2^32 once: every id counts as issued */
   uint32_t next_wire;
+  uint64_t last_rx;    /* when bytes last arrived (keepalive) */
+  uint64_t ping_sent;  /* when the outstanding PING went out; 0: none outstanding */
+  uint32_t ping_token;
+  rpc__timer keepalive;
 };
 
 typedef struct sync_wait {
@@ -351,6 +355,7 @@ static void conn_fail(cconn *c, const char *why) {
   if (c->freed) return;
   rpc_channel *ch = c->ch;
   c->freed = 1;
+  rpc__timer_disarm(&ch->timers, &c->keepalive);
   rpc__idnode *n;
   while ((n = rpc__idmap_pop(&c->calls)) != NULL) {
     ccall *call = rpc__container_of(n, ccall, wnode);
@@ -389,6 +394,7 @@ static void ep_connect(endpoint *ep) {
   c->ep = ep;
   c->fd = fd;
   c->next_wire = 1;
+  rpc__timer_init(&c->keepalive, TIMER_KEEPALIVE);
   if (gaio_attach(ch->w, fd) < 0) goto fail;
   fd = -1; /* the watcher's now */
   c->next = ch->conns;
@@ -426,6 +432,10 @@ static void on_connect(cconn *c, const gaio_result *r) {
     return;
   }
   c->ready = 1;
+  c->last_rx = gaio_now();
+  if (c->ch->opts.keepalive_ms > 0)
+    rpc__timer_arm(&c->ch->timers, &c->keepalive,
+                   c->last_rx + (uint64_t)c->ch->opts.keepalive_ms * 1000000u);
   endpoint *ep = c->ep;
   if (ep) {
     ep->state = EP_READY;
@@ -516,6 +526,7 @@ static void on_read(cconn *c, const gaio_result *r) {
     conn_fail(c, r->error == GAIO_EOF ? "connection closed by the server" : "connection error");
     return;
   }
+  c->last_rx = gaio_now();
   int rc = rpc__rbuf_consume(&c->rb, r->size, c->ch->opts.max_body, on_frame, c);
   if (rc == -ECANCELED) return;
   if (rc < 0) {
@@ -599,6 +610,28 @@ static void on_result(rpc_channel *ch, const gaio_result *r) {
   }
 }
 
+/* Keepalive (WIRE.md section 10): after keepalive_ms without a byte received, send a PING;
+ * if nothing at all arrives within keepalive_ms after it, the connection is dead. */
+static void on_keepalive(cconn *c, uint64_t now) {
+  rpc_channel *ch = c->ch;
+  uint64_t ka = (uint64_t)ch->opts.keepalive_ms * 1000000u;
+  if (c->ping_sent && c->last_rx < c->ping_sent) {
+    conn_fail(c, "keepalive timeout");
+    return;
+  }
+  c->ping_sent = 0;
+  if (now - c->last_rx < ka) {
+    rpc__timer_arm(&ch->timers, &c->keepalive, c->last_rx + ka);
+    return;
+  }
+  rpc_frame f = {0};
+  f.type = RPC_TYPE_PING;
+  f.request_id = ++c->ping_token;
+  c->ping_sent = now;
+  rpc__timer_arm(&ch->timers, &c->keepalive, now + ka);
+  send_frame(c, rpc__wbuf_frame(&f, NULL, 0));
+}
+
 static void on_timers(rpc_channel *ch) {
   uint64_t now = gaio_now();
   rpc__timer *t;
@@ -607,6 +640,8 @@ static void on_timers(rpc_channel *ch) {
       ccall *call = rpc__container_of(t, ccall, timer);
       if (call->conn) send_cancel(call->conn, (uint32_t)call->wnode.key);
       complete_str(ch, call, RPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
+    } else if (t->kind == TIMER_KEEPALIVE) {
+      on_keepalive(rpc__container_of(t, cconn, keepalive), now);
     } else if (!ch->closing) {
       ep_connect(rpc__container_of(t, endpoint, backoff));
     }
@@ -674,6 +709,7 @@ static int check_options(rpc_channel_options *o) {
   if (o->backoff_initial_ms == 0) o->backoff_initial_ms = RPC_DEFAULT_BACKOFF_INITIAL_MS;
   if (o->backoff_max_ms == 0) o->backoff_max_ms = RPC_DEFAULT_BACKOFF_MAX_MS;
   if (o->max_body > RPC_MAX_BODY_HARD || o->default_timeout_ms < 0 || o->connect_timeout_ms < 0 ||
+      o->keepalive_ms < 0 ||
       o->backoff_initial_ms < 0 || o->backoff_max_ms < o->backoff_initial_ms)
     return -EINVAL;
   return 0;

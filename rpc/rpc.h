@@ -189,6 +189,10 @@ typedef struct rpc_channel_options {
   int backoff_max_ms;      /* largest reconnect delay */
   int wait_for_ready;      /* 1: calls wait (until their deadline) while no connection is
                               ready; 0: they fail UNAVAILABLE when every endpoint is failing */
+  int keepalive_ms;        /* > 0: after this long without receiving anything on a
+                              connection, send a PING; if nothing arrives within as long again,
+                              close it (its calls complete UNAVAILABLE "keepalive timeout").
+                              Keeps idle connections under a server's idle timeout. 0: off */
   const char *backend;     /* gaio backend; NULL: automatic */
 } rpc_channel_options;
 

@@ -1291,6 +1291,44 @@ TEST_F(RpcClientWireTest, DeadlineSendsCancelAndLateResponseIsIgnored) {
   EXPECT_EQ(0, rpc_cq_wait(cq_, extra, 1, 50));
 }
 
+TEST_F(RpcClientWireTest, KeepalivePingsAndDetectsADeadServer) {
+  Watchdog wd("ClientKeepalive", 20000);
+  rpc_channel *ch = nullptr;
+  rpc_channel_options co = {};
+  co.keepalive_ms = 50;
+  co.backoff_initial_ms = 1000;  // no reconnect during the test
+  gaio_test::Listener own;       // the fixture's channel connects to listener_
+  ASSERT_TRUE(own.ok());
+  ASSERT_EQ(0, rpc_channel_create(&ch, Target(own.port()).c_str(), &co));
+  Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
+  ASSERT_EQ(0, rpc_channel_submit(ch, &say_, &req.base, -1, cq_, nullptr, nullptr));
+  RawConn a(own.Accept());
+  Request(&a);
+  auto t0 = std::chrono::steady_clock::now();
+  Got p = a.Next();  // quiet for 50 ms: a PING
+  ASSERT_TRUE(p.ok);
+  EXPECT_EQ(RPC_TYPE_PING, p.type);
+  RawFrame pong;
+  pong.type = RPC_TYPE_PONG;
+  pong.id = p.id;
+  a.Send(pong.Bytes());
+  Got p2 = a.Next();  // and again 50 ms later
+  ASSERT_TRUE(p2.ok);
+  EXPECT_EQ(RPC_TYPE_PING, p2.type);
+  EXPECT_NE(p.id, p2.id);
+  // No answer this time: the client gives up on the connection.
+  rpc_completion c[1];
+  ASSERT_EQ(1, rpc_cq_wait(cq_, c, 1, 5000));
+  EXPECT_EQ(RPC_STATUS_UNAVAILABLE, c[0].status);
+  EXPECT_STREQ("keepalive timeout", c[0].message);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - t0).count();
+  EXPECT_GE(ms, 140);
+  EXPECT_LT(ms, 3000);
+  EXPECT_TRUE(a.Next().eof);
+  rpc_channel_destroy(ch);
+}
+
 TEST_F(RpcClientWireTest, ServerTimeoutFieldCarriesTheRemainingDeadline) {
   Watchdog wd("ClientTimeoutField", 20000);
   Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
