@@ -97,8 +97,11 @@ typedef struct rpc_server_options {
   unsigned workers;            /* worker threads, 1..RPC_MAX_WORKERS */
   size_t max_body;             /* largest request body; bigger: RESOURCE_EXHAUSTED.
                                   At most RPC_MAX_BODY_HARD. Also caps reply bodies. */
-  unsigned max_calls_per_conn; /* calls in flight per connection; more: RESOURCE_EXHAUSTED */
-  unsigned max_calls;          /* calls in flight in the server; more: RESOURCE_EXHAUSTED */
+  unsigned max_calls_per_conn; /* calls in flight per connection; more: RESOURCE_EXHAUSTED.
+                                  A call counts from its REQUEST until its handler completes
+                                  it (also after a deadline or CANCEL answered it early). */
+  unsigned max_calls;          /* calls in flight in the server (same counting); more:
+                                  RESOURCE_EXHAUSTED */
   int idle_timeout_ms;         /* close a connection with no frame received and no call in
                                   flight for this long (after a GOAWAY); < 0: never */
   const char *backend;         /* gaio backend ("epoll", "uring"; NULL: automatic) */

@@ -508,11 +508,14 @@ TEST_F(RpcTest, ExactlyOnceUnderDeadlineCancelAndDestroyRaces) {
   while (long(seen.size()) < accepted.load() && take(2000) > 0) {
   }
   EXPECT_EQ(accepted.load(), long(seen.size()));
-  for (auto &kv : seen) EXPECT_EQ(1, kv.second) << "call " << kv.first;
-  for (auto &kv : by_status)
+  for (auto &kv : seen) {
+    EXPECT_EQ(1, kv.second) << "call " << kv.first;
+  }
+  for (auto &kv : by_status) {
     EXPECT_TRUE(kv.first == RPC_STATUS_OK || kv.first == RPC_STATUS_DEADLINE_EXCEEDED ||
                 kv.first == RPC_STATUS_CANCELLED)
         << rpc_status_name(kv.first) << " x" << kv.second;
+  }
   rpc_completion extra[1];
   EXPECT_EQ(0, rpc_cq_wait(cq_, extra, 1, 100));
 }
@@ -608,7 +611,9 @@ TEST_F(RpcLimitTest, CallsOverThePerConnectionLimitAreRefused) {
     Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
     ASSERT_EQ(0, rpc_channel_submit(ch_, &m, &req.base, 10000, cq_,
                                     reinterpret_cast<void *>(intptr_t(i)), nullptr));
-    if (i < 2) ASSERT_TRUE(WaitHeld(i + 1, 5000));
+    if (i < 2) {
+      ASSERT_TRUE(WaitHeld(i + 1, 5000));
+    }
   }
   auto first = Collect(cq_, 1, 5000);
   ASSERT_EQ(1u, first.size());
