@@ -33,6 +33,16 @@ namespace {
 using gaio_test::UniqueFd;
 using gaio_test::Watchdog;
 
+// Which gaio backend the servers and channels of this run use (GAIO_BACKEND picks one).
+TEST(RpcBackend, Reported) {
+  gaio_watcher *w = nullptr;
+  ASSERT_EQ(0, gaio_watcher_create(&w, nullptr));
+  const char *env = getenv("GAIO_BACKEND");
+  printf("gaio backend: %s (GAIO_BACKEND=%s)\n", gaio_backend_name(w), env ? env : "");
+  if (env && env[0]) EXPECT_STREQ(env, gaio_backend_name(w));
+  gaio_watcher_destroy(w);
+}
+
 // ---- The test service ---------------------------------------------------------------------
 
 struct Held {
