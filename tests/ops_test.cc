@@ -46,6 +46,7 @@
 
 namespace {
 
+using gaio_test::BackendTest;
 using gaio_test::BackendUnavailable;
 using gaio_test::Backends;
 using gaio_test::Collected;
@@ -133,62 +134,9 @@ struct AcceptScene {
   std::vector<UniqueFd> accepted;
 };
 
-class OpsTest : public ::testing::TestWithParam<std::string> {
+class OpsTest : public BackendTest {
  protected:
-  void SetUp() override {
-    fds_at_start_ = CountOpenFds();
-    int rc = CreateRc(&w_, gaio_options{});
-    if (BackendUnavailable(rc)) {
-      GTEST_SKIP() << "backend " << GetParam() << " unavailable: " << rc << " ("
-                   << gaio_strerror(rc) << ")";
-    }
-    ASSERT_EQ(rc, 0) << gaio_strerror(rc);
-    ASSERT_NE(w_, nullptr);
-    dog_.reset(new Watchdog(
-        std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()),
-        kTestWatchdogMs));
-  }
-
-  void TearDown() override {
-    for (gaio_watcher *x : extra_) gaio_watcher_destroy(x);
-    extra_.clear();
-    gaio_watcher_destroy(w_);
-    w_ = nullptr;
-    dog_.reset();
-    if (!IsSkipped() && !HasFailure()) {
-      EXPECT_EQ(CountOpenFds(), fds_at_start_) << "fds leaked by the test or the library";
-    }
-  }
-
-  int CreateRc(gaio_watcher **out, gaio_options o) {
-    o.backend = GetParam().c_str();
-    return gaio_watcher_create(out, &o);
-  }
-
-  gaio_watcher *NewWatcher(gaio_options o = gaio_options{}) {
-    gaio_watcher *w = nullptr;
-    int rc = CreateRc(&w, o);
-    EXPECT_EQ(rc, 0) << gaio_strerror(rc);
-    if (rc == 0) extra_.push_back(w);
-    return rc == 0 ? w : nullptr;
-  }
-
-  /* Attach fd to w (default w_) and pass ownership: returns the fd number, or -1. */
-  int Attach(UniqueFd &fd, gaio_watcher *w = nullptr) {
-    int n = fd.get();
-    int rc = gaio_attach(w ? w : w_, n);
-    EXPECT_EQ(rc, 0) << "gaio_attach(" << n << "): " << gaio_strerror(rc);
-    if (rc != 0) return -1;
-    fd.Release();
-    return n;
-  }
-
-  gaio_stats Stats(gaio_watcher *w = nullptr) {
-    gaio_stats s;
-    memset(&s, 0xab, sizeof s);
-    gaio_watcher_stats(w ? w : w_, &s);
-    return s;
-  }
+  OpsTest() : BackendTest(kTestWatchdogMs) {}
 
   /* Exactly one result within a bound (a failure otherwise; the returned result is then
    * zeroed with error 1, which no check accepts). */
@@ -199,16 +147,6 @@ class OpsTest : public ::testing::TestWithParam<std::string> {
     r.error = 1;
     r.conn_fd = -1;
     return r;
-  }
-
-  /* Free the fds, let one gaio_wait() carry the frees out (it must deliver nothing), then
-   * every submit has had its one result and the watcher owns no fd. */
-  void FreeAndFinish(const std::vector<int> &fds, gaio_watcher *w = nullptr) {
-    w = w ? w : w_;
-    for (int fd : fds) EXPECT_EQ(gaio_free(w, fd), 0) << "fd " << fd;
-    ExpectNoResult(w, 0);
-    ExpectDrained(w);
-    EXPECT_EQ(Stats(w).fds, 0u);
   }
 
   /* A TCP stream between an attached end (returned) and a blocking peer (*peer). */
@@ -226,11 +164,6 @@ class OpsTest : public ::testing::TestWithParam<std::string> {
   void MakeAcceptScene(AcceptScene *s);
   void WaitUntilWriteStalls(int peer);
   int AttachedSmallBufferTcp(UniqueFd *peer);
-
-  gaio_watcher *w_ = nullptr;
-  std::vector<gaio_watcher *> extra_;
-  int fds_at_start_ = 0;
-  std::unique_ptr<Watchdog> dog_;
 };
 
 /* ------------------------------------------------------------------------------------------ */

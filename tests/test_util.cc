@@ -399,4 +399,69 @@ std::string Describe(const gaio_result &r) {
   return s;
 }
 
+void BackendTest::SetUp() {
+  fds_at_start_ = CountOpenFds();
+  int rc = CreateRc(&w_, gaio_options{});
+  if (BackendUnavailable(rc)) {
+    GTEST_SKIP() << "backend " << GetParam() << " unavailable: " << rc << " ("
+                 << gaio_strerror(rc) << ")";
+  }
+  ASSERT_EQ(rc, 0) << gaio_strerror(rc);
+  ASSERT_NE(w_, nullptr);
+  if (watchdog_ms_ > 0) {
+    dog_.reset(new Watchdog(
+        std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()),
+        watchdog_ms_));
+  }
+}
+
+void BackendTest::TearDown() {
+  for (gaio_watcher *x : extra_) gaio_watcher_destroy(x);
+  extra_.clear();
+  gaio_watcher_destroy(w_);
+  w_ = nullptr;
+  dog_.reset();
+  /* The watcher closes every fd it owns and its own: nothing may leak. */
+  if (!IsSkipped() && !HasFailure()) {
+    EXPECT_EQ(CountOpenFds(), fds_at_start_) << "fds leaked by the test or the library";
+  }
+}
+
+int BackendTest::CreateRc(gaio_watcher **out, gaio_options o) {
+  o.backend = GetParam().c_str();
+  return gaio_watcher_create(out, &o);
+}
+
+gaio_watcher *BackendTest::NewWatcher(gaio_options o) {
+  gaio_watcher *w = nullptr;
+  int rc = CreateRc(&w, o);
+  EXPECT_EQ(rc, 0) << gaio_strerror(rc);
+  if (rc == 0) extra_.push_back(w);
+  return rc == 0 ? w : nullptr;
+}
+
+int BackendTest::Attach(UniqueFd &fd, gaio_watcher *w) {
+  int n = fd.get();
+  int rc = gaio_attach(w ? w : w_, n);
+  EXPECT_EQ(rc, 0) << "gaio_attach(" << n << "): " << gaio_strerror(rc);
+  if (rc != 0) return -1;
+  fd.Release();
+  return n;
+}
+
+gaio_stats BackendTest::Stats(gaio_watcher *w) {
+  gaio_stats s;
+  memset(&s, 0xab, sizeof s);
+  gaio_watcher_stats(w ? w : w_, &s);
+  return s;
+}
+
+void BackendTest::FreeAndFinish(const std::vector<int> &fds, gaio_watcher *w) {
+  w = w ? w : w_;
+  for (int fd : fds) EXPECT_EQ(gaio_free(w, fd), 0) << "fd " << fd;
+  ExpectNoResult(w, 0);
+  ExpectDrained(w);
+  EXPECT_EQ(Stats(w).fds, 0u);
+}
+
 }  // namespace gaio_test

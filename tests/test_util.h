@@ -9,10 +9,13 @@
 
 #include <condition_variable>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "gaio/gaio.h"
 
@@ -165,6 +168,36 @@ class Watchdog {
   std::condition_variable cv_;
   bool done_ = false;
   std::thread thread_;
+};
+
+/* The fixture of the behaviour suites: parameterised by backend name, it creates w_ on that
+ * backend (skipping the test when the backend cannot start here), destroys it and every extra
+ * watcher at the end, and then checks that no fd leaked. With watchdog_ms > 0, a Watchdog
+ * bounds every test. */
+class BackendTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  explicit BackendTest(int watchdog_ms = 0) : watchdog_ms_(watchdog_ms) {}
+  void SetUp() override;
+  void TearDown() override;
+
+  /* gaio_watcher_create with options o on this test's backend. */
+  int CreateRc(gaio_watcher **out, gaio_options o);
+  /* A second watcher with options o (backend = the parameter), destroyed by TearDown. */
+  gaio_watcher *NewWatcher(gaio_options o = gaio_options{});
+  /* Attach fd to w (default w_) and pass ownership: returns the fd number, or -1. */
+  int Attach(UniqueFd &fd, gaio_watcher *w = nullptr);
+  gaio_stats Stats(gaio_watcher *w = nullptr);
+  /* Free the fds, let one gaio_wait() carry the frees out (it must deliver nothing: no request
+   * may be pending), then every submit has had its one result and the watcher owns no fd. */
+  void FreeAndFinish(const std::vector<int> &fds, gaio_watcher *w = nullptr);
+
+  gaio_watcher *w_ = nullptr;
+  std::vector<gaio_watcher *> extra_;
+  int fds_at_start_ = 0;
+
+ private:
+  int watchdog_ms_;
+  std::unique_ptr<Watchdog> dog_;
 };
 
 /* Elapsed milliseconds since a gaio_now() timestamp. */
