@@ -36,7 +36,9 @@ typedef struct conn conn;
 typedef struct worker worker;
 
 struct rpc_call {
-  rpc__idnode node; /* key = request_id, in conn->calls */
+  rpc__idnode node; /* key = request_id, in conn->calls while in flight (not yet answered) */
+  rpc_call *lprev, *lnext; /* in conn->live until finished or orphaned */
+  int in_map;
   rpc__item item;   /* posted to the worker when the reply comes from another thread */
   rpc__timer timer; /* deadline */
   worker *wk;
@@ -61,8 +63,9 @@ struct conn {
   conn *prev, *next;
   int fd;
   rpc__rbuf rb;
-  rpc__idmap calls;
-  unsigned ncalls;
+  rpc__idmap calls; /* calls in flight in the WIRE.md sense: not yet answered */
+  rpc_call *live;   /* every call of this connection whose handler has not completed */
+  unsigned ncalls;  /* length of live: what the limits count */
   unsigned pending; /* gaio requests not yet completed (the read and the writes) */
   unsigned writes;  /* of which writes */
   int reading;      /* a read is pending */
@@ -150,14 +153,32 @@ static void conn_unlink(conn *c) {
   c->prev = c->next = NULL;
 }
 
+/* The call is answered (DEADLINE_EXCEEDED sent, or CANCEL received, or the connection is
+ * going): it is no longer in flight, so its id may be used again (WIRE.md section 9), but the
+ * handler still runs and the call still counts against the limits. */
+static void call_answered(conn *c, rpc_call *call) {
+  call->answered = 1;
+  atomic_store(&call->cancelled, 1);
+  if (call->in_map) {
+    rpc__idmap_del(&c->calls, call->request_id);
+    call->in_map = 0;
+  }
+}
+
+static void live_del(conn *c, rpc_call *call) {
+  if (call->lprev) call->lprev->lnext = call->lnext;
+  else c->live = call->lnext;
+  if (call->lnext) call->lnext->lprev = call->lprev;
+  call->lprev = call->lnext = NULL;
+}
+
 /* Orphan every call: the handler still completes it, but nothing is sent. */
 static void conn_orphan_calls(conn *c) {
-  rpc__idnode *n;
-  while ((n = rpc__idmap_pop(&c->calls)) != NULL) {
-    rpc_call *call = rpc__container_of(n, rpc_call, node);
+  while (c->live) {
+    rpc_call *call = c->live;
+    live_del(c, call);
+    call_answered(c, call);
     call->cn = NULL;
-    call->answered = 1;
-    atomic_store(&call->cancelled, 1);
     rpc__timer_disarm(&c->wk->timers, &call->timer);
     atomic_fetch_sub(&c->wk->srv->calls, 1);
   }
@@ -260,6 +281,10 @@ static int call_new(conn *c, const rpc_frame *f, const srv_method *m, ProtobufCM
     free(call);
     return -ENOMEM;
   }
+  call->in_map = 1;
+  call->lnext = c->live;
+  if (c->live) c->live->lprev = call;
+  c->live = call;
   c->ncalls++;
   c->wk->ncalls++;
   if (f->timeout_us) {
@@ -326,9 +351,7 @@ static void on_request(conn *c, const rpc_frame *f) {
 static void on_cancel(conn *c, uint32_t request_id) {
   rpc__idnode *n = rpc__idmap_get(&c->calls, request_id);
   if (!n) return; /* finished already, or never known: ignored */
-  rpc_call *call = rpc__container_of(n, rpc_call, node);
-  atomic_store(&call->cancelled, 1);
-  call->answered = 1;
+  call_answered(c, rpc__container_of(n, rpc_call, node));
 }
 
 /* rpc__frame_fn for a server connection. */
@@ -424,7 +447,8 @@ static void call_finish(rpc_call *call) {
   rpc__timer_disarm(&wk->timers, &call->timer);
   wk->ncalls--;
   if (c) {
-    rpc__idmap_del(&c->calls, call->request_id);
+    if (call->in_map) rpc__idmap_del(&c->calls, call->request_id);
+    live_del(c, call);
     c->ncalls--;
     atomic_fetch_sub(&wk->srv->calls, 1);
     if (!call->answered) {
@@ -448,8 +472,7 @@ static void call_finish(rpc_call *call) {
 
 static void on_call_timer(rpc_call *call) {
   if (call->answered || !call->cn) return;
-  call->answered = 1;
-  atomic_store(&call->cancelled, 1);
+  call_answered(call->cn, call);
   send_status(call->cn, call->request_id, RPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
 }
 

@@ -1089,6 +1089,14 @@ TEST_F(RpcWireTest, ServerDeadlineAnswersDeadlineExceeded) {
                 std::chrono::steady_clock::now() - t0).count();
   EXPECT_GE(ms, 45);
   EXPECT_LT(ms, 2000);
+  // Answered, so no longer in flight (WIRE.md section 9): the id may be used again while the
+  // handler still runs, and a CANCEL for it is ignored.
+  RawFrame x;
+  x.type = RPC_TYPE_CANCEL;
+  x.id = 41;
+  c.Send(x.Bytes());
+  c.Send(SayFrame(41, "again").Bytes());
+  ExpectSayReply(&c, 41, "again");
   // The handler sees the cancellation; its late reply is dropped (nothing else arrives).
   ASSERT_TRUE(WaitSlowDone(1, 5000));
   EXPECT_EQ(1, g_state->slow_saw_cancel);
@@ -1128,6 +1136,26 @@ TEST_F(RpcWireTest, GracefulShutdownOnTheWire) {
   EXPECT_FALSE(g.ok);
   EXPECT_TRUE(g.eof);
   stopper.join();
+}
+
+TEST_F(RpcWireTest, AnsweredIdIsFreeWhileItsHandlerStillRuns) {
+  Watchdog wd("AnsweredIdReuse", 20000);
+  RawConn c(srv_.port);
+  RawFrame h = SayFrame(71, "");
+  h.method = MethodId("test.v1.Echo/Hold");
+  h.body = PackedRequest("held");
+  h.timeout_us = 30000;
+  c.Send(h.Bytes());
+  Got g = c.Next();
+  ASSERT_TRUE(g.ok);
+  EXPECT_EQ(RPC_STATUS_DEADLINE_EXCEEDED, g.status);
+  EXPECT_EQ(71u, g.id);
+  ASSERT_TRUE(WaitHeld(1, 5000));  // the handler has not completed the call
+  c.Send(SayFrame(71, "reused").Bytes());
+  ExpectSayReply(&c, 71, "reused");
+  ReleaseHeldReversed();  // its late reply is dropped
+  c.Send(SayFrame(72, "next").Bytes());
+  ExpectSayReply(&c, 72, "next");  // the very next frame: nothing came for the held call
 }
 
 TEST_F(RpcWireTest, CancelOfUnknownIdIsIgnored) {
