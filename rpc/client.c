@@ -566,12 +566,18 @@ static void on_submit(rpc_channel *ch, ccall *call) {
   dispatch(ch, call);
 }
 
+/* A call was abandoned (deadline, cancel): tell the server, complete the call, and close the
+ * connection if it had a GOAWAY and this was its last call. */
+static void abandon(rpc_channel *ch, ccall *call, int status, const char *why) {
+  cconn *c = call->conn;
+  if (c) send_cancel(c, (uint32_t)call->wnode.key);
+  complete_str(ch, call, status, why);
+  if (c && c->goaway && c->calls.n == 0) conn_fail(c, "server is going away");
+}
+
 static void on_cancel(rpc_channel *ch, uint64_t id) {
   rpc__idnode *n = rpc__idmap_get(&ch->calls, id);
-  if (!n) return;
-  ccall *call = rpc__container_of(n, ccall, cnode);
-  if (call->conn) send_cancel(call->conn, (uint32_t)call->wnode.key);
-  complete_str(ch, call, RPC_STATUS_CANCELLED, "cancelled");
+  if (n) abandon(ch, rpc__container_of(n, ccall, cnode), RPC_STATUS_CANCELLED, "cancelled");
 }
 
 static void on_items(rpc_channel *ch, rpc__item *it) {
@@ -637,9 +643,8 @@ static void on_timers(rpc_channel *ch) {
   rpc__timer *t;
   while ((t = rpc__timer_pop_due(&ch->timers, now)) != NULL) {
     if (t->kind == TIMER_CALL) {
-      ccall *call = rpc__container_of(t, ccall, timer);
-      if (call->conn) send_cancel(call->conn, (uint32_t)call->wnode.key);
-      complete_str(ch, call, RPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
+      abandon(ch, rpc__container_of(t, ccall, timer), RPC_STATUS_DEADLINE_EXCEEDED,
+              "deadline exceeded");
     } else if (t->kind == TIMER_KEEPALIVE) {
       on_keepalive(rpc__container_of(t, cconn, keepalive), now);
     } else if (!ch->closing) {
