@@ -29,7 +29,7 @@ static double now_s(void) {
 
 /* Print one outcome and count it as a problem when it is not the expected status. */
 static void report(const char *what, int st, const char *msg, int want) {
-  printf("  %-44s %s%s%s%s\n", what, st < 0 ? strerror(-st) : rpc_status_name(st),
+  printf("  %-46s %s%s%s%s\n", what, st < 0 ? strerror(-st) : rpc_status_name(st),
          msg && msg[0] ? " \"" : "", msg && msg[0] ? msg : "", msg && msg[0] ? "\"" : "");
   if (st != want) {
     printf("    ^ expected %s\n", rpc_status_name(want));

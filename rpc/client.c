@@ -421,12 +421,16 @@ fail:
   ep_backoff(ep);
 }
 
-static void on_connect(cconn *c, const gaio_result *r) {
+/* Failing a connection frees it once nothing is pending; a function that may fail it and
+ * still use it afterwards holds it for its duration. Each completion's own pending count is
+ * such a hold until its handler ends. */
+static void conn_release(cconn *c) {
   c->pending--;
-  if (c->freed) {
-    conn_maybe_free(c);
-    return;
-  }
+  conn_maybe_free(c);
+}
+
+static void connect_done(cconn *c, const gaio_result *r) {
+  if (c->freed) return;
   if (r->error != 0) {
     conn_fail(c, "connect failed");
     return;
@@ -443,6 +447,11 @@ static void on_connect(cconn *c, const gaio_result *r) {
   }
   conn_read(c);
   flush_waiting(c->ch);
+}
+
+static void on_connect(cconn *c, const gaio_result *r) {
+  connect_done(c, r);
+  conn_release(c);
 }
 
 /* ---- Frames from the server -------------------------------------------------------------- */
@@ -515,13 +524,8 @@ static int on_frame(void *owner, const rpc_frame *f, int oversize) {
   }
 }
 
-static void on_read(cconn *c, const gaio_result *r) {
-  c->reading = 0;
-  c->pending--;
-  if (c->freed) {
-    conn_maybe_free(c);
-    return;
-  }
+static void read_done(cconn *c, const gaio_result *r) {
+  if (c->freed) return;
   if (r->error != 0) {
     conn_fail(c, r->error == GAIO_EOF ? "connection closed by the server" : "connection error");
     return;
@@ -540,15 +544,17 @@ static void on_read(cconn *c, const gaio_result *r) {
   conn_read(c);
 }
 
+static void on_read(cconn *c, const gaio_result *r) {
+  c->reading = 0;
+  read_done(c, r);
+  conn_release(c);
+}
+
 static void on_write(rpc__wbuf *b, const gaio_result *r) {
   cconn *c = b->conn;
   free(b);
-  c->pending--;
-  if (c->freed) {
-    conn_maybe_free(c);
-    return;
-  }
-  if (r->error != 0) conn_fail(c, "connection error");
+  if (!c->freed && r->error != 0) conn_fail(c, "connection error");
+  conn_release(c);
 }
 
 /* ---- The loop ---------------------------------------------------------------------------- */
@@ -570,9 +576,14 @@ static void on_submit(rpc_channel *ch, ccall *call) {
  * connection if it had a GOAWAY and this was its last call. */
 static void abandon(rpc_channel *ch, ccall *call, int status, const char *why) {
   cconn *c = call->conn;
-  if (c) send_cancel(c, (uint32_t)call->wnode.key);
+  uint32_t wire = (uint32_t)call->wnode.key;
+  /* Complete first: a failing CANCEL write fails the connection and every call still on it. */
   complete_str(ch, call, status, why);
-  if (c && c->goaway && c->calls.n == 0) conn_fail(c, "server is going away");
+  if (!c) return;
+  c->pending++;
+  send_cancel(c, wire);
+  if (!c->freed && c->goaway && c->calls.n == 0) conn_fail(c, "server is going away");
+  conn_release(c);
 }
 
 static void on_cancel(rpc_channel *ch, uint64_t id) {

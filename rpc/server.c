@@ -383,13 +383,17 @@ static int on_frame(void *owner, const rpc_frame *f, int oversize) {
   }
 }
 
-static void on_read(conn *c, const gaio_result *r) {
-  c->reading = 0;
+/* Closing a connection frees it once nothing is pending; a function that may close it and
+ * still use it afterwards holds it for its duration. */
+static void conn_hold(conn *c) { c->pending++; }
+
+static void conn_release(conn *c) {
   c->pending--;
-  if (c->freed) {
-    conn_maybe_free(c);
-    return;
-  }
+  conn_maybe_free(c);
+}
+
+static void read_done(conn *c, const gaio_result *r) {
+  if (c->freed) return;
   if (r->error != 0) {
     /* EOF with calls in flight: the client may have half-closed after its requests; answer
      * them first. Anything else (or a truncated frame) ends the connection. */
@@ -414,20 +418,18 @@ static void on_read(conn *c, const gaio_result *r) {
   conn_read(c);
 }
 
+static void on_read(conn *c, const gaio_result *r) {
+  c->reading = 0; /* the read's pending count holds c until the end */
+  read_done(c, r);
+  conn_release(c);
+}
+
 static void on_write(rpc__wbuf *b, const gaio_result *r) {
   conn *c = b->conn;
   free(b);
-  c->pending--;
-  c->writes--;
-  if (c->freed) {
-    conn_maybe_free(c);
-    return;
-  }
-  if (r->error != 0) {
-    conn_close(c);
-    return;
-  }
-  if (c->closing && c->writes == 0) conn_close(c);
+  c->writes--; /* the write's pending count holds c until the end */
+  if (!c->freed && (r->error != 0 || (c->closing && c->writes == 0))) conn_close(c);
+  conn_release(c);
 }
 
 /* ---- Finishing calls --------------------------------------------------------------------- */
@@ -447,6 +449,7 @@ static void call_finish(rpc_call *call) {
   rpc__timer_disarm(&wk->timers, &call->timer);
   wk->ncalls--;
   if (c) {
+    conn_hold(c);
     if (call->in_map) rpc__idmap_del(&c->calls, call->request_id);
     live_del(c, call);
     c->ncalls--;
@@ -466,6 +469,7 @@ static void call_finish(rpc_call *call) {
       }
     }
     if (c->ncalls == 0 && (c->goaway || c->eof)) conn_close_soon(c);
+    conn_release(c);
   }
   call_free(call);
 }
@@ -598,8 +602,10 @@ static void begin_stop(worker *wk) {
   }
   for (conn *c = wk->conns, *next; c; c = next) {
     next = c->next;
+    conn_hold(c);
     send_goaway(c, "server shutting down");
     if (c->ncalls == 0) conn_close_soon(c);
+    conn_release(c);
   }
   rpc__timer_init(&wk->drain, TIMER_DRAIN);
   rpc__timer_arm(&wk->timers, &wk->drain, wk->drain_at);
@@ -671,8 +677,10 @@ static void on_timers(worker *wk) {
       } else if (c->ncalls > 0 || c->last_active + (uint64_t)ms * 1000000u > now) {
         conn_arm_idle(c, c->ncalls > 0 ? now : c->last_active);
       } else {
+        conn_hold(c);
         send_goaway(c, "idle timeout");
         conn_close_soon(c);
+        conn_release(c);
       }
     }
   }
