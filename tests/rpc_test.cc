@@ -1158,6 +1158,35 @@ TEST_F(RpcWireTest, AnsweredIdIsFreeWhileItsHandlerStillRuns) {
   ExpectSayReply(&c, 72, "next");  // the very next frame: nothing came for the held call
 }
 
+TEST_F(RpcWireTest, HalfCloseGetsRepliesThenResetIsSurvived) {
+  Watchdog wd("HalfCloseReset", 20000);
+  {
+    RawConn c(srv_.port);
+    RawFrame s = SayFrame(81, "");
+    s.method = MethodId("test.v1.Echo/Slow");
+    s.body = PackedRequest("half", 50);
+    c.Send(s.Bytes());
+    c.Send(SayFrame(82, "quick").Bytes());
+    c.ShutWrite();  // EOF with a call in flight: the server still answers
+    ExpectSayReply(&c, 82, "quick");
+    Got g = c.Next();
+    ASSERT_TRUE(g.ok);
+    EXPECT_EQ(81u, g.id);
+    EXPECT_EQ(RPC_STATUS_OK, g.status);
+    EXPECT_TRUE(c.Next().eof);  // then closes
+  }
+  {
+    RawConn c(srv_.port);
+    RawFrame s = SayFrame(91, "");
+    s.method = MethodId("test.v1.Echo/Slow");
+    s.body = PackedRequest("reset", 100);
+    c.Send(s.Bytes());
+    c.ShutWrite();
+    ASSERT_TRUE(gaio_test::SetLingerZero(c.fd()));
+  }  // closed with a reset while the call runs: its reply has nowhere to go
+  ASSERT_TRUE(WaitSlowDone(2, 5000));
+}
+
 TEST_F(RpcWireTest, CancelOfUnknownIdIsIgnored) {
   Watchdog wd("CancelUnknown", 20000);
   RawConn c(srv_.port);
