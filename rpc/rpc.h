@@ -128,8 +128,9 @@ int rpc_server_enable_health(rpc_server *s);
 /* Mark the server serving (1, the default) or not (0) for health checks. Any thread. */
 void rpc_server_set_serving(rpc_server *s, int serving);
 
-/* Listen on an address: "host:port" (TCP; "127.0.0.1:0" picks a free port) or "unix:/path"
- * (a stale socket file at path is removed first, and the file is removed at destroy). Before
+/* Listen on an address: "host:port" (TCP, SO_REUSEADDR; "127.0.0.1:0" picks a free port; a
+ * host name is resolved here, with getaddrinfo, which may block) or "unix:/path" (a stale
+ * socket file at path is removed first, and the file is removed at destroy). Before
  * start only; at most RPC_MAX_LISTENERS. Returns 0, or -EINVAL (unparsable address), -EBUSY,
  * -ENOSPC (too many listeners), or the error of socket/bind/listen (-EADDRINUSE, ...). */
 int rpc_server_listen(rpc_server *s, const char *address);
@@ -200,7 +201,9 @@ typedef struct rpc_channel_options {
 } rpc_channel_options;
 
 /* Open a channel to target: endpoints separated by commas, each "host:port" or "unix:/path"
- * (at most RPC_MAX_ENDPOINTS). Starts the channel thread and the first connection attempts;
+ * (at most RPC_MAX_ENDPOINTS; host names are resolved once, here, with getaddrinfo, which may
+ * block). Each endpoint has one connection at a time; calls go round-robin over the endpoints
+ * whose connection is ready. Starts the channel thread and the first connection attempts;
  * calls made before a connection is ready wait for it. Returns 0 and stores the channel, or
  * -EINVAL (bad target or option), -ENOMEM, or a watcher/thread creation error. The caller
  * destroys it with rpc_channel_destroy(). */
