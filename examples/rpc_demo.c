@@ -1,0 +1,248 @@
+/* rpc_demo [-d seconds] [-w window]: an RPC server on 127.0.0.1:0 (Echo, Calculator, KeyValue,
+ * health) and a client channel in one process. Makes calls of every kind, prints what happened,
+ * then measures the call rate of pipelined async calls for a few seconds. Exits 0 only if every
+ * call ended the way it should. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "examples/kv.pb-c.h"
+#include "examples/kv_service.h"
+#include "examples/rpc_calc.pb-c.h"
+#include "examples/rpc_calc_service.h"
+#include "rpc/health.pb-c.h"
+#include "rpc/rpc.h"
+
+#define TIMEOUT_MS 5000   /* deadline of the demo's ordinary calls */
+#define BATCH 100         /* calls in the pipelined batch */
+#define MAX_WINDOW 1024   /* upper bound of -w */
+
+static int problems;
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Print one outcome and count it as a problem when it is not the expected status. */
+static void report(const char *what, int st, const char *msg, int want) {
+  printf("  %-46s %s%s%s%s\n", what, st < 0 ? strerror(-st) : rpc_status_name(st),
+         msg && msg[0] ? " \"" : "", msg && msg[0] ? msg : "", msg && msg[0] ? "\"" : "");
+  if (st != want) {
+    printf("    ^ expected %s\n", rpc_status_name(want));
+    problems++;
+  }
+}
+
+static int call(rpc_channel *ch, const ProtobufCServiceDescriptor *svc, const char *method,
+                const ProtobufCMessage *req, int timeout_ms, ProtobufCMessage **reply,
+                char *msg, size_t len) {
+  rpc_method m;
+  rpc_method_find(&m, svc, method);
+  return rpc_channel_call(ch, &m, req, timeout_ms, reply, msg, len);
+}
+
+static void sync_calls(rpc_channel *ch) {
+  char msg[256], line[128];
+  ProtobufCMessage *r;
+  printf("blocking calls:\n");
+  Demo__V1__EchoRequest e = DEMO__V1__ECHO_REQUEST__INIT;
+  e.text = "hello, gaio";
+  int st = call(ch, &demo__v1__echo__descriptor, "Say", &e.base, TIMEOUT_MS, &r, msg, sizeof msg);
+  snprintf(line, sizeof line, "Echo.Say(\"hello, gaio\") -> \"%s\"",
+           st == 0 ? ((Demo__V1__EchoReply *)r)->text : "");
+  report(line, st, msg, RPC_STATUS_OK);
+  if (st == 0) protobuf_c_message_free_unpacked(r, NULL);
+
+  Demo__V1__CalcRequest c = DEMO__V1__CALC_REQUEST__INIT;
+  c.a = 40;
+  c.b = 2;
+  st = call(ch, &demo__v1__calculator__descriptor, "Add", &c.base, TIMEOUT_MS, &r, msg, sizeof msg);
+  snprintf(line, sizeof line, "Calculator.Add(40, 2) = %lld",
+           st == 0 ? (long long)((Demo__V1__CalcReply *)r)->result : 0LL);
+  report(line, st, msg, RPC_STATUS_OK);
+  if (st == 0) protobuf_c_message_free_unpacked(r, NULL);
+  c.b = 0;
+  st = call(ch, &demo__v1__calculator__descriptor, "Divide", &c.base, TIMEOUT_MS, &r, msg, sizeof msg);
+  report("Calculator.Divide(40, 0)", st, msg, RPC_STATUS_INVALID_ARGUMENT);
+
+  Gaio__Health__V1__HealthCheckRequest h = GAIO__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  st = call(ch, &gaio__health__v1__health__descriptor, "Check", &h.base, TIMEOUT_MS, &r, msg, sizeof msg);
+  snprintf(line, sizeof line, "Health.Check() -> %s",
+           st == 0 && ((Gaio__Health__V1__HealthCheckResponse *)r)->status == 1 ? "SERVING" : "?");
+  report(line, st, msg, RPC_STATUS_OK);
+  if (st == 0) protobuf_c_message_free_unpacked(r, NULL);
+}
+
+static void async_batch(rpc_channel *ch, rpc_cq *cq) {
+  printf("async pipelined batch:\n");
+  rpc_method add;
+  rpc_method_find(&add, &demo__v1__calculator__descriptor, "Add");
+  double t0 = now_s();
+  for (long i = 0; i < BATCH; i++) {
+    Demo__V1__CalcRequest c = DEMO__V1__CALC_REQUEST__INIT;
+    c.a = i;
+    c.b = 1000;
+    if (rpc_channel_submit(ch, &add, &c.base, TIMEOUT_MS, cq, (void *)i, NULL) < 0) problems++;
+  }
+  int got = 0, right = 0, batches = 0;
+  rpc_completion out[64];
+  while (got < BATCH) {
+    int n = rpc_cq_wait(cq, out, 64, TIMEOUT_MS);
+    if (n <= 0) break;
+    batches++;
+    for (int i = 0; i < n; i++, got++) {
+      long want = (long)out[i].ctx + 1000;
+      if (out[i].status == 0 && ((Demo__V1__CalcReply *)out[i].reply)->result == want) right++;
+      if (out[i].reply) protobuf_c_message_free_unpacked(out[i].reply, NULL);
+    }
+  }
+  printf("  %d Add calls in flight at once: %d completed in %d batches, %d correct, %.1f ms\n",
+         BATCH, got, batches, right, (now_s() - t0) * 1e3);
+  if (right != BATCH) problems++;
+}
+
+static void failures(rpc_channel *ch, rpc_cq *cq) {
+  char msg[256], line[128];
+  ProtobufCMessage *r;
+  printf("calls that fail:\n");
+  Demo__V1__EchoRequest e = DEMO__V1__ECHO_REQUEST__INIT;
+  e.delay_ms = 2000;
+  double t0 = now_s();
+  int st = call(ch, &demo__v1__echo__descriptor, "Sleep", &e.base, 100, &r, msg, sizeof msg);
+  snprintf(line, sizeof line, "Echo.Sleep(2000 ms), deadline 100 ms (%.0f ms)", (now_s() - t0) * 1e3);
+  report(line, st, msg, RPC_STATUS_DEADLINE_EXCEEDED);
+
+  rpc_method shout;
+  rpc_method_init(&shout, "demo.v1.Echo/Shout", NULL, &demo__v1__echo_reply__descriptor);
+  st = rpc_channel_call(ch, &shout, &e.base, TIMEOUT_MS, &r, msg, sizeof msg);
+  report("Echo.Shout (no such method)", st, msg, RPC_STATUS_UNIMPLEMENTED);
+
+  rpc_method sleep;
+  rpc_method_find(&sleep, &demo__v1__echo__descriptor, "Sleep");
+  e.delay_ms = 5000;
+  uint64_t id;
+  rpc_completion out[1];
+  if (rpc_channel_submit(ch, &sleep, &e.base, TIMEOUT_MS * 2, cq, NULL, &id) == 0) {
+    usleep(20000);
+    rpc_channel_cancel(ch, id);
+    st = rpc_cq_wait(cq, out, 1, TIMEOUT_MS) == 1 ? out[0].status : -1;
+    report("Echo.Sleep(5000 ms), cancelled after 20 ms", st, st >= 0 ? out[0].message : "", RPC_STATUS_CANCELLED);
+  }
+}
+
+static void kv_round(rpc_channel *ch) {
+  char msg[256], line[160];
+  ProtobufCMessage *r;
+  const ProtobufCServiceDescriptor *kv = &kv__v1__key_value__descriptor;
+  printf("key-value round:\n");
+  Kv__V1__PutRequest put = KV__V1__PUT_REQUEST__INIT;
+  Kv__V1__GetRequest get = KV__V1__GET_REQUEST__INIT;
+  Kv__V1__DeleteRequest del = KV__V1__DELETE_REQUEST__INIT;
+  put.key = get.key = del.key = "color";
+  const char *values[] = {"blue", "green"};
+  for (int i = 0; i < 2; i++) {
+    put.value.data = (uint8_t *)values[i];
+    put.value.len = strlen(values[i]);
+    int st = call(ch, kv, "Put", &put.base, TIMEOUT_MS, &r, msg, sizeof msg);
+    snprintf(line, sizeof line, "Put(color, %s) -> %s", values[i],
+             st == 0 ? (((Kv__V1__PutReply *)r)->created ? "created" : "replaced") : "");
+    report(line, st, msg, RPC_STATUS_OK);
+    if (st == 0) protobuf_c_message_free_unpacked(r, NULL);
+    st = call(ch, kv, "Get", &get.base, TIMEOUT_MS, &r, msg, sizeof msg);
+    Kv__V1__GetReply *g = st == 0 ? (Kv__V1__GetReply *)r : NULL;
+    snprintf(line, sizeof line, "Get(color) -> %.*s", g ? (int)g->value.len : 0,
+             g ? (const char *)g->value.data : "");
+    report(line, st, msg, RPC_STATUS_OK);
+    if (g && (g->value.len != strlen(values[i]) || memcmp(g->value.data, values[i], g->value.len)))
+      problems++;
+    if (st == 0) protobuf_c_message_free_unpacked(r, NULL);
+  }
+  int st = call(ch, kv, "Delete", &del.base, TIMEOUT_MS, &r, msg, sizeof msg);
+  report("Delete(color)", st, msg, RPC_STATUS_OK);
+  if (st == 0) protobuf_c_message_free_unpacked(r, NULL);
+  st = call(ch, kv, "Get", &get.base, TIMEOUT_MS, &r, msg, sizeof msg);
+  report("Get(color)", st, msg, RPC_STATUS_NOT_FOUND);
+  put.key = "";
+  st = call(ch, kv, "Put", &put.base, TIMEOUT_MS, &r, msg, sizeof msg);
+  report("Put(\"\", green)", st, msg, RPC_STATUS_INVALID_ARGUMENT);
+}
+
+/* Keep `window` Say calls in flight for `seconds`; returns calls completed per second. */
+static double rate(rpc_channel *ch, rpc_cq *cq, double seconds, int window, long *errors) {
+  rpc_method say;
+  rpc_method_find(&say, &demo__v1__echo__descriptor, "Say");
+  Demo__V1__EchoRequest e = DEMO__V1__ECHO_REQUEST__INIT;
+  e.text = "ping";
+  long done = 0, inflight = 0;
+  double t0 = now_s(), end = t0 + seconds;
+  rpc_completion out[MAX_WINDOW];
+  for (;;) {
+    int stop = now_s() >= end;
+    while (!stop && inflight < window && rpc_channel_submit(ch, &say, &e.base, TIMEOUT_MS, cq, NULL, NULL) == 0)
+      inflight++;
+    if (inflight == 0) break;
+    int n = rpc_cq_wait(cq, out, MAX_WINDOW, TIMEOUT_MS);
+    if (n <= 0) break;
+    for (int i = 0; i < n; i++) {
+      if (out[i].status != 0) (*errors)++;
+      if (out[i].reply) protobuf_c_message_free_unpacked(out[i].reply, NULL);
+    }
+    inflight -= n;
+    done += n;
+  }
+  return (double)done / (now_s() - t0);
+}
+
+int main(int argc, char **argv) {
+  double seconds = 2.0;
+  int window = 128, opt;
+  while ((opt = getopt(argc, argv, "d:w:")) != -1) {
+    if (opt == 'd') seconds = atof(optarg);
+    else if (opt == 'w') window = atoi(optarg);
+    else {
+      fprintf(stderr, "usage: rpc_demo [-d seconds] [-w window]\n");
+      return 2;
+    }
+  }
+  if (window < 1 || window > MAX_WINDOW || seconds < 0) return 2;
+
+  kv_service *kv = kv_service_create();
+  rpc_server *srv;
+  rpc_server_options so = {0};
+  so.workers = 2;
+  if (!kv || rpc_server_create(&srv, &so) < 0 || calc_services_add(srv) < 0 ||
+      rpc_server_add_service(srv, kv_service_base(kv)) < 0 || rpc_server_enable_health(srv) < 0 ||
+      rpc_server_listen(srv, "127.0.0.1:0") < 0 || rpc_server_start(srv) < 0) {
+    fprintf(stderr, "rpc_demo: cannot start the server\n");
+    return 1;
+  }
+  char target[64];
+  snprintf(target, sizeof target, "127.0.0.1:%d", rpc_server_port(srv));
+  printf("rpc_demo: server on %s (2 workers), client channel connected to it\n", target);
+  rpc_channel *ch;
+  rpc_cq *cq;
+  if (rpc_channel_create(&ch, target, NULL) < 0 || rpc_cq_create(&cq) < 0) return 1;
+
+  sync_calls(ch);
+  async_batch(ch, cq);
+  failures(ch, cq);
+  kv_round(ch);
+
+  long errors = 0;
+  printf("call rate (Echo.Say, %d async calls in flight, %.1f s):\n", window, seconds);
+  double r = rate(ch, cq, seconds, window, &errors);
+  printf("  %.0f calls/s, %ld errors\n", r, errors);
+  if (errors) problems++;
+
+  rpc_channel_destroy(ch);
+  rpc_cq_destroy(cq);
+  rpc_server_shutdown(srv, 1000);
+  rpc_server_destroy(srv);
+  kv_service_free(kv);
+  printf("rpc_demo: %s\n", problems ? "SOME CALLS DID NOT END AS EXPECTED" : "every call ended as expected");
+  return problems ? 1 : 0;
+}

@@ -1,0 +1,1004 @@
+/* The RPC client channel. One thread per channel runs its gaio loop: connections, calls,
+ * deadlines and reconnects all live on that thread. Other threads submit calls and cancels
+ * through the channel's inbox, and receive completions through a stub closure (run on the
+ * channel thread), a completion queue, or a blocking wait. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rpc/internal.h"
+#include "rpc/rpc.h"
+
+#define RESULTS_PER_WAIT 128 /* gaio results taken per gaio_wait() */
+
+enum { EP_IDLE, EP_CONNECTING, EP_READY, EP_BACKOFF };
+enum { MODE_CLOSURE, MODE_CQ, MODE_SYNC };
+enum { ITEM_SUBMIT = 1, ITEM_CANCEL = 2, ITEM_CLOSE = 3 };
+enum { TIMER_CALL = 1, TIMER_BACKOFF = 2, TIMER_KEEPALIVE = 3 };
+
+typedef struct cconn cconn;
+typedef struct ccall ccall;
+
+typedef struct endpoint {
+  rpc_channel *ch;
+  struct sockaddr_storage addr;
+  socklen_t addr_len;
+  cconn *conn; /* the connection being made or in use; NULL when none */
+  int state;
+  int failures;
+  double delay_ms;
+  rpc__timer backoff;
+} endpoint;
+
+struct cconn {
+  int kind; /* RPC__CTX_CONN */
+  rpc_channel *ch;
+  endpoint *ep; /* NULL once replaced (after a GOAWAY) */
+  cconn *prev, *next;
+  int fd;
+  rpc__rbuf rb;
+  rpc__idmap calls; /* by wire request id */
+  unsigned pending; /* gaio requests not yet completed */
+  int reading;
+  int ready;
+  int goaway;
+  int freed;
+  int wrapped; /* next_wire went past 2^32 once: every id counts as issued */
+  uint32_t next_wire;
+  uint64_t last_rx;    /* when bytes last arrived (keepalive) */
+  uint64_t ping_sent;  /* when the outstanding PING went out; 0: none outstanding */
+  uint32_t ping_token;
+  rpc__timer keepalive;
+};
+
+typedef struct sync_wait {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int done;
+  ccall *call;
+} sync_wait;
+
+struct ccall {
+  rpc__idnode cnode; /* key = call id, in ch->calls */
+  rpc__idnode wnode; /* key = wire id, in conn->calls */
+  rpc__item item;
+  rpc__timer timer;
+  ccall *qprev, *qnext; /* waiting queue, or the completion queue's list */
+  int queued;
+  uint64_t id;
+  uint64_t deadline;
+  uint32_t method_id;
+  const ProtobufCMessageDescriptor *out;
+  rpc__wbuf *req;
+  cconn *conn;
+  int mode;
+  ProtobufCClosure closure;
+  void *closure_data;
+  rpc_cq *cq;
+  void *ctx;
+  sync_wait *sync;
+  int status;
+  char *msg;
+  ProtobufCMessage *reply;
+};
+
+struct cancel_item {
+  rpc__item item;
+  uint64_t id;
+};
+
+struct stub {
+  ProtobufCService base; /* first: the stubs see a pointer to it */
+  rpc_channel *ch;
+  struct stub *next;
+  uint32_t ids[]; /* method ids, by method index */
+};
+
+struct rpc_cq {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  ccall *head, *tail;
+  ccall *batch; /* the previous batch, freed by the next wait */
+};
+
+struct rpc_channel {
+  rpc_channel_options opts;
+  endpoint *eps;
+  unsigned neps;
+  unsigned rr;
+  gaio_watcher *w;
+  pthread_t th;
+  int started;
+  rpc__inbox inbox;
+  rpc__theap timers;
+  rpc__idmap calls;
+  ccall *wq_head, *wq_tail; /* calls waiting for a connection */
+  cconn *conns;
+  rpc__item close_item;
+  int closing;
+  atomic_uint_fast64_t next_id;
+  uint64_t rng;
+  pthread_mutex_t stub_mu;
+  struct stub *stubs;
+};
+
+static _Thread_local int tls_status;
+static _Thread_local const char *tls_msg;
+
+static void conn_fail(cconn *c, const char *why);
+static void ep_connect(endpoint *ep);
+
+/* ---- Completion -------------------------------------------------------------------------- */
+
+static void call_free(ccall *call) {
+  free(call->req);
+  free(call->msg);
+  if (call->reply) protobuf_c_message_free_unpacked(call->reply, NULL);
+  free(call);
+}
+
+static void wq_unlink(rpc_channel *ch, ccall *call) {
+  if (!call->queued) return;
+  if (call->qprev) call->qprev->qnext = call->qnext;
+  else ch->wq_head = call->qnext;
+  if (call->qnext) call->qnext->qprev = call->qprev;
+  else ch->wq_tail = call->qprev;
+  call->qprev = call->qnext = NULL;
+  call->queued = 0;
+}
+
+static void wq_push(rpc_channel *ch, ccall *call) {
+  call->qnext = NULL;
+  call->qprev = ch->wq_tail;
+  if (ch->wq_tail) ch->wq_tail->qnext = call;
+  else ch->wq_head = call;
+  ch->wq_tail = call;
+  call->queued = 1;
+}
+
+static void deliver(ccall *call) {
+  if (call->mode == MODE_CLOSURE) {
+    tls_status = call->status;
+    tls_msg = call->msg ? call->msg : "";
+    call->closure(call->status == RPC_STATUS_OK ? call->reply : NULL, call->closure_data);
+    tls_status = 0;
+    tls_msg = NULL;
+    call_free(call);
+  } else if (call->mode == MODE_CQ) {
+    rpc_cq *cq = call->cq;
+    pthread_mutex_lock(&cq->mu);
+    call->qnext = NULL;
+    if (cq->tail) cq->tail->qnext = call;
+    else cq->head = call;
+    cq->tail = call;
+    pthread_cond_signal(&cq->cv);
+    pthread_mutex_unlock(&cq->mu);
+  } else {
+    sync_wait *sw = call->sync;
+    pthread_mutex_lock(&sw->mu);
+    sw->call = call;
+    sw->done = 1;
+    pthread_cond_signal(&sw->cv);
+    pthread_mutex_unlock(&sw->mu);
+  }
+}
+
+/* The one completion of a call: take it out of every structure, then deliver it. A reply is
+ * passed with status OK only. Channel thread. */
+static void complete(rpc_channel *ch, ccall *call, int status, const char *msg, size_t len,
+                     ProtobufCMessage *reply) {
+  rpc__timer_disarm(&ch->timers, &call->timer);
+  rpc__idmap_del(&ch->calls, call->id);
+  if (call->conn) {
+    rpc__idmap_del(&call->conn->calls, call->wnode.key);
+    call->conn = NULL;
+  }
+  wq_unlink(ch, call);
+  free(call->req);
+  call->req = NULL;
+  call->status = status;
+  call->msg = rpc__msgdup(msg, msg ? len : 0);
+  call->reply = reply;
+  deliver(call);
+}
+
+static void complete_str(rpc_channel *ch, ccall *call, int status, const char *msg) {
+  complete(ch, call, status, msg, strlen(msg), NULL);
+}
+
+/* ---- Connections ------------------------------------------------------------------------- */
+
+static void conn_maybe_free(cconn *c) {
+  if (!c->freed || c->pending > 0) return;
+  rpc_channel *ch = c->ch;
+  if (c->prev) c->prev->next = c->next;
+  else ch->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  rpc__rbuf_free(&c->rb);
+  rpc__idmap_free(&c->calls);
+  free(c);
+}
+
+static void send_frame(cconn *c, rpc__wbuf *b) {
+  if (!b) return;
+  b->conn = c;
+  if (gaio_write(c->ch->w, c->fd, b->data, b->len, b) < 0) {
+    free(b);
+    conn_fail(c, "write failed");
+    return;
+  }
+  c->pending++;
+}
+
+static void send_cancel(cconn *c, uint32_t wire) {
+  if (c->freed) return;
+  rpc_frame f = {0};
+  f.type = RPC_TYPE_CANCEL;
+  f.request_id = wire;
+  send_frame(c, rpc__wbuf_frame(&f, NULL, 0));
+}
+
+static cconn *pick_conn(rpc_channel *ch) {
+  for (unsigned k = 0; k < ch->neps; k++) {
+    unsigned i = (ch->rr + k) % ch->neps;
+    endpoint *ep = &ch->eps[i];
+    if (ep->state == EP_READY && ep->conn && !ep->conn->goaway) {
+      ch->rr = i + 1;
+      return ep->conn;
+    }
+  }
+  return NULL;
+}
+
+static int any_connecting(const rpc_channel *ch) {
+  for (unsigned i = 0; i < ch->neps; i++)
+    if (ch->eps[i].state == EP_CONNECTING || ch->eps[i].state == EP_READY) return 1;
+  return 0;
+}
+
+static void send_call(cconn *c, ccall *call) {
+  uint32_t wire;
+  do {
+    wire = c->next_wire++;
+    if (c->next_wire == 0) {
+      c->next_wire = 1;
+      c->wrapped = 1;
+    }
+  } while (wire == 0 || rpc__idmap_get(&c->calls, wire));
+  rpc_frame f = {0};
+  f.type = RPC_TYPE_REQUEST;
+  f.request_id = wire;
+  f.method_id = call->method_id;
+  if (call->deadline) {
+    uint64_t now = gaio_now();
+    /* Rounded up, so that a deadline not yet passed is never sent as 0 (WIRE.md section 9). */
+    uint64_t us = call->deadline > now ? (call->deadline - now + 999u) / 1000u : 1;
+    /* Longer than the field holds: send none, the client's own timer still applies. */
+    f.timeout_us = us == 0 ? 1 : us > UINT32_MAX ? 0 : (uint32_t)us;
+  }
+  rpc__wbuf *b = call->req;
+  call->req = NULL;
+  f.body_len = (uint32_t)(b->len - RPC_FRAME_HEADER_SIZE);
+  rpc_frame_encode(&f, b->data);
+  call->wnode.key = wire;
+  call->conn = c;
+  rpc__idmap_put(&c->calls, &call->wnode);
+  send_frame(c, b);
+}
+
+/* Fail the waiting calls when no endpoint can take them soon (unless wait_for_ready). */
+static void fail_waiting_if_hopeless(rpc_channel *ch) {
+  if (ch->opts.wait_for_ready || any_connecting(ch)) return;
+  while (ch->wq_head) complete_str(ch, ch->wq_head, RPC_STATUS_UNAVAILABLE, "no endpoint is reachable");
+}
+
+static void dispatch(rpc_channel *ch, ccall *call) {
+  cconn *c = pick_conn(ch);
+  if (c) {
+    send_call(c, call);
+  } else if (ch->opts.wait_for_ready || any_connecting(ch)) {
+    wq_push(ch, call);
+  } else {
+    complete_str(ch, call, RPC_STATUS_UNAVAILABLE, "no endpoint is reachable");
+  }
+}
+
+static void flush_waiting(rpc_channel *ch) {
+  while (ch->wq_head) {
+    cconn *c = pick_conn(ch);
+    if (!c) return;
+    ccall *call = ch->wq_head;
+    wq_unlink(ch, call);
+    send_call(c, call);
+  }
+}
+
+static uint64_t rnd(rpc_channel *ch) {
+  /* xorshift64: enough to spread reconnects of many clients apart. */
+  ch->rng ^= ch->rng << 13;
+  ch->rng ^= ch->rng >> 7;
+  ch->rng ^= ch->rng << 17;
+  return ch->rng;
+}
+
+static void ep_backoff(endpoint *ep) {
+  rpc_channel *ch = ep->ch;
+  ep->conn = NULL;
+  ep->state = EP_BACKOFF;
+  if (ep->failures++ == 0) ep->delay_ms = ch->opts.backoff_initial_ms;
+  else ep->delay_ms *= RPC_BACKOFF_MULTIPLIER;
+  if (ep->delay_ms > ch->opts.backoff_max_ms) ep->delay_ms = ch->opts.backoff_max_ms;
+  double r = (double)(rnd(ch) >> 11) / (double)(1ull << 53); /* [0, 1) */
+  double d = ep->delay_ms * (1.0 + RPC_BACKOFF_JITTER * (2.0 * r - 1.0));
+  rpc__timer_arm(&ch->timers, &ep->backoff, gaio_now() + (uint64_t)(d * 1e6));
+  fail_waiting_if_hopeless(ch);
+}
+
+/* The endpoint lost its connection: reconnect at once if it had been working, else back off. */
+static void ep_lost(endpoint *ep, int was_ready) {
+  ep->conn = NULL;
+  if (was_ready && !ep->ch->closing) {
+    ep->failures = 0;
+    ep_connect(ep);
+  } else if (!ep->ch->closing) {
+    ep_backoff(ep);
+  }
+}
+
+/* Close the connection: its calls complete UNAVAILABLE, its endpoint reconnects. */
+static void conn_fail(cconn *c, const char *why) {
+  if (c->freed) return;
+  rpc_channel *ch = c->ch;
+  c->freed = 1;
+  rpc__timer_disarm(&ch->timers, &c->keepalive);
+  rpc__idnode *n;
+  while ((n = rpc__idmap_pop(&c->calls)) != NULL) {
+    ccall *call = rpc__container_of(n, ccall, wnode);
+    call->conn = NULL;
+    complete_str(ch, call, RPC_STATUS_UNAVAILABLE, why);
+  }
+  gaio_free(ch->w, c->fd);
+  endpoint *ep = c->ep;
+  c->ep = NULL;
+  if (ep && ep->conn == c) ep_lost(ep, c->ready);
+  conn_maybe_free(c);
+}
+
+static void conn_read(cconn *c) {
+  if (c->reading || c->freed) return;
+  int rc = gaio_read(c->ch->w, c->fd, c->rb.data + c->rb.len, c->rb.cap - c->rb.len, c);
+  if (rc < 0) {
+    conn_fail(c, "read failed");
+    return;
+  }
+  c->reading = 1;
+  c->pending++;
+}
+
+static void ep_connect(endpoint *ep) {
+  rpc_channel *ch = ep->ch;
+  int fd = socket(ep->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  cconn *c = fd >= 0 ? calloc(1, sizeof *c) : NULL;
+  if (!c || rpc__rbuf_init(&c->rb) < 0) goto fail;
+  if (ep->addr.ss_family != AF_UNIX) {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  c->kind = RPC__CTX_CONN;
+  c->ch = ch;
+  c->ep = ep;
+  c->fd = fd;
+  c->next_wire = 1;
+  rpc__timer_init(&c->keepalive, TIMER_KEEPALIVE);
+  if (gaio_attach(ch->w, fd) < 0) goto fail;
+  fd = -1; /* the watcher's now */
+  c->next = ch->conns;
+  if (ch->conns) ch->conns->prev = c;
+  ch->conns = c;
+  uint64_t deadline = gaio_now() + (uint64_t)ch->opts.connect_timeout_ms * 1000000u;
+  ep->conn = c;
+  ep->state = EP_CONNECTING;
+  if (gaio_connect(ch->w, c->fd, (struct sockaddr *)&ep->addr, ep->addr_len, c, deadline) < 0) {
+    c->freed = 1;
+    gaio_free(ch->w, c->fd);
+    conn_maybe_free(c);
+    ep_backoff(ep);
+    return;
+  }
+  c->pending++;
+  return;
+fail:
+  if (c) {
+    rpc__rbuf_free(&c->rb);
+    free(c);
+  }
+  if (fd >= 0) close(fd);
+  ep_backoff(ep);
+}
+
+/* Failing a connection frees it once nothing is pending; a function that may fail it and
+ * still use it afterwards holds it for its duration. Each completion's own pending count is
+ * such a hold until its handler ends. */
+static void conn_release(cconn *c) {
+  c->pending--;
+  conn_maybe_free(c);
+}
+
+static void connect_done(cconn *c, const gaio_result *r) {
+  if (c->freed) return;
+  if (r->error != 0) {
+    conn_fail(c, "connect failed");
+    return;
+  }
+  c->ready = 1;
+  c->last_rx = gaio_now();
+  if (c->ch->opts.keepalive_ms > 0)
+    rpc__timer_arm(&c->ch->timers, &c->keepalive,
+                   c->last_rx + (uint64_t)c->ch->opts.keepalive_ms * 1000000u);
+  endpoint *ep = c->ep;
+  if (ep) {
+    ep->state = EP_READY;
+    ep->failures = 0;
+  }
+  conn_read(c);
+  flush_waiting(c->ch);
+}
+
+static void on_connect(cconn *c, const gaio_result *r) {
+  connect_done(c, r);
+  conn_release(c);
+}
+
+/* ---- Frames from the server -------------------------------------------------------------- */
+
+static int issued(const cconn *c, uint32_t id) { return c->wrapped || (id != 0 && id < c->next_wire); }
+
+static void on_response(cconn *c, const rpc_frame *f, int oversize) {
+  rpc_channel *ch = c->ch;
+  ccall *call = rpc__container_of(rpc__idmap_del(&c->calls, f->request_id), ccall, wnode);
+  call->conn = NULL;
+  if (oversize) {
+    complete_str(ch, call, RPC_STATUS_RESOURCE_EXHAUSTED, "reply larger than the channel's limit");
+  } else if (f->status != RPC_STATUS_OK) {
+    complete(ch, call, f->status, (const char *)f->body, f->body_len, NULL);
+  } else {
+    ProtobufCMessage *m = protobuf_c_message_unpack(call->out, NULL, f->body_len, f->body);
+    if (m) complete(ch, call, RPC_STATUS_OK, "", 0, m);
+    else complete_str(ch, call, RPC_STATUS_INTERNAL, "reply does not unpack");
+  }
+}
+
+static void on_goaway(cconn *c, uint32_t last) {
+  rpc_channel *ch = c->ch;
+  c->goaway = 1;
+  /* Calls above the last id were not processed: they fail UNAVAILABLE (safe to retry). */
+  ccall *list = NULL;
+  for (size_t i = 0; i < c->calls.nb; i++)
+    for (rpc__idnode *n = c->calls.b[i]; n; n = n->next)
+      if ((uint32_t)n->key > last) {
+        ccall *call = rpc__container_of(n, ccall, wnode);
+        call->qnext = list;
+        list = call;
+      }
+  while (list) {
+    ccall *call = list;
+    list = call->qnext;
+    complete_str(ch, call, RPC_STATUS_UNAVAILABLE, "server is going away");
+  }
+  endpoint *ep = c->ep;
+  c->ep = NULL;
+  if (ep && ep->conn == c) {
+    ep->conn = NULL;
+    ep->state = EP_IDLE;
+    ep->failures = 0;
+    ep_connect(ep);
+  }
+}
+
+/* rpc__frame_fn for a client connection. */
+static int on_frame(void *owner, const rpc_frame *f, int oversize) {
+  cconn *c = owner;
+  if (c->freed) return -ECANCELED;
+  switch (f->type) {
+    case RPC_TYPE_RESPONSE:
+      if (rpc__idmap_get(&c->calls, f->request_id)) {
+        on_response(c, f, oversize);
+        return 0;
+      }
+      /* Not in flight: a call that timed out or was cancelled is ignored; an id never sent
+       * is a broken server. */
+      return issued(c, f->request_id) ? 0 : -EPROTO;
+    case RPC_TYPE_PONG:
+      return oversize ? -EPROTO : 0;
+    case RPC_TYPE_GOAWAY:
+      if (oversize) return -EPROTO;
+      on_goaway(c, f->request_id);
+      return 0;
+    default:
+      return -EPROTO;
+  }
+}
+
+static void read_done(cconn *c, const gaio_result *r) {
+  if (c->freed) return;
+  if (r->error != 0) {
+    conn_fail(c, r->error == GAIO_EOF ? "connection closed by the server" : "connection error");
+    return;
+  }
+  c->last_rx = gaio_now();
+  int rc = rpc__rbuf_consume(&c->rb, r->size, c->ch->opts.max_body, on_frame, c);
+  if (rc == -ECANCELED) return;
+  if (rc < 0) {
+    conn_fail(c, rc == -EPROTO ? "protocol error from the server" : "out of memory");
+    return;
+  }
+  if (c->goaway && c->calls.n == 0) {
+    conn_fail(c, "server is going away");
+    return;
+  }
+  conn_read(c);
+}
+
+static void on_read(cconn *c, const gaio_result *r) {
+  c->reading = 0;
+  read_done(c, r);
+  conn_release(c);
+}
+
+static void on_write(rpc__wbuf *b, const gaio_result *r) {
+  cconn *c = b->conn;
+  free(b);
+  if (!c->freed && r->error != 0) conn_fail(c, "connection error");
+  conn_release(c);
+}
+
+/* ---- The loop ---------------------------------------------------------------------------- */
+
+static void on_submit(rpc_channel *ch, ccall *call) {
+  call->cnode.key = call->id;
+  rpc__idmap_put(&ch->calls, &call->cnode);
+  if (call->deadline) {
+    if (call->deadline <= gaio_now()) {
+      complete_str(ch, call, RPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
+      return;
+    }
+    rpc__timer_arm(&ch->timers, &call->timer, call->deadline);
+  }
+  dispatch(ch, call);
+}
+
+/* A call was abandoned (deadline, cancel): tell the server, complete the call, and close the
+ * connection if it had a GOAWAY and this was its last call. */
+static void abandon(rpc_channel *ch, ccall *call, int status, const char *why) {
+  cconn *c = call->conn;
+  uint32_t wire = (uint32_t)call->wnode.key;
+  /* Complete first: a failing CANCEL write fails the connection and every call still on it. */
+  complete_str(ch, call, status, why);
+  if (!c) return;
+  c->pending++;
+  send_cancel(c, wire);
+  if (!c->freed && c->goaway && c->calls.n == 0) conn_fail(c, "server is going away");
+  conn_release(c);
+}
+
+static void on_cancel(rpc_channel *ch, uint64_t id) {
+  rpc__idnode *n = rpc__idmap_get(&ch->calls, id);
+  if (n) abandon(ch, rpc__container_of(n, ccall, cnode), RPC_STATUS_CANCELLED, "cancelled");
+}
+
+static void on_items(rpc_channel *ch, rpc__item *it) {
+  while (it) {
+    rpc__item *next = it->next;
+    if (it->kind == ITEM_SUBMIT) {
+      ccall *call = rpc__container_of(it, ccall, item);
+      if (ch->closing) complete_str(ch, call, RPC_STATUS_CANCELLED, "channel closed");
+      else on_submit(ch, call);
+    } else if (it->kind == ITEM_CANCEL) {
+      struct cancel_item *ci = (struct cancel_item *)it;
+      if (!ch->closing) on_cancel(ch, ci->id);
+      free(ci);
+    } else if (it->kind == ITEM_CLOSE) {
+      ch->closing = 1;
+    }
+    it = next;
+  }
+}
+
+static void on_result(rpc_channel *ch, const gaio_result *r) {
+  switch (*(const int *)r->ctx) {
+    case RPC__CTX_CONN:
+      if (r->op == GAIO_OP_CONNECT) on_connect(r->ctx, r);
+      else on_read(r->ctx, r);
+      break;
+    case RPC__CTX_WRITE:
+      on_write(r->ctx, r);
+      break;
+    case RPC__CTX_INBOX:
+      if (r->error == 0) {
+        rpc__inbox_rearm(&ch->inbox, ch->w);
+        on_items(ch, rpc__inbox_take(&ch->inbox, 0));
+      }
+      break;
+  }
+}
+
+/* Keepalive (WIRE.md section 10): after keepalive_ms without a byte received, send a PING;
+ * if nothing at all arrives within keepalive_ms after it, the connection is dead. */
+static void on_keepalive(cconn *c, uint64_t now) {
+  rpc_channel *ch = c->ch;
+  uint64_t ka = (uint64_t)ch->opts.keepalive_ms * 1000000u;
+  if (c->ping_sent && c->last_rx < c->ping_sent) {
+    conn_fail(c, "keepalive timeout");
+    return;
+  }
+  c->ping_sent = 0;
+  if (now - c->last_rx < ka) {
+    rpc__timer_arm(&ch->timers, &c->keepalive, c->last_rx + ka);
+    return;
+  }
+  rpc_frame f = {0};
+  f.type = RPC_TYPE_PING;
+  f.request_id = ++c->ping_token;
+  c->ping_sent = now;
+  rpc__timer_arm(&ch->timers, &c->keepalive, now + ka);
+  send_frame(c, rpc__wbuf_frame(&f, NULL, 0));
+}
+
+static void on_timers(rpc_channel *ch) {
+  uint64_t now = gaio_now();
+  rpc__timer *t;
+  while ((t = rpc__timer_pop_due(&ch->timers, now)) != NULL) {
+    if (t->kind == TIMER_CALL) {
+      abandon(ch, rpc__container_of(t, ccall, timer), RPC_STATUS_DEADLINE_EXCEEDED,
+              "deadline exceeded");
+    } else if (t->kind == TIMER_KEEPALIVE) {
+      on_keepalive(rpc__container_of(t, cconn, keepalive), now);
+    } else if (!ch->closing) {
+      ep_connect(rpc__container_of(t, endpoint, backoff));
+    }
+  }
+}
+
+/* Every call still open completes CANCELLED, every connection closes, every gaio result is
+ * collected; then the thread ends. */
+static void close_all(rpc_channel *ch) {
+  on_items(ch, rpc__inbox_take(&ch->inbox, 1));
+  rpc__idnode *n;
+  while ((n = rpc__idmap_pop(&ch->calls)) != NULL)
+    complete_str(ch, rpc__container_of(n, ccall, cnode), RPC_STATUS_CANCELLED, "channel closed");
+  for (cconn *c = ch->conns, *next; c; c = next) {
+    next = c->next;
+    conn_fail(c, "channel closed");
+  }
+  gaio_watcher_close(ch->w);
+  gaio_result res[RESULTS_PER_WAIT];
+  int k;
+  while ((k = gaio_wait(ch->w, res, RESULTS_PER_WAIT, -1)) > 0)
+    for (int i = 0; i < k; i++) on_result(ch, &res[i]);
+}
+
+static void *chan_main(void *arg) {
+  rpc_channel *ch = arg;
+  gaio_result res[RESULTS_PER_WAIT];
+  for (unsigned i = 0; i < ch->neps; i++) ep_connect(&ch->eps[i]);
+  while (!ch->closing) {
+    int n = gaio_wait(ch->w, res, RESULTS_PER_WAIT, rpc__theap_timeout_ms(&ch->timers, gaio_now()));
+    if (n < 0) break;
+    for (int i = 0; i < n; i++) on_result(ch, &res[i]);
+    on_timers(ch);
+  }
+  ch->closing = 1;
+  close_all(ch);
+  return NULL;
+}
+
+/* ---- Public API: channel ----------------------------------------------------------------- */
+
+static int parse_target(rpc_channel *ch, const char *target) {
+  unsigned n = 1;
+  for (const char *p = target; *p; p++) n += *p == ',';
+  if (n > RPC_MAX_ENDPOINTS) return -EINVAL;
+  ch->eps = calloc(n, sizeof *ch->eps);
+  if (!ch->eps) return -ENOMEM;
+  const char *p = target;
+  for (unsigned i = 0; i < n; i++) {
+    const char *e = strchr(p, ',');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    endpoint *ep = &ch->eps[i];
+    if (rpc__parse_addr(p, len, &ep->addr, &ep->addr_len) < 0) return -EINVAL;
+    ep->ch = ch;
+    rpc__timer_init(&ep->backoff, TIMER_BACKOFF);
+    ch->neps++;
+    p = e ? e + 1 : p + len;
+  }
+  return 0;
+}
+
+static int check_options(rpc_channel_options *o) {
+  if (o->max_body == 0) o->max_body = RPC_DEFAULT_MAX_BODY;
+  if (o->connect_timeout_ms == 0) o->connect_timeout_ms = RPC_DEFAULT_CONNECT_TIMEOUT_MS;
+  if (o->backoff_initial_ms == 0) o->backoff_initial_ms = RPC_DEFAULT_BACKOFF_INITIAL_MS;
+  if (o->backoff_max_ms == 0) o->backoff_max_ms = RPC_DEFAULT_BACKOFF_MAX_MS;
+  if (o->max_body > RPC_MAX_BODY_HARD || o->default_timeout_ms < 0 || o->connect_timeout_ms < 0 ||
+      o->keepalive_ms < 0 ||
+      o->backoff_initial_ms < 0 || o->backoff_max_ms < o->backoff_initial_ms)
+    return -EINVAL;
+  return 0;
+}
+
+static void chan_free(rpc_channel *ch) {
+  struct stub *st = ch->stubs;
+  while (st) {
+    struct stub *next = st->next;
+    free(st);
+    st = next;
+  }
+  if (ch->w) gaio_watcher_destroy(ch->w);
+  rpc__inbox_destroy(&ch->inbox);
+  rpc__theap_free(&ch->timers);
+  rpc__idmap_free(&ch->calls);
+  pthread_mutex_destroy(&ch->stub_mu);
+  free(ch->eps);
+  free(ch);
+}
+
+int rpc_channel_create(rpc_channel **out, const char *target, const rpc_channel_options *opts) {
+  *out = NULL;
+  if (!target) return -EINVAL;
+  rpc_channel *ch = calloc(1, sizeof *ch);
+  if (!ch) return -ENOMEM;
+  if (opts) ch->opts = *opts;
+  pthread_mutex_init(&ch->stub_mu, NULL);
+  pthread_mutex_init(&ch->inbox.mu, NULL);
+  atomic_init(&ch->next_id, 1);
+  ch->close_item.kind = ITEM_CLOSE;
+  ch->rng = gaio_now() ^ (uint64_t)(uintptr_t)ch ^ 0x9E3779B97F4A7C15ull;
+  int rc = check_options(&ch->opts);
+  if (rc == 0) rc = parse_target(ch, target);
+  gaio_options go = {0};
+  go.backend = ch->opts.backend;
+  if (rc == 0) rc = gaio_watcher_create(&ch->w, &go);
+  if (rc == 0) {
+    pthread_mutex_destroy(&ch->inbox.mu);
+    rc = rpc__inbox_init(&ch->inbox, ch->w);
+  }
+  if (rc == 0) rc = -pthread_create(&ch->th, NULL, chan_main, ch);
+  if (rc < 0) {
+    chan_free(ch);
+    return rc;
+  }
+  ch->started = 1;
+  *out = ch;
+  return 0;
+}
+
+void rpc_channel_destroy(rpc_channel *ch) {
+  if (!ch) return;
+  rpc__inbox_post(&ch->inbox, &ch->close_item);
+  pthread_join(ch->th, NULL);
+  chan_free(ch);
+}
+
+/* Pack the request and post the call. Any thread. */
+static int submit(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *req, int timeout_ms,
+                  ccall *proto, uint64_t *call_id) {
+  if (!ch || !m || !req || !m->output) return -EINVAL;
+  if (m->input && req->descriptor != m->input) return -EINVAL;
+  size_t len = protobuf_c_message_get_packed_size(req);
+  if (len > ch->opts.max_body) return -EMSGSIZE;
+  ccall *call = malloc(sizeof *call);
+  if (!call) return -ENOMEM;
+  *call = *proto;
+  call->req = rpc__wbuf_new(len);
+  if (!call->req) {
+    free(call);
+    return -ENOMEM;
+  }
+  protobuf_c_message_pack(req, call->req->data + RPC_FRAME_HEADER_SIZE);
+  call->item.kind = ITEM_SUBMIT;
+  rpc__timer_init(&call->timer, TIMER_CALL);
+  call->id = atomic_fetch_add(&ch->next_id, 1);
+  call->method_id = m->id;
+  call->out = m->output;
+  int ms = timeout_ms == 0 ? ch->opts.default_timeout_ms : timeout_ms;
+  call->deadline = ms > 0 ? gaio_now() + (uint64_t)ms * 1000000u : 0;
+  uint64_t id = call->id;
+  if (rpc__inbox_post(&ch->inbox, &call->item) < 0) {
+    free(call->req);
+    free(call);
+    return -ESHUTDOWN;
+  }
+  if (call_id) *call_id = id; /* the call may be complete and freed already: use the copy */
+  return 0;
+}
+
+int rpc_channel_submit(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *req,
+                       int timeout_ms, rpc_cq *cq, void *ctx, uint64_t *call_id) {
+  if (!cq) return -EINVAL;
+  ccall proto = {0};
+  proto.mode = MODE_CQ;
+  proto.cq = cq;
+  proto.ctx = ctx;
+  return submit(ch, m, req, timeout_ms, &proto, call_id);
+}
+
+int rpc_channel_cancel(rpc_channel *ch, uint64_t call_id) {
+  struct cancel_item *ci = malloc(sizeof *ci);
+  if (!ci) return -ENOMEM;
+  ci->item.kind = ITEM_CANCEL;
+  ci->id = call_id;
+  if (rpc__inbox_post(&ch->inbox, &ci->item) < 0) {
+    free(ci);
+    return -ESHUTDOWN;
+  }
+  return 0;
+}
+
+int rpc_channel_call(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *req,
+                     int timeout_ms, ProtobufCMessage **reply, char *msg, size_t msg_len) {
+  if (!reply) return -EINVAL;
+  *reply = NULL;
+  if (ch && pthread_equal(pthread_self(), ch->th)) return -EDEADLK;
+  sync_wait sw;
+  memset(&sw, 0, sizeof sw);
+  pthread_mutex_init(&sw.mu, NULL);
+  pthread_cond_init(&sw.cv, NULL);
+  ccall proto = {0};
+  proto.mode = MODE_SYNC;
+  proto.sync = &sw;
+  int rc = submit(ch, m, req, timeout_ms, &proto, NULL);
+  if (rc == 0) {
+    pthread_mutex_lock(&sw.mu);
+    while (!sw.done) pthread_cond_wait(&sw.cv, &sw.mu);
+    pthread_mutex_unlock(&sw.mu);
+    ccall *call = sw.call;
+    rc = call->status;
+    if (msg && msg_len) {
+      const char *s = call->msg ? call->msg : "";
+      size_t n = strlen(s);
+      if (n >= msg_len) n = msg_len - 1;
+      memcpy(msg, s, n);
+      msg[n] = 0;
+    }
+    if (rc == RPC_STATUS_OK) {
+      *reply = call->reply;
+      call->reply = NULL;
+    }
+    call_free(call);
+  }
+  pthread_cond_destroy(&sw.cv);
+  pthread_mutex_destroy(&sw.mu);
+  return rc;
+}
+
+/* ---- Stubs ------------------------------------------------------------------------------- */
+
+static void stub_invoke(ProtobufCService *svc, unsigned index, const ProtobufCMessage *input,
+                        ProtobufCClosure closure, void *closure_data) {
+  struct stub *st = (struct stub *)svc;
+  int rc = -EINVAL;
+  if (index < svc->descriptor->n_methods) {
+    rpc_method m = {st->ids[index], svc->descriptor->methods[index].input,
+                    svc->descriptor->methods[index].output};
+    ccall proto = {0};
+    proto.mode = MODE_CLOSURE;
+    proto.closure = closure;
+    proto.closure_data = closure_data;
+    rc = submit(st->ch, &m, input, 0, &proto, NULL);
+  }
+  if (rc < 0) {
+    /* Not submitted: the closure still runs exactly once, here. */
+    tls_status = rc == -ESHUTDOWN ? RPC_STATUS_UNAVAILABLE
+                 : rc == -EMSGSIZE ? RPC_STATUS_RESOURCE_EXHAUSTED
+                 : rc == -ENOMEM   ? RPC_STATUS_RESOURCE_EXHAUSTED
+                                   : RPC_STATUS_INVALID_ARGUMENT;
+    tls_msg = "call not submitted";
+    closure(NULL, closure_data);
+    tls_status = 0;
+    tls_msg = NULL;
+  }
+}
+
+static void stub_destroy(ProtobufCService *svc) { (void)svc; /* the channel frees it */ }
+
+ProtobufCService *rpc_channel_service(rpc_channel *ch, const ProtobufCServiceDescriptor *desc) {
+  if (!ch || !desc) return NULL;
+  struct stub *st = calloc(1, sizeof *st + desc->n_methods * sizeof(uint32_t));
+  if (!st) return NULL;
+  st->base.descriptor = desc;
+  st->base.invoke = stub_invoke;
+  st->base.destroy = stub_destroy;
+  st->ch = ch;
+  for (unsigned i = 0; i < desc->n_methods; i++)
+    st->ids[i] = desc->methods[i].name ? rpc__method_id_of(desc, i) : 0;
+  pthread_mutex_lock(&ch->stub_mu);
+  st->next = ch->stubs;
+  ch->stubs = st;
+  pthread_mutex_unlock(&ch->stub_mu);
+  return &st->base;
+}
+
+int rpc_last_status(const char **message) {
+  if (message) *message = tls_msg ? tls_msg : "";
+  return tls_status;
+}
+
+/* ---- Completion queues ------------------------------------------------------------------- */
+
+int rpc_cq_create(rpc_cq **out) {
+  *out = NULL;
+  rpc_cq *cq = calloc(1, sizeof *cq);
+  if (!cq) return -ENOMEM;
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_mutex_init(&cq->mu, NULL);
+  pthread_cond_init(&cq->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  *out = cq;
+  return 0;
+}
+
+static void free_list(ccall *c) {
+  while (c) {
+    ccall *next = c->qnext;
+    call_free(c);
+    c = next;
+  }
+}
+
+void rpc_cq_destroy(rpc_cq *cq) {
+  if (!cq) return;
+  free_list(cq->batch);
+  free_list(cq->head);
+  pthread_cond_destroy(&cq->cv);
+  pthread_mutex_destroy(&cq->mu);
+  free(cq);
+}
+
+int rpc_cq_wait(rpc_cq *cq, rpc_completion *out, int max, int timeout_ms) {
+  if (!cq || !out || max <= 0) return -EINVAL;
+  free_list(cq->batch);
+  cq->batch = NULL;
+  struct timespec until;
+  clock_gettime(CLOCK_MONOTONIC, &until);
+  if (timeout_ms > 0) {
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000L;
+    }
+  }
+  pthread_mutex_lock(&cq->mu);
+  while (!cq->head && timeout_ms != 0) {
+    if (timeout_ms < 0) pthread_cond_wait(&cq->cv, &cq->mu);
+    else if (pthread_cond_timedwait(&cq->cv, &cq->mu, &until) == ETIMEDOUT) break;
+  }
+  int n = 0;
+  ccall *taken = cq->head, *last = NULL;
+  while (cq->head && n < max) {
+    last = cq->head;
+    cq->head = last->qnext;
+    n++;
+  }
+  if (!cq->head) cq->tail = NULL;
+  if (last) last->qnext = NULL;
+  pthread_mutex_unlock(&cq->mu);
+  cq->batch = n ? taken : NULL;
+  ccall *c = taken;
+  for (int i = 0; i < n; i++, c = c->qnext) {
+    out[i].ctx = c->ctx;
+    out[i].call_id = c->id;
+    out[i].status = c->status;
+    out[i].message = c->msg ? c->msg : "";
+    out[i].reply = c->reply;
+    c->reply = NULL;
+  }
+  return n;
+}

@@ -1,0 +1,150 @@
+/* Internals shared by the RPC server and client: timers, an id map, receive buffers, write
+ * buffers, a cross-thread inbox and address parsing. Private to //rpc. */
+#ifndef GAIO_RPC_INTERNAL_H
+#define GAIO_RPC_INTERNAL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "gaio/gaio.h"
+#include "rpc/frame.h"
+
+#define rpc__container_of(ptr, type, member) \
+  ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+/* What a gaio context pointer points at: every ctx struct starts with one of these. */
+enum rpc__ctx_kind {
+  RPC__CTX_CONN = 1,   /* a connection's read (and the client's connect) */
+  RPC__CTX_WRITE = 2,  /* an rpc__wbuf */
+  RPC__CTX_INBOX = 3,  /* the inbox eventfd read */
+  RPC__CTX_LISTEN = 4, /* an accept on a listener */
+};
+
+/* ---- Timers: a binary min-heap of (when, seq), the node knows its index. ---------------- */
+
+#define RPC__TIMER_OFF ((size_t)-1)
+
+typedef struct rpc__timer {
+  uint64_t when; /* gaio_now() nanoseconds */
+  uint64_t seq;  /* FIFO among equal times */
+  size_t idx;    /* position in the heap, RPC__TIMER_OFF when not armed */
+  int kind;      /* owner's tag */
+} rpc__timer;
+
+typedef struct rpc__theap {
+  rpc__timer **a;
+  size_t n, cap;
+  uint64_t seq;
+} rpc__theap;
+
+void rpc__timer_init(rpc__timer *t, int kind);
+/* (Re)arm t at when. Returns 0 or -ENOMEM. */
+int rpc__timer_arm(rpc__theap *h, rpc__timer *t, uint64_t when);
+void rpc__timer_disarm(rpc__theap *h, rpc__timer *t);
+/* Pop the earliest timer if it is due at now, else NULL. */
+rpc__timer *rpc__timer_pop_due(rpc__theap *h, uint64_t now);
+/* Milliseconds (rounded up) until the earliest timer, -1 when none. */
+int rpc__theap_timeout_ms(const rpc__theap *h, uint64_t now);
+void rpc__theap_free(rpc__theap *h);
+
+/* ---- Id map: intrusive chained hash table keyed by a 64-bit id. -------------------------- */
+
+typedef struct rpc__idnode {
+  struct rpc__idnode *next;
+  uint64_t key;
+} rpc__idnode;
+
+typedef struct rpc__idmap {
+  rpc__idnode **b;
+  size_t nb, n;
+} rpc__idmap;
+
+rpc__idnode *rpc__idmap_get(const rpc__idmap *m, uint64_t key);
+/* Insert node (its key must not be present). Returns 0 or -ENOMEM. */
+int rpc__idmap_put(rpc__idmap *m, rpc__idnode *node);
+/* Remove and return the node with key, or NULL. */
+rpc__idnode *rpc__idmap_del(rpc__idmap *m, uint64_t key);
+/* Remove and return any node, or NULL when empty (to empty the map). */
+rpc__idnode *rpc__idmap_pop(rpc__idmap *m);
+void rpc__idmap_free(rpc__idmap *m);
+
+/* ---- Write buffers: one frame (or more) handed to gaio_write, freed on its result. ------- */
+
+typedef struct rpc__wbuf {
+  int kind; /* RPC__CTX_WRITE */
+  void *conn;
+  size_t len;
+  uint8_t data[];
+} rpc__wbuf;
+
+/* A buffer with room for the header plus body_len bytes (len = 24 + body_len). */
+rpc__wbuf *rpc__wbuf_new(size_t body_len);
+/* A whole frame: header from f (f->body_len is set from body_len) and a copy of body. */
+rpc__wbuf *rpc__wbuf_frame(const rpc_frame *f, const void *body, size_t body_len);
+
+/* ---- Receive buffers. ---------------------------------------------------------------------- */
+
+#define RPC__RBUF_INITIAL (16u * 1024u) /* first size, and what a grown buffer shrinks back to */
+
+typedef struct rpc__rbuf {
+  uint8_t *data;
+  size_t len;    /* bytes held */
+  size_t cap;
+  uint64_t skip; /* bytes of an oversized body still to discard as they arrive */
+} rpc__rbuf;
+
+int rpc__rbuf_init(rpc__rbuf *b);
+void rpc__rbuf_free(rpc__rbuf *b);
+
+/* What the owner does with each frame; returns 0 to go on, < 0 to stop parsing (the
+ * connection is being closed). oversize is 1 for a frame over max_body (-EMSGSIZE: the body is
+ * not there; f has the header). */
+typedef int (*rpc__frame_fn)(void *owner, const rpc_frame *f, int oversize);
+
+/* Account for n bytes just read into data + len, and hand every whole frame to fn. Returns 0,
+ * -EPROTO (malformed header), fn's negative return, or -ENOMEM (could not grow). */
+int rpc__rbuf_consume(rpc__rbuf *b, size_t n, size_t max_body, rpc__frame_fn fn, void *owner);
+
+/* ---- Inbox: items posted from any thread to a loop, with an eventfd wakeup. --------------- */
+
+typedef struct rpc__item {
+  struct rpc__item *next;
+  int kind; /* owner's tag */
+} rpc__item;
+
+typedef struct rpc__inbox {
+  int kind; /* RPC__CTX_INBOX */
+  int efd;
+  uint64_t rbuf;
+  pthread_mutex_t mu;
+  rpc__item *head, *tail;
+  int signalled;
+  int closed;
+} rpc__inbox;
+
+/* Creates the eventfd, attaches it to w and queues the first read. */
+int rpc__inbox_init(rpc__inbox *ib, gaio_watcher *w);
+/* Queue it. Returns 0, or -ESHUTDOWN when the inbox is closed (the caller keeps it). */
+int rpc__inbox_post(rpc__inbox *ib, rpc__item *it);
+/* Loop thread: take every queued item (in posting order); with close set, also close the
+ * inbox so later posts fail. */
+rpc__item *rpc__inbox_take(rpc__inbox *ib, int close);
+/* Loop thread, on the eventfd read's result: queue the next read (unless closing). */
+void rpc__inbox_rearm(rpc__inbox *ib, gaio_watcher *w);
+void rpc__inbox_destroy(rpc__inbox *ib);
+
+/* ---- Addresses. ---------------------------------------------------------------------------- */
+
+/* Parse "host:port", "[v6]:port" or "unix:/path" (len bytes of s). Returns 0 or -EINVAL. */
+int rpc__parse_addr(const char *s, size_t len, struct sockaddr_storage *ss, socklen_t *sl);
+
+/* Copy a status message, truncated to RPC_MAX_ERROR_MESSAGE bytes, NUL-terminated (malloc). */
+char *rpc__msgdup(const char *s, size_t len);
+
+/* FNV-1a method id of method i of a service descriptor; 0 on -ENOMEM (very long names). */
+struct ProtobufCServiceDescriptor;
+uint32_t rpc__method_id_of(const struct ProtobufCServiceDescriptor *svc, unsigned i);
+
+#endif /* GAIO_RPC_INTERNAL_H */

@@ -1,0 +1,782 @@
+/* The RPC server: worker threads with one gaio watcher each. Worker 0 also owns the listeners
+ * and hands accepted connections to the workers round-robin through their inboxes. Every
+ * connection, and every call state change, is handled on its worker's thread; handlers that
+ * reply from another thread post the call back to that worker's inbox. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "rpc/internal.h"
+#include "rpc/rpc.h"
+#include "rpc/server_internal.h"
+
+#define ACCEPTS_QUEUED 4         /* accepts kept pending per listener */
+#define RESULTS_PER_WAIT 128     /* gaio results taken per gaio_wait() */
+#define CLOSE_LINGER_MS 1000     /* a closing connection's writes get this long to flush */
+#define ACCEPT_RETRY_MS 100      /* pause of a listener after a failed accept (EMFILE, ...) */
+
+/* ---- Call state ----------------------------------------------------------------------------
+ * A call's `state` moves INVOKING -> WAITING (invoke returned without a reply) or to REPLIED
+ * (the closure ran). Whoever moves it second finishes the call: the worker after invoke when
+ * the closure ran inside it, or the closure (by posting the call to the worker) when it ran
+ * later. The `done` flag turns a second closure call into a no-op. */
+enum { CALL_INVOKING = 0, CALL_WAITING = 1, CALL_REPLIED = 2 };
+
+/* Inbox item kinds of a worker. */
+enum { ITEM_CALL = 1, ITEM_CONN = 2, ITEM_SHUTDOWN = 3 };
+/* Timer kinds. */
+enum { TIMER_CALL = 1, TIMER_IDLE = 2, TIMER_DRAIN = 3, TIMER_ACCEPT = 4 };
+
+typedef struct conn conn;
+typedef struct worker worker;
+
+struct rpc_call {
+  rpc__idnode node; /* key = request_id, in conn->calls while in flight (not yet answered) */
+  rpc_call *lprev, *lnext; /* in conn->live until finished or orphaned */
+  int in_map;
+  rpc__item item;   /* posted to the worker when the reply comes from another thread */
+  rpc__timer timer; /* deadline */
+  worker *wk;
+  conn *cn;         /* NULL once the connection is gone */
+  uint32_t request_id;
+  uint64_t deadline; /* 0: none */
+  const srv_method *method;
+  ProtobufCMessage *input;
+  atomic_int state;
+  atomic_int cancelled;
+  atomic_flag done;
+  int answered; /* worker only: a response (or its suppression) was decided */
+  /* Written by the completing thread before state becomes REPLIED. */
+  int status;
+  char *msg;
+  rpc__wbuf *reply; /* a whole RESPONSE frame but for the request id */
+};
+
+struct conn {
+  int kind; /* RPC__CTX_CONN */
+  worker *wk;
+  conn *prev, *next;
+  int fd;
+  rpc__rbuf rb;
+  rpc__idmap calls; /* calls in flight in the WIRE.md sense: not yet answered */
+  rpc_call *live;   /* every call of this connection whose handler has not completed */
+  unsigned ncalls;  /* length of live: what the limits count */
+  unsigned pending; /* gaio requests not yet completed (the read and the writes) */
+  unsigned writes;  /* of which writes */
+  int reading;      /* a read is pending */
+  int eof;          /* no more reading: the peer closed, or the connection is closing */
+  int goaway;       /* GOAWAY sent: no new calls */
+  int closing;      /* close once the writes are out (or the linger timer fires) */
+  int freed;        /* gaio_free() called */
+  uint32_t last_id;
+  uint64_t last_active;
+  rpc__timer idle;
+};
+
+struct conn_item {
+  rpc__item item;
+  int fd;
+};
+
+struct worker {
+  rpc_server *srv;
+  unsigned index;
+  gaio_watcher *w;
+  pthread_t th;
+  int started;
+  rpc__inbox inbox;
+  rpc__theap timers;
+  rpc__item shutdown_item;
+  rpc__timer drain;
+  conn *conns;       /* live connections (not yet freed) */
+  unsigned nconns;
+  unsigned ncalls;   /* calls not yet finished, orphans included */
+  unsigned accepts;  /* accepts pending on the listeners (worker 0) */
+  int stopping;
+  int drained;       /* the drain deadline passed */
+  uint64_t drain_at;
+};
+
+/* ---- Small helpers ----------------------------------------------------------------------- */
+
+static void conn_close(conn *c);
+static void conn_maybe_free(conn *c);
+static void call_finish(rpc_call *call);
+
+static void send_wbuf(conn *c, rpc__wbuf *b) {
+  if (!b) return; /* out of memory: the frame is lost; the client's deadline covers it */
+  if (c->freed) {
+    free(b);
+    return;
+  }
+  b->conn = c;
+  if (gaio_write(c->wk->w, c->fd, b->data, b->len, b) < 0) {
+    free(b);
+    conn_close(c);
+    return;
+  }
+  c->pending++;
+  c->writes++;
+}
+
+static void send_status(conn *c, uint32_t request_id, int status, const char *msg) {
+  rpc_frame f = {0};
+  f.type = RPC_TYPE_RESPONSE;
+  f.status = (uint8_t)status;
+  f.request_id = request_id;
+  size_t len = msg ? strlen(msg) : 0;
+  if (len > RPC_MAX_ERROR_MESSAGE) len = RPC_MAX_ERROR_MESSAGE;
+  send_wbuf(c, rpc__wbuf_frame(&f, msg, len));
+}
+
+static void send_goaway(conn *c, const char *reason) {
+  if (c->goaway) return;
+  c->goaway = 1;
+  rpc_frame f = {0};
+  f.type = RPC_TYPE_GOAWAY;
+  f.request_id = c->last_id;
+  send_wbuf(c, rpc__wbuf_frame(&f, reason, reason ? strlen(reason) : 0));
+}
+
+/* ---- Connections ------------------------------------------------------------------------- */
+
+static void conn_unlink(conn *c) {
+  worker *wk = c->wk;
+  if (c->prev) c->prev->next = c->next;
+  else wk->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+}
+
+/* The call is answered (DEADLINE_EXCEEDED sent, or CANCEL received, or the connection is
+ * going): it is no longer in flight, so its id may be used again (WIRE.md section 9), but the
+ * handler still runs and the call still counts against the limits. */
+static void call_answered(conn *c, rpc_call *call) {
+  call->answered = 1;
+  atomic_store(&call->cancelled, 1);
+  if (call->in_map) {
+    rpc__idmap_del(&c->calls, call->request_id);
+    call->in_map = 0;
+  }
+}
+
+static void live_del(conn *c, rpc_call *call) {
+  if (call->lprev) call->lprev->lnext = call->lnext;
+  else c->live = call->lnext;
+  if (call->lnext) call->lnext->lprev = call->lprev;
+  call->lprev = call->lnext = NULL;
+}
+
+/* Orphan every call: the handler still completes it, but nothing is sent. */
+static void conn_orphan_calls(conn *c) {
+  while (c->live) {
+    rpc_call *call = c->live;
+    live_del(c, call);
+    call_answered(c, call);
+    call->cn = NULL;
+    rpc__timer_disarm(&c->wk->timers, &call->timer);
+    atomic_fetch_sub(&c->wk->srv->calls, 1);
+  }
+  c->ncalls = 0;
+}
+
+/* Close now: pending reads and writes complete with -ECANCELED, then the struct is freed. */
+static void conn_close(conn *c) {
+  if (c->freed) return;
+  c->freed = 1;
+  c->eof = 1;
+  conn_orphan_calls(c);
+  rpc__timer_disarm(&c->wk->timers, &c->idle);
+  /* A closed watcher (-ESHUTDOWN) closes the fd itself. */
+  gaio_free(c->wk->w, c->fd);
+  conn_maybe_free(c);
+}
+
+static void conn_maybe_free(conn *c) {
+  if (!c->freed || c->pending > 0) return;
+  conn_unlink(c);
+  c->wk->nconns--;
+  rpc__rbuf_free(&c->rb);
+  rpc__idmap_free(&c->calls);
+  free(c);
+}
+
+/* Close once the queued writes are out; the linger timer bounds the wait. */
+static void conn_close_soon(conn *c) {
+  if (c->freed || c->closing) return;
+  c->closing = 1;
+  c->eof = 1;
+  if (c->writes == 0) {
+    conn_close(c);
+    return;
+  }
+  rpc__timer_arm(&c->wk->timers, &c->idle, gaio_now() + CLOSE_LINGER_MS * 1000000ull);
+}
+
+static void conn_read(conn *c) {
+  if (c->eof || c->reading || c->freed) return;
+  if (c->rb.len == c->rb.cap) return; /* cannot happen: the buffer grows to a whole frame */
+  int rc = gaio_read(c->wk->w, c->fd, c->rb.data + c->rb.len, c->rb.cap - c->rb.len, c);
+  if (rc < 0) {
+    conn_close(c);
+    return;
+  }
+  c->reading = 1;
+  c->pending++;
+}
+
+static void conn_arm_idle(conn *c, uint64_t now) {
+  int ms = c->wk->srv->opts.idle_timeout_ms;
+  if (ms > 0 && !c->closing) rpc__timer_arm(&c->wk->timers, &c->idle, now + (uint64_t)ms * 1000000u);
+}
+
+static void conn_adopt(worker *wk, int fd) {
+  conn *c = calloc(1, sizeof *c);
+  if (!c || rpc__rbuf_init(&c->rb) < 0) {
+    free(c);
+    close(fd);
+    return;
+  }
+  c->kind = RPC__CTX_CONN;
+  c->wk = wk;
+  c->fd = fd;
+  rpc__timer_init(&c->idle, TIMER_IDLE);
+  if (gaio_attach(wk->w, fd) < 0) {
+    rpc__rbuf_free(&c->rb);
+    free(c);
+    close(fd);
+    return;
+  }
+  c->next = wk->conns;
+  if (wk->conns) wk->conns->prev = c;
+  wk->conns = c;
+  wk->nconns++;
+  c->last_active = gaio_now();
+  conn_arm_idle(c, c->last_active);
+  conn_read(c);
+}
+
+/* ---- Requests ---------------------------------------------------------------------------- */
+
+static int call_new(conn *c, const rpc_frame *f, const srv_method *m, ProtobufCMessage *in) {
+  rpc_call *call = calloc(1, sizeof *call);
+  if (!call) return -ENOMEM;
+  call->node.key = f->request_id;
+  call->item.kind = ITEM_CALL;
+  rpc__timer_init(&call->timer, TIMER_CALL);
+  call->wk = c->wk;
+  call->cn = c;
+  call->request_id = f->request_id;
+  call->method = m;
+  call->input = in;
+  atomic_init(&call->state, CALL_INVOKING);
+  atomic_init(&call->cancelled, 0);
+  atomic_flag_clear(&call->done);
+  if (rpc__idmap_put(&c->calls, &call->node) < 0) {
+    free(call);
+    return -ENOMEM;
+  }
+  call->in_map = 1;
+  call->lnext = c->live;
+  if (c->live) c->live->lprev = call;
+  c->live = call;
+  c->ncalls++;
+  c->wk->ncalls++;
+  if (f->timeout_us) {
+    call->deadline = gaio_now() + (uint64_t)f->timeout_us * 1000u;
+    rpc__timer_arm(&c->wk->timers, &call->timer, call->deadline);
+  }
+  /* The closure may run on another thread before invoke returns; from here on the call
+   * belongs to the state machine. */
+  m->svc->invoke(m->svc, m->index, in, srv_closure, call);
+  int expected = CALL_INVOKING;
+  if (!atomic_compare_exchange_strong(&call->state, &expected, CALL_WAITING)) call_finish(call);
+  return 0;
+}
+
+/* Admission checks, in the order of the wire spec. Returns 0 or the status to answer. */
+static int admit(conn *c, const rpc_frame *f, const char **why) {
+  rpc_server *s = c->wk->srv;
+  if (rpc__idmap_get(&c->calls, f->request_id)) {
+    *why = "request_id in use";
+    return RPC_STATUS_INVALID_ARGUMENT;
+  }
+  if (c->ncalls >= s->opts.max_calls_per_conn) {
+    *why = "too many calls in flight on this connection";
+    return RPC_STATUS_RESOURCE_EXHAUSTED;
+  }
+  if (atomic_fetch_add(&s->calls, 1) >= s->opts.max_calls) {
+    atomic_fetch_sub(&s->calls, 1);
+    *why = "too many calls in flight on this server";
+    return RPC_STATUS_RESOURCE_EXHAUSTED;
+  }
+  return 0;
+}
+
+static void on_request(conn *c, const rpc_frame *f) {
+  rpc_server *s = c->wk->srv;
+  /* After a GOAWAY: its id is above the GOAWAY's, the client fails it UNAVAILABLE itself
+   * (WIRE.md section 11), so it is dropped without a response. */
+  if (c->goaway) return;
+  const srv_method *m = srv_find_method(s, f->method_id);
+  if (!m) {
+    send_status(c, f->request_id, RPC_STATUS_UNIMPLEMENTED, "unknown method");
+    return;
+  }
+  const char *why = NULL;
+  int st = admit(c, f, &why);
+  if (st) {
+    send_status(c, f->request_id, st, why);
+    return;
+  }
+  ProtobufCMessage *in = protobuf_c_message_unpack(m->md->input, NULL, f->body_len, f->body);
+  if (!in) {
+    atomic_fetch_sub(&s->calls, 1);
+    send_status(c, f->request_id, RPC_STATUS_INVALID_ARGUMENT, "request does not unpack");
+    return;
+  }
+  if (f->request_id - c->last_id < 0x80000000u) c->last_id = f->request_id;
+  if (call_new(c, f, m, in) < 0) {
+    atomic_fetch_sub(&s->calls, 1);
+    protobuf_c_message_free_unpacked(in, NULL);
+    send_status(c, f->request_id, RPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+  }
+}
+
+static void on_cancel(conn *c, uint32_t request_id) {
+  rpc__idnode *n = rpc__idmap_get(&c->calls, request_id);
+  if (!n) return; /* finished already, or never known: ignored */
+  call_answered(c, rpc__container_of(n, rpc_call, node));
+}
+
+/* rpc__frame_fn for a server connection. */
+static int on_frame(void *owner, const rpc_frame *f, int oversize) {
+  conn *c = owner;
+  if (c->freed || c->closing) return -ECANCELED;
+  if (oversize) {
+    if (f->type != RPC_TYPE_REQUEST) return -EPROTO;
+    if (c->goaway) return 0; /* dropped, as any request after a GOAWAY */
+    send_status(c, f->request_id, RPC_STATUS_RESOURCE_EXHAUSTED, "message larger than the server's limit");
+    return 0;
+  }
+  switch (f->type) {
+    case RPC_TYPE_REQUEST:
+      on_request(c, f);
+      return 0;
+    case RPC_TYPE_CANCEL:
+      on_cancel(c, f->request_id);
+      return 0;
+    case RPC_TYPE_PING: {
+      rpc_frame p = {0};
+      p.type = RPC_TYPE_PONG;
+      p.request_id = f->request_id;
+      send_wbuf(c, rpc__wbuf_frame(&p, NULL, 0));
+      return 0;
+    }
+    default: /* RESPONSE, PONG, GOAWAY: a client may not send them */
+      return -EPROTO;
+  }
+}
+
+/* Closing a connection frees it once nothing is pending; a function that may close it and
+ * still use it afterwards holds it for its duration. */
+static void conn_hold(conn *c) { c->pending++; }
+
+static void conn_release(conn *c) {
+  c->pending--;
+  conn_maybe_free(c);
+}
+
+static void read_done(conn *c, const gaio_result *r) {
+  if (c->freed) return;
+  if (r->error != 0) {
+    /* EOF with calls in flight: the client may have half-closed after its requests; answer
+     * them first. Anything else (or a truncated frame) ends the connection. */
+    c->eof = 1;
+    if (!(r->error == GAIO_EOF && c->ncalls > 0 && c->rb.len == 0 && c->rb.skip == 0))
+      conn_close(c);
+    return;
+  }
+  if (c->closing) return; /* bytes after a protocol error or GOAWAY+close: ignored */
+  c->last_active = gaio_now();
+  size_t max_body = c->wk->srv->opts.max_body;
+  int rc = rpc__rbuf_consume(&c->rb, r->size, max_body, on_frame, c);
+  if (rc == -EPROTO) {
+    send_goaway(c, "protocol error");
+    conn_close_soon(c);
+    return;
+  }
+  if (rc < 0) {
+    conn_close(c);
+    return;
+  }
+  conn_read(c);
+}
+
+static void on_read(conn *c, const gaio_result *r) {
+  c->reading = 0; /* the read's pending count holds c until the end */
+  read_done(c, r);
+  conn_release(c);
+}
+
+static void on_write(rpc__wbuf *b, const gaio_result *r) {
+  conn *c = b->conn;
+  free(b);
+  c->writes--; /* the write's pending count holds c until the end */
+  if (!c->freed && (r->error != 0 || (c->closing && c->writes == 0))) conn_close(c);
+  conn_release(c);
+}
+
+/* ---- Finishing calls --------------------------------------------------------------------- */
+
+static void call_free(rpc_call *call) {
+  if (call->input) protobuf_c_message_free_unpacked(call->input, NULL);
+  free(call->reply);
+  free(call->msg);
+  free(call);
+}
+
+/* The call's closure has run (state REPLIED): send its answer unless that is not wanted any
+ * more, and release it. Worker thread. */
+static void call_finish(rpc_call *call) {
+  worker *wk = call->wk;
+  conn *c = call->cn;
+  rpc__timer_disarm(&wk->timers, &call->timer);
+  wk->ncalls--;
+  if (c) {
+    conn_hold(c);
+    if (call->in_map) rpc__idmap_del(&c->calls, call->request_id);
+    live_del(c, call);
+    c->ncalls--;
+    atomic_fetch_sub(&wk->srv->calls, 1);
+    if (!call->answered) {
+      if (call->reply) {
+        rpc__wbuf *b = call->reply;
+        call->reply = NULL;
+        rpc_frame f = {0};
+        f.type = RPC_TYPE_RESPONSE;
+        f.request_id = call->request_id;
+        f.body_len = (uint32_t)(b->len - RPC_FRAME_HEADER_SIZE);
+        rpc_frame_encode(&f, b->data);
+        send_wbuf(c, b);
+      } else {
+        send_status(c, call->request_id, call->status, call->msg);
+      }
+    }
+    if (c->ncalls == 0 && (c->goaway || c->eof)) conn_close_soon(c);
+    conn_release(c);
+  }
+  call_free(call);
+}
+
+static void on_call_timer(rpc_call *call) {
+  if (call->answered || !call->cn) return;
+  call_answered(call->cn, call);
+  send_status(call->cn, call->request_id, RPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
+}
+
+/* Hand the completed call to its worker (or let the worker take it after invoke). */
+static void call_complete(rpc_call *call) {
+  if (atomic_exchange(&call->state, CALL_REPLIED) == CALL_WAITING) {
+    /* Cannot fail: a worker keeps its inbox open while it has calls. */
+    rpc__inbox_post(&call->wk->inbox, &call->item);
+  }
+}
+
+/* Closure of every handler invocation. Any thread. */
+void srv_closure(const ProtobufCMessage *reply, void *closure_data) {
+  rpc_call *call = closure_data;
+  if (atomic_flag_test_and_set(&call->done)) return; /* a second completion is ignored */
+  if (reply) {
+    size_t len = protobuf_c_message_get_packed_size(reply);
+    if (len > call->wk->srv->opts.max_body) {
+      call->status = RPC_STATUS_RESOURCE_EXHAUSTED;
+      call->msg = rpc__msgdup("reply larger than the server's limit", 36);
+    } else if ((call->reply = rpc__wbuf_new(len)) != NULL) {
+      protobuf_c_message_pack(reply, call->reply->data + RPC_FRAME_HEADER_SIZE);
+    } else {
+      call->status = RPC_STATUS_RESOURCE_EXHAUSTED;
+    }
+  } else {
+    call->status = RPC_STATUS_UNKNOWN;
+    call->msg = rpc__msgdup("handler returned no reply", 25);
+  }
+  call_complete(call);
+}
+
+/* ---- Handler-side API -------------------------------------------------------------------- */
+
+rpc_call *rpc_server_call(void *closure_data) { return closure_data; }
+
+rpc_server *rpc_call_server(const rpc_call *c) { return c->wk->srv; }
+
+int64_t rpc_call_remaining_us(const rpc_call *c) {
+  if (c->deadline == 0) return -1;
+  uint64_t now = gaio_now();
+  return now >= c->deadline ? 0 : (int64_t)((c->deadline - now) / 1000u);
+}
+
+int rpc_call_cancelled(const rpc_call *c) { return atomic_load(&c->cancelled); }
+
+void rpc_call_reply(rpc_call *c, const ProtobufCMessage *reply) { srv_closure(reply, c); }
+
+void rpc_call_fail(rpc_call *c, int status, const char *message) {
+  if (atomic_flag_test_and_set(&c->done)) return;
+  if (status <= RPC_STATUS_OK || status > RPC_STATUS_UNAUTHENTICATED) status = RPC_STATUS_UNKNOWN;
+  c->status = status;
+  c->msg = rpc__msgdup(message, message ? strlen(message) : 0);
+  call_complete(c);
+}
+
+/* ---- Listeners (worker 0) ---------------------------------------------------------------- */
+
+static void accept_more(worker *wk, srv_listener *l) {
+  while (!wk->stopping && l->queued < ACCEPTS_QUEUED) {
+    if (gaio_accept(wk->w, l->fd, NULL, l) < 0) return;
+    l->queued++;
+    wk->accepts++;
+  }
+}
+
+static void hand_over(worker *wk, int fd) {
+  rpc_server *s = wk->srv;
+  worker *to = &s->workers[s->next_worker++ % s->opts.workers];
+  if (to == wk) {
+    conn_adopt(wk, fd);
+    return;
+  }
+  struct conn_item *it = malloc(sizeof *it);
+  if (!it) {
+    close(fd);
+    return;
+  }
+  it->item.kind = ITEM_CONN;
+  it->fd = fd;
+  if (rpc__inbox_post(&to->inbox, &it->item) < 0) {
+    close(fd);
+    free(it);
+  }
+}
+
+static void on_accept(worker *wk, srv_listener *l, const gaio_result *r) {
+  l->queued--;
+  wk->accepts--;
+  if (r->error == 0 && r->conn_fd >= 0) {
+    if (wk->stopping) {
+      close(r->conn_fd);
+    } else {
+      if (!l->is_unix) {
+        int one = 1;
+        setsockopt(r->conn_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      }
+      hand_over(wk, r->conn_fd);
+    }
+  }
+  if (r->error == -ECANCELED || r->error == -ESHUTDOWN || l->closed) return;
+  if (r->error == 0) {
+    accept_more(wk, l);
+  } else if (l->retry.idx == RPC__TIMER_OFF) {
+    /* Out of fds or memory: accepting again at once would spin; pause the listener. */
+    rpc__timer_arm(&wk->timers, &l->retry, gaio_now() + ACCEPT_RETRY_MS * 1000000ull);
+  }
+}
+
+/* ---- Shutdown ---------------------------------------------------------------------------- */
+
+static void begin_stop(worker *wk) {
+  if (wk->stopping) return;
+  wk->stopping = 1;
+  rpc_server *s = wk->srv;
+  if (wk->index == 0) {
+    for (unsigned i = 0; i < s->nlisteners; i++) {
+      srv_listener *l = &s->listeners[i];
+      if (!l->closed && l->attached) gaio_free(wk->w, l->fd);
+      l->closed = 1;
+      rpc__timer_disarm(&wk->timers, &l->retry);
+    }
+  }
+  for (conn *c = wk->conns, *next; c; c = next) {
+    next = c->next;
+    conn_hold(c);
+    send_goaway(c, "server shutting down");
+    if (c->ncalls == 0) conn_close_soon(c);
+    conn_release(c);
+  }
+  rpc__timer_init(&wk->drain, TIMER_DRAIN);
+  rpc__timer_arm(&wk->timers, &wk->drain, wk->drain_at);
+}
+
+static void drain_expired(worker *wk) {
+  wk->drained = 1;
+  for (conn *c = wk->conns, *next; c; c = next) {
+    next = c->next;
+    conn_close(c);
+  }
+}
+
+/* ---- The loop ---------------------------------------------------------------------------- */
+
+static void on_inbox(worker *wk) {
+  rpc__inbox_rearm(&wk->inbox, wk->w);
+  rpc__item *it = rpc__inbox_take(&wk->inbox, 0);
+  while (it) {
+    rpc__item *next = it->next;
+    if (it->kind == ITEM_CALL) {
+      call_finish(rpc__container_of(it, rpc_call, item));
+    } else if (it->kind == ITEM_CONN) {
+      struct conn_item *ci = (struct conn_item *)it;
+      if (wk->stopping) close(ci->fd);
+      else conn_adopt(wk, ci->fd);
+      free(ci);
+    } else if (it->kind == ITEM_SHUTDOWN) {
+      begin_stop(wk);
+    }
+    it = next;
+  }
+}
+
+static void on_result(worker *wk, const gaio_result *r) {
+  int kind = *(const int *)r->ctx;
+  switch (kind) {
+    case RPC__CTX_CONN:
+      on_read(r->ctx, r);
+      break;
+    case RPC__CTX_WRITE:
+      on_write(r->ctx, r);
+      break;
+    case RPC__CTX_INBOX:
+      if (r->error == 0) on_inbox(wk);
+      break;
+    case RPC__CTX_LISTEN:
+      on_accept(wk, r->ctx, r);
+      break;
+  }
+}
+
+static void on_timers(worker *wk) {
+  uint64_t now = gaio_now();
+  rpc__timer *t;
+  while ((t = rpc__timer_pop_due(&wk->timers, now)) != NULL) {
+    if (t->kind == TIMER_CALL) {
+      on_call_timer(rpc__container_of(t, rpc_call, timer));
+    } else if (t->kind == TIMER_DRAIN) {
+      drain_expired(wk);
+    } else if (t->kind == TIMER_ACCEPT) {
+      srv_listener *l = rpc__container_of(t, srv_listener, retry);
+      if (!l->closed) accept_more(wk, l);
+    } else {
+      conn *c = rpc__container_of(t, conn, idle);
+      int ms = wk->srv->opts.idle_timeout_ms;
+      if (c->closing) {
+        conn_close(c); /* the linger time is over */
+      } else if (c->ncalls > 0 || c->last_active + (uint64_t)ms * 1000000u > now) {
+        conn_arm_idle(c, c->ncalls > 0 ? now : c->last_active);
+      } else {
+        conn_hold(c);
+        send_goaway(c, "idle timeout");
+        conn_close_soon(c);
+        conn_release(c);
+      }
+    }
+  }
+}
+
+static int finished(const worker *wk) {
+  return wk->stopping && wk->nconns == 0 && wk->ncalls == 0 && wk->accepts == 0;
+}
+
+static void *worker_main(void *arg) {
+  worker *wk = arg;
+  gaio_result res[RESULTS_PER_WAIT];
+  if (wk->index == 0)
+    for (unsigned i = 0; i < wk->srv->nlisteners; i++) accept_more(wk, &wk->srv->listeners[i]);
+  while (!finished(wk)) {
+    int n = gaio_wait(wk->w, res, RESULTS_PER_WAIT, rpc__theap_timeout_ms(&wk->timers, gaio_now()));
+    if (n < 0) break;
+    for (int i = 0; i < n; i++) on_result(wk, &res[i]);
+    on_timers(wk);
+  }
+  /* Close the inbox (nothing more can arrive for this worker: no calls, no listener), then
+   * collect the watcher's last results (the eventfd read) so every request is accounted for. */
+  rpc__item *it = rpc__inbox_take(&wk->inbox, 1);
+  while (it) {
+    rpc__item *next = it->next;
+    if (it->kind == ITEM_CONN) {
+      close(((struct conn_item *)it)->fd);
+      free(it);
+    }
+    it = next;
+  }
+  gaio_watcher_close(wk->w);
+  while (gaio_wait(wk->w, res, RESULTS_PER_WAIT, -1) > 0) {
+  }
+  return NULL;
+}
+
+/* ---- Lifecycle (the rest is in server_setup.c) ------------------------------------------- */
+
+int srv_start_workers(rpc_server *s) {
+  /* Every watcher and inbox exists before any thread runs: worker 0 hands connections to the
+   * others as soon as it starts. */
+  int rc = 0;
+  for (unsigned i = 0; i < s->opts.workers && rc == 0; i++) {
+    worker *wk = &s->workers[i];
+    wk->srv = s;
+    wk->index = i;
+    rpc__timer_init(&wk->drain, TIMER_DRAIN);
+    wk->shutdown_item.kind = ITEM_SHUTDOWN;
+    gaio_options go = {0};
+    go.backend = s->opts.backend;
+    s->nworkers = i + 1;
+    rc = gaio_watcher_create(&wk->w, &go);
+    if (rc == 0) {
+      rc = rpc__inbox_init(&wk->inbox, wk->w);
+    } else {
+      pthread_mutex_init(&wk->inbox.mu, NULL); /* so that stop can destroy it */
+    }
+  }
+  for (unsigned j = 0; j < s->nlisteners && rc == 0; j++) {
+    rpc__timer_init(&s->listeners[j].retry, TIMER_ACCEPT);
+    rc = gaio_attach(s->workers[0].w, s->listeners[j].fd);
+    if (rc == 0) s->listeners[j].attached = 1;
+  }
+  for (unsigned i = 0; i < s->nworkers && rc == 0; i++) {
+    worker *wk = &s->workers[i];
+    rc = -pthread_create(&wk->th, NULL, worker_main, wk);
+    if (rc == 0) wk->started = 1;
+  }
+  return rc;
+}
+
+void srv_stop_workers(rpc_server *s, int drain_ms) {
+  uint64_t at = gaio_now() + (uint64_t)(drain_ms > 0 ? drain_ms : 0) * 1000000u;
+  for (unsigned i = 0; i < s->nworkers; i++) {
+    worker *wk = &s->workers[i];
+    if (!wk->started) continue;
+    wk->drain_at = at;
+    rpc__inbox_post(&wk->inbox, &wk->shutdown_item);
+  }
+  for (unsigned i = 0; i < s->nworkers; i++) {
+    worker *wk = &s->workers[i];
+    if (wk->started) pthread_join(wk->th, NULL);
+    wk->started = 0;
+  }
+  for (unsigned i = 0; i < s->nworkers; i++) {
+    worker *wk = &s->workers[i];
+    gaio_watcher_destroy(wk->w);
+    rpc__inbox_destroy(&wk->inbox);
+    rpc__theap_free(&wk->timers);
+    wk->w = NULL;
+  }
+  /* Listeners never attached (a failed start) are still ours to close. */
+  for (unsigned i = 0; i < s->nlisteners; i++)
+    if (!s->listeners[i].attached) close(s->listeners[i].fd);
+  s->nlisteners = 0;
+}
+
+size_t srv_worker_size(void) { return sizeof(worker); }

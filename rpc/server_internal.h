@@ -1,0 +1,60 @@
+/* The server object, shared by server.c (the workers) and server_setup.c (configuration,
+ * health). Private to //rpc. */
+#ifndef GAIO_RPC_SERVER_INTERNAL_H
+#define GAIO_RPC_SERVER_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/un.h>
+
+#include "rpc/internal.h"
+#include "rpc/rpc.h"
+
+typedef struct srv_method {
+  uint32_t id;
+  ProtobufCService *svc;
+  unsigned index;
+  const ProtobufCMethodDescriptor *md;
+} srv_method;
+
+typedef struct srv_listener {
+  int kind; /* RPC__CTX_LISTEN */
+  int fd;
+  int is_unix;
+  int attached; /* owned by worker 0's watcher */
+  int closed;
+  unsigned queued; /* accepts pending */
+  rpc__timer retry; /* armed after a failed accept */
+  int port;
+  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+} srv_listener;
+
+struct worker;
+struct health_service;
+
+struct rpc_server {
+  rpc_server_options opts;
+  srv_method *methods; /* sorted by id */
+  size_t nmethods;
+  ProtobufCService **services;
+  size_t nservices;
+  srv_listener listeners[RPC_MAX_LISTENERS];
+  unsigned nlisteners;
+  struct worker *workers;
+  unsigned nworkers;
+  unsigned next_worker; /* worker 0 only */
+  atomic_uint calls;    /* calls in flight, all connections */
+  atomic_int serving;
+  atomic_int stopping;
+  int started;
+  int stopped;
+  struct health_service *health;
+};
+
+const srv_method *srv_find_method(const rpc_server *s, uint32_t id);
+void srv_closure(const ProtobufCMessage *reply, void *closure_data);
+int srv_start_workers(rpc_server *s);
+void srv_stop_workers(rpc_server *s, int drain_ms);
+size_t srv_worker_size(void);
+
+#endif /* GAIO_RPC_SERVER_INTERNAL_H */
