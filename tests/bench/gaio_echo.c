@@ -1,6 +1,6 @@
 /* The gaio-c contestant: an echo server on the proactor. Each connection has one request in
  * flight: a read, then a write of the bytes read, then the next read. Connections are accepted
- * with gaio_accept() (ACCEPTS_QUEUED kept queued on the listener).
+ * with gaio_accept() (--accepts N kept queued on the listener, 16 by default as in examples/).
  *
  * Two read styles (--read):
  *   swap: NULL-buffer reads into the watcher's swap buffer; the bytes are copied into a
@@ -9,7 +9,7 @@
  *   user: reads straight into the per-connection buffer, allocated with the connection.
  *
  * gaio_echo [--backend epoll|uring] [--read swap|user] [--threads N] [--buf BYTES]
- *           [--swap-size BYTES] [--host H] [--port P | --unix PATH]
+ *           [--swap-size BYTES] [--accepts N] [--host H] [--port P | --unix PATH]
  * Prints the bound port (or path) on stdout's first line; exits 0 on SIGINT or SIGTERM. With
  * --threads N > 1 each thread has its own watcher and its own SO_REUSEPORT listener. */
 #include <errno.h>
@@ -23,7 +23,8 @@
 #include "gaio/gaio.h"
 #include "tests/bench/bench_util.h"
 
-#define ACCEPTS_QUEUED 16u     /* accepts kept queued on a listener */
+#define DEFAULT_ACCEPTS 16u    /* accepts kept queued on a listener (--accepts) */
+#define MAX_ACCEPTS 4096u      /* --accepts limit */
 #define ACCEPT_PAUSE_MS 100    /* accepting pauses this long when out of fds or memory */
 #define BATCH 512              /* results taken per gaio_wait() */
 #define MAX_THREADS 64         /* --threads limit */
@@ -37,6 +38,7 @@ typedef struct config {
   int threads;
   size_t buf;       /* bytes per read (gaio_options.read_max in swap mode) */
   size_t swap_size; /* gaio_options.swap_size; 0 = gaio's default */
+  unsigned accepts; /* accepts kept queued */
 } config;
 
 typedef struct conn {
@@ -54,12 +56,24 @@ typedef struct worker {
   uint64_t paused_until; /* gaio_now() time to resume accepting, 0: not paused */
   pthread_t thread;
   int error;
+  uint64_t accept_resource_errors; /* EMFILE and the like: expected at the fd limit */
+  uint64_t conn_errors;    /* connections that ended with an error other than EOF/shutdown */
+  int first_conn_error;    /* the first such error, and where it came from */
+  const char *first_where;
 } worker;
+
+/* Count a connection's unexpected end; the first one is printed at exit. */
+static void note_error(worker *wk, const char *where, int error) {
+  if (wk->conn_errors++ == 0) {
+    wk->first_conn_error = error;
+    wk->first_where = where;
+  }
+}
 
 /* ---- Accepting ---- */
 
 static void accepts_arm(worker *wk) {
-  while (wk->listening && wk->paused_until == 0 && wk->queued < ACCEPTS_QUEUED) {
+  while (wk->listening && wk->paused_until == 0 && wk->queued < wk->cfg->accepts) {
     int rc = gaio_accept(wk->w, wk->lfd, NULL, &wk->lfd);
     if (rc == -ESHUTDOWN || rc == -EBADF) {
       wk->listening = 0;
@@ -74,14 +88,18 @@ static void accepts_arm(worker *wk) {
 static void conn_start(worker *wk, int fd) {
   size_t extra = wk->cfg->user_bufs ? wk->cfg->buf : 0;
   conn *c = malloc(sizeof(*c) + extra);
-  if (c == NULL || bench_nodelay(fd) != 0 || gaio_attach(wk->w, fd) != 0) {
+  int rc = c == NULL ? -ENOMEM : bench_nodelay(fd);
+  if (rc == 0) rc = gaio_attach(wk->w, fd);
+  if (rc != 0) {
+    note_error(wk, "accepted connection setup", rc);
     free(c);
     close(fd); /* on attach error the caller keeps the fd */
     return;
   }
   c->fd = fd;
   c->buf = wk->cfg->user_bufs ? c->data : NULL;
-  if (gaio_read(wk->w, fd, c->buf, wk->cfg->user_bufs ? wk->cfg->buf : 0, c) != 0) {
+  if ((rc = gaio_read(wk->w, fd, c->buf, wk->cfg->user_bufs ? wk->cfg->buf : 0, c)) != 0) {
+    note_error(wk, "first read", rc);
     gaio_free(wk->w, fd);
     free(c);
   }
@@ -94,6 +112,7 @@ static void on_accept(worker *wk, const gaio_result *r) {
       conn_start(wk, r->conn_fd);
       break;
     case EMFILE: case ENFILE: case ENOBUFS: case ENOMEM:
+      wk->accept_resource_errors++;
       /* The pending connection stays in the backlog: retrying at once would spin. */
       if (wk->paused_until == 0)
         wk->paused_until = gaio_now() + (uint64_t)ACCEPT_PAUSE_MS * 1000000u;
@@ -102,6 +121,7 @@ static void on_accept(worker *wk, const gaio_result *r) {
       wk->listening = 0;
       break;
     default: /* ECONNABORTED and other per-connection errors: take the next one */
+      note_error(wk, "accept", r->error);
       break;
   }
   accepts_arm(wk);
@@ -120,6 +140,9 @@ static int accept_timeout(worker *wk) {
 /* ---- Echo ---- */
 
 static void conn_end(worker *wk, conn *c, int error) {
+  /* A client that leaves with messages in flight resets the connection: expected. */
+  if (error != GAIO_EOF && error != -ESHUTDOWN && error != -ECONNRESET && error != -EPIPE)
+    note_error(wk, "connection", error);
   if (error != -ESHUTDOWN) gaio_free(wk->w, c->fd); /* after a close the watcher closes it */
   if (c->buf != c->data) free(c->buf);
   free(c);
@@ -205,13 +228,17 @@ static int parse_args(config *cfg, int argc, char **argv) {
     } else if (strcmp(flag, "--threads") == 0) {
       if (bench_parse_long(flag, v, 1, MAX_THREADS, &n) != 0) return -EINVAL;
       cfg->threads = (int)n;
+    } else if (strcmp(flag, "--accepts") == 0) {
+      if (bench_parse_long(flag, v, 1, MAX_ACCEPTS, &n) != 0) return -EINVAL;
+      cfg->accepts = (unsigned)n;
     } else if (strcmp(flag, "--buf") == 0 || strcmp(flag, "--swap-size") == 0) {
       if (bench_parse_long(flag, v, 1, MAX_BUF, &n) != 0) return -EINVAL;
       *(flag[2] == 'b' ? &cfg->buf : &cfg->swap_size) = (size_t)n;
     } else {
       fprintf(stderr,
               "usage: gaio_echo [--backend epoll|uring] [--read swap|user] [--threads N]\n"
-              "                 [--buf BYTES] [--swap-size BYTES] [--host H] [--port P | --unix PATH]\n");
+              "                 [--buf BYTES] [--swap-size BYTES] [--accepts N]\n"
+              "                 [--host H] [--port P | --unix PATH]\n");
       return -EINVAL;
     }
   }
@@ -236,7 +263,7 @@ static void *signal_main(void *arg) {
 }
 
 int main(int argc, char **argv) {
-  static config cfg = {.threads = 1, .buf = DEFAULT_BUF};
+  static config cfg = {.threads = 1, .buf = DEFAULT_BUF, .accepts = DEFAULT_ACCEPTS};
   if (parse_args(&cfg, argc, argv) != 0) return 2;
   sigset_t set;
   sigemptyset(&set);
@@ -270,6 +297,13 @@ int main(int argc, char **argv) {
   for (int i = 0; i < cfg.threads; i++) {
     pthread_join(workers[i].thread, NULL);
     failed |= workers[i].error != 0;
+    if (workers[i].conn_errors != 0)
+      fprintf(stderr, "gaio_echo: thread %d: %llu connection errors, the first: %s: %s\n", i,
+              (unsigned long long)workers[i].conn_errors, workers[i].first_where,
+              gaio_strerror(workers[i].first_conn_error));
+    if (workers[i].accept_resource_errors != 0)
+      fprintf(stderr, "gaio_echo: thread %d: %llu accepts failed for lack of fds or memory\n", i,
+              (unsigned long long)workers[i].accept_resource_errors);
   }
   /* If the loops ended without a signal, wake the signal thread (its close is then a no-op). */
   pthread_kill(sig_thread, SIGTERM);
