@@ -11,7 +11,7 @@
 #   --reps N       repetitions per workload (default 3, at least 1; medians over them)
 #   --workloads    subset of: stream pingpong pinned burst idle maxconn (default: all)
 #   --contestants  subset of: epoll libuv gaio-epoll gaio-uring gaio-epoll-swap gaio-uring-swap
-#                  gaio-epoll-user gaio-uring-user (default: the first four)
+#                  gaio-epoll-user gaio-uring-user (default: the first six)
 #   --perf         also `perf record` the gaio servers during ping-pong: top 15 symbols
 #   --out DIR      results folder (default tests/bench/results/<date>)
 #
@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 
 QUICK=0 REPS=3 DURATION="" WARMUP="" PERF=0 SETUP=1 OUT=""
 WORKLOADS="stream pingpong pinned burst idle maxconn"
-CONTESTANTS="epoll libuv gaio-epoll gaio-uring"
+CONTESTANTS="epoll libuv gaio-epoll gaio-uring gaio-epoll-swap gaio-uring-swap"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -312,7 +312,7 @@ done
   echo "- p50/p99 are medians over the repetitions of each run's percentile (latency from queueing a message to its last echoed byte; burst: from connect() to the echo)."
   echo "- idle: server VmRSS after 10k accepted idle connections minus before, / 10k (socket buffers are kernel memory, not in RSS). 0 means no user-space memory per idle connection."
   echo "- maxconn: connections that completed an echo while all were held open; the load generator uses 2 processes so that its own fd limit is not the one that stops it."
-  echo "- gaio-epoll/gaio-uring read into per-connection user buffers (gaio_echo --read user, the faster style here); --read swap uses NULL-buffer reads (the swap buffer) plus a copy."
+  echo "- gaio-epoll/gaio-uring read into 64 KiB per-connection user buffers (gaio_echo --read user, the faster style here). gaio-*-swap use NULL-buffer reads (gaio_echo --read swap: read_max 64 KiB, swap_size 4 MiB) plus a copy into a per-connection buffer allocated at the first data. epoll_echo and uv_echo read 64 KiB at a time into one shared buffer."
   for n in "${NOTES[@]}"; do echo "- $n"; done
   fails=$(awk -F'\t' 'NR > 1 && $4 != "ok"' "$RAW" | wc -l)
   [ "$fails" -gt 0 ] && echo "- $fails run(s) failed or did not start; see raw.tsv (their rows are left out of the medians)."

@@ -28,8 +28,9 @@
 #define ACCEPT_PAUSE_MS 100    /* accepting pauses this long when out of fds or memory */
 #define BATCH 512              /* results taken per gaio_wait() */
 #define MAX_THREADS 64         /* --threads limit */
-#define DEFAULT_BUF (16u << 10) /* per-connection buffer = bytes per read */
-#define MAX_BUF (16u << 20)     /* --buf and --swap-size limit */
+#define DEFAULT_BUF (64u << 10) /* per-connection buffer = bytes per read, as epoll_echo/uv_echo */
+#define DEFAULT_SWAP (4u << 20) /* --read swap: swap buffer, 64 reads of DEFAULT_BUF per wait */
+#define MAX_BUF (64u << 20)     /* --buf and --swap-size limit */
 
 typedef struct config {
   bench_addr addr;
@@ -218,10 +219,15 @@ static int parse_args(config *cfg, int argc, char **argv) {
     int rc = bench_addr_flag(&cfg->addr, argc, argv, &i);
     if (rc < 0) return rc;
     if (rc == 1) continue;
-    const char *flag = argv[i], *v = bench_flag_value(argc, argv, &i);
+    static const char *const known[] = {"--backend", "--read", "--threads", "--accepts",
+                                        "--buf", "--swap-size"};
+    const char *flag = argv[i], *v = NULL;
+    for (size_t k = 0; k < sizeof(known) / sizeof(known[0]) && v == NULL; k++) {
+      if (strcmp(flag, known[k]) == 0 && (v = bench_flag_value(argc, argv, &i)) == NULL)
+        return -EINVAL;
+    }
     long n;
-    if (v == NULL) return -EINVAL;
-    if (strcmp(flag, "--backend") == 0) {
+    if (v != NULL && strcmp(flag, "--backend") == 0) {
       cfg->backend = v;
     } else if (strcmp(flag, "--read") == 0 && (!strcmp(v, "swap") || !strcmp(v, "user"))) {
       cfg->user_bufs = strcmp(v, "user") == 0;
@@ -246,6 +252,7 @@ static int parse_args(config *cfg, int argc, char **argv) {
     fprintf(stderr, "gaio_echo: --threads > 1 needs TCP (SO_REUSEPORT), not --unix\n");
     return -EINVAL;
   }
+  if (!cfg->user_bufs && cfg->swap_size == 0) cfg->swap_size = DEFAULT_SWAP;
   /* A swap read takes a read_max slice, so the per-connection copy buffer needs no more. */
   if (!cfg->user_bufs && cfg->swap_size != 0 && cfg->buf > cfg->swap_size) cfg->buf = cfg->swap_size;
   return 0;
@@ -263,7 +270,7 @@ static void *signal_main(void *arg) {
 }
 
 int main(int argc, char **argv) {
-  static config cfg = {.threads = 1, .buf = DEFAULT_BUF, .accepts = DEFAULT_ACCEPTS};
+  static config cfg = {.threads = 1, .user_bufs = 1, .buf = DEFAULT_BUF, .accepts = DEFAULT_ACCEPTS};
   if (parse_args(&cfg, argc, argv) != 0) return 2;
   sigset_t set;
   sigemptyset(&set);
