@@ -11,7 +11,8 @@
 #   --reps N       repetitions per workload (default 3, at least 1; medians over them)
 #   --workloads    subset of: stream pingpong pinned burst idle maxconn (default: all)
 #   --contestants  subset of: epoll libuv gaio-epoll gaio-uring gaio-epoll-swap gaio-uring-swap
-#                  gaio-epoll-user gaio-uring-user (default: the first six)
+#                  gaio-epoll-user gaio-uring-user (default: the first six); gaio-NAME runs
+#                  gaio_echo --backend NAME
 #   --perf         also `perf record` the gaio servers during ping-pong: top 15 symbols
 #   --out DIR      results folder (default tests/bench/results/<date>)
 #
@@ -78,9 +79,8 @@ server_cmd() {
   case "$1" in
     epoll) echo "$BIN/epoll_echo" ;;
     libuv) echo "$BIN/uv_echo" ;;
-    gaio-epoll) echo "$BIN/gaio_echo --backend epoll" ;;
-    gaio-uring) echo "$BIN/gaio_echo --backend uring" ;;
-    gaio-*-swap|gaio-*-user) local b=${1#gaio-}; echo "$BIN/gaio_echo --backend ${b%-*} --read ${b#*-}" ;;
+    gaio-*-swap|gaio-*-user) local b=${1#gaio-}; echo "$BIN/gaio_echo --backend ${b%-*} --read ${b##*-}" ;;
+    gaio-*) echo "$BIN/gaio_echo --backend ${1#gaio-}" ;;
     *) return 1 ;;
   esac
 }
