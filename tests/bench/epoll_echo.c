@@ -83,9 +83,9 @@ static void on_conn_event(server *s, int fd, unsigned events) {
   if (s->conns[fd].pend != NULL) {
     int rc = conn_flush(s, fd);
     if (rc < 0) {
-    conn_close(s, fd);
-    return;
-  }
+      conn_close(s, fd);
+      return;
+    }
     if (rc == 0) return; /* still buffered: don't read more */
   }
   if (conn_read(s, fd) != 0) conn_close(s, fd);
@@ -146,9 +146,12 @@ int main(int argc, char **argv) {
     if (n < 0 && errno != EINTR) break;
     for (int i = 0; i < n; i++) {
       int fd = evs[i].data.fd;
-      if (fd == s.lfd) on_accept(&s);
-      else if (fd == s.sfd) running = 0;
-      else on_conn_event(&s, fd, evs[i].events);
+      if (fd == s.lfd)
+        on_accept(&s);
+      else if (fd == s.sfd)
+        running = 0;
+      else
+        on_conn_event(&s, fd, evs[i].events);
     }
   }
   for (size_t fd = 0; fd < s.nconns; fd++) {

@@ -23,12 +23,12 @@
 #include "gaio/gaio.h"
 #include "tests/bench/bench_util.h"
 
-#define DEFAULT_ACCEPTS 16u    /* accepts kept queued on a listener (--accepts) */
-#define MAX_ACCEPTS 4096u      /* --accepts limit */
-#define ACCEPT_PAUSE_MS 100    /* accepting pauses this long when out of fds or memory */
-#define BATCH 512              /* results taken per gaio_wait() */
-#define MAX_THREADS 64         /* --threads limit */
-#define DEFAULT_BUF (64u << 10) /* per-connection buffer = bytes per read, as epoll_echo/uv_echo */
+#define DEFAULT_ACCEPTS 16u     /* accepts kept queued on a listener (--accepts) */
+#define MAX_ACCEPTS 4096u       /* --accepts limit */
+#define ACCEPT_PAUSE_MS 100     /* accepting pauses this long when out of fds or memory */
+#define BATCH 512               /* results taken per gaio_wait() */
+#define MAX_THREADS 64          /* --threads limit */
+#define DEFAULT_BUF (64u << 10) /* bytes per read and per-connection buffer, as the others */
 #define DEFAULT_SWAP (4u << 20) /* --read swap: swap buffer, 64 reads of DEFAULT_BUF per wait */
 #define MAX_BUF (64u << 20)     /* --buf and --swap-size limit */
 
@@ -58,8 +58,8 @@ typedef struct worker {
   pthread_t thread;
   int error;
   uint64_t accept_resource_errors; /* EMFILE and the like: expected at the fd limit */
-  uint64_t conn_errors;    /* connections that ended with an error other than EOF/shutdown */
-  int first_conn_error;    /* the first such error, and where it came from */
+  uint64_t conn_errors; /* connections that ended with an error other than EOF/shutdown */
+  int first_conn_error; /* the first such error, and where it came from */
   const char *first_where;
 } worker;
 
@@ -112,13 +112,19 @@ static void on_accept(worker *wk, const gaio_result *r) {
     case 0:
       conn_start(wk, r->conn_fd);
       break;
-    case EMFILE: case ENFILE: case ENOBUFS: case ENOMEM:
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case ENOMEM:
       wk->accept_resource_errors++;
       /* The pending connection stays in the backlog: retrying at once would spin. */
       if (wk->paused_until == 0)
         wk->paused_until = gaio_now() + (uint64_t)ACCEPT_PAUSE_MS * 1000000u;
       break;
-    case ECANCELED: case ESHUTDOWN: case EBADF: case EINVAL:
+    case ECANCELED:
+    case ESHUTDOWN:
+    case EBADF:
+    case EINVAL:
       wk->listening = 0;
       break;
     default: /* ECONNABORTED and other per-connection errors: take the next one */
@@ -183,8 +189,10 @@ static void *worker_main(void *arg) {
       continue;
     }
     for (int i = 0; i < n; i++) {
-      if (res[i].op == GAIO_OP_ACCEPT && res[i].ctx == &wk->lfd) on_accept(wk, &res[i]);
-      else on_io(wk, &res[i]);
+      if (res[i].op == GAIO_OP_ACCEPT && res[i].ctx == &wk->lfd)
+        on_accept(wk, &res[i]);
+      else
+        on_io(wk, &res[i]);
     }
   }
   return NULL;
@@ -219,8 +227,8 @@ static int parse_args(config *cfg, int argc, char **argv) {
     int rc = bench_addr_flag(&cfg->addr, argc, argv, &i);
     if (rc < 0) return rc;
     if (rc == 1) continue;
-    static const char *const known[] = {"--backend", "--read", "--threads", "--accepts",
-                                        "--buf", "--swap-size"};
+    static const char *const known[] = {"--backend", "--read", "--threads",
+                                        "--accepts", "--buf",  "--swap-size"};
     const char *flag = argv[i], *v = NULL;
     for (size_t k = 0; k < sizeof(known) / sizeof(known[0]) && v == NULL; k++) {
       if (strcmp(flag, known[k]) == 0 && (v = bench_flag_value(argc, argv, &i)) == NULL)
@@ -254,7 +262,8 @@ static int parse_args(config *cfg, int argc, char **argv) {
   }
   if (!cfg->user_bufs && cfg->swap_size == 0) cfg->swap_size = DEFAULT_SWAP;
   /* A swap read takes a read_max slice, so the per-connection copy buffer needs no more. */
-  if (!cfg->user_bufs && cfg->swap_size != 0 && cfg->buf > cfg->swap_size) cfg->buf = cfg->swap_size;
+  if (!cfg->user_bufs && cfg->swap_size != 0 && cfg->buf > cfg->swap_size)
+    cfg->buf = cfg->swap_size;
   return 0;
 }
 
@@ -270,7 +279,8 @@ static void *signal_main(void *arg) {
 }
 
 int main(int argc, char **argv) {
-  static config cfg = {.threads = 1, .user_bufs = 1, .buf = DEFAULT_BUF, .accepts = DEFAULT_ACCEPTS};
+  static config cfg = {
+      .threads = 1, .user_bufs = 1, .buf = DEFAULT_BUF, .accepts = DEFAULT_ACCEPTS};
   if (parse_args(&cfg, argc, argv) != 0) return 2;
   sigset_t set;
   sigemptyset(&set);
@@ -299,7 +309,8 @@ int main(int argc, char **argv) {
   }
   pthread_t sig_thread;
   pthread_create(&sig_thread, NULL, signal_main, &set);
-  for (int i = 0; i < cfg.threads; i++) pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
+  for (int i = 0; i < cfg.threads; i++)
+    pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
   int failed = 0;
   for (int i = 0; i < cfg.threads; i++) {
     pthread_join(workers[i].thread, NULL);

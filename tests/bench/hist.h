@@ -8,8 +8,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#define HIST_SUB_BITS 5u                                  /* 32 buckets per power of two */
-#define HIST_LINEAR (2u << HIST_SUB_BITS)                 /* 64 exact buckets: 0..63 */
+#define HIST_SUB_BITS 5u                  /* 32 buckets per power of two */
+#define HIST_LINEAR (2u << HIST_SUB_BITS) /* 64 exact buckets: 0..63 */
 #define HIST_BUCKETS (HIST_LINEAR + (64u - HIST_SUB_BITS - 1u) * (1u << HIST_SUB_BITS))
 
 typedef struct hist {

@@ -39,17 +39,17 @@
 #include "tests/bench/bench_util.h"
 #include "tests/bench/hist.h"
 
-#define PAT_PERIOD 65521u         /* pattern period (prime, so it drifts against sizes) */
-#define MAX_SIZE (1u << 20)       /* --size limit; the pattern is PAT_PERIOD + this long */
-#define MAX_DEPTH 1024            /* --depth limit */
-#define MAX_CONNS 200000          /* --conns limit */
-#define MAX_PROCS 16              /* --procs limit */
-#define READ_CHUNK (64u << 10)    /* bytes per read(2) */
-#define MAX_EVENTS 1024           /* events per epoll_wait */
-#define CONNECT_WINDOW 256        /* connects in progress at once while setting up */
-#define MAXCONN_BATCH 256         /* maxconn: connections opened per step */
+#define PAT_PERIOD 65521u      /* pattern period (prime, so it drifts against sizes) */
+#define MAX_SIZE (1u << 20)    /* --size limit; the pattern is PAT_PERIOD + this long */
+#define MAX_DEPTH 1024         /* --depth limit */
+#define MAX_CONNS 200000       /* --conns limit */
+#define MAX_PROCS 16           /* --procs limit */
+#define READ_CHUNK (64u << 10) /* bytes per read(2) */
+#define MAX_EVENTS 1024        /* events per epoll_wait */
+#define CONNECT_WINDOW 256     /* connects in progress at once while setting up */
+#define MAXCONN_BATCH 256      /* maxconn: connections opened per step */
 #define MAXCONN_STEP_TIMEOUT_NS (2000000000ull) /* maxconn: wait for a batch's echoes */
-#define POLL_MS 5                 /* longest epoll_wait, so time checks stay fine-grained */
+#define POLL_MS 5 /* longest epoll_wait, so time checks stay fine-grained */
 
 enum mode { M_PINGPONG, M_STREAM, M_BURST, M_IDLE, M_MAXCONN };
 static const char *const mode_names[] = {"pingpong", "stream", "burst", "idle", "maxconn"};
@@ -66,12 +66,12 @@ typedef struct config {
 typedef struct lconn {
   int fd;
   enum cstate state;
-  uint32_t salt;     /* pattern offset of byte 0 of the stream */
-  uint64_t issued;   /* bytes the workload has asked to send */
-  uint64_t sent;     /* bytes written */
-  uint64_t recvd;    /* bytes received (and checked) */
-  uint64_t t_start;  /* burst: when connect() was called */
-  uint64_t *t_send;  /* pingpong: queue time of message k in slot k % depth */
+  uint32_t salt;    /* pattern offset of byte 0 of the stream */
+  uint64_t issued;  /* bytes the workload has asked to send */
+  uint64_t sent;    /* bytes written */
+  uint64_t recvd;   /* bytes received (and checked) */
+  uint64_t t_start; /* burst: when connect() was called */
+  uint64_t *t_send; /* pingpong: queue time of message k in slot k % depth */
 } lconn;
 
 typedef struct loadgen {
@@ -79,12 +79,12 @@ typedef struct loadgen {
   int ep;
   lconn *c;
   uint64_t *times;
-  long next_open;   /* next connection to open */
-  long connecting;  /* connects in progress */
+  long next_open;  /* next connection to open */
+  long connecting; /* connects in progress */
   long opened, done, failed;
-  long window;      /* most connects in progress at once */
-  int running;      /* pingpong/stream: issue new messages */
-  uint64_t t0, t1;  /* measurement window */
+  long window;          /* most connects in progress at once */
+  int running;          /* pingpong/stream: issue new messages */
+  uint64_t t0, t1;      /* measurement window */
   uint64_t msgs, bytes; /* counted inside the window */
   long errors;
   hist h;
@@ -224,9 +224,9 @@ static void on_echoed(loadgen *lg, lconn *c, uint64_t old, uint64_t now) {
     default: /* burst, maxconn: one message, then done */
       if (c->recvd < size) break;
       if (c->recvd > size) {
-      fail(lg, c, "more bytes than sent", 0);
-      return;
-    }
+        fail(lg, c, "more bytes than sent", 0);
+        return;
+      }
       hist_add(&lg->h, now - c->t_start);
       c->state = C_DONE;
       lg->done++;
@@ -255,9 +255,9 @@ static void on_readable(loadgen *lg, lconn *c) {
     }
     if (memcmp(rbuf, pat_at(c, c->recvd), (size_t)n) != 0) {
       {
-      fail(lg, c, "echoed bytes differ from the bytes sent", 0);
-      return;
-    }
+        fail(lg, c, "echoed bytes differ from the bytes sent", 0);
+        return;
+      }
     }
     uint64_t old = c->recvd;
     c->recvd += (uint64_t)n;
@@ -276,9 +276,9 @@ static void on_event(loadgen *lg, lconn *c, unsigned events) {
     if (err != 0) {
       lg->connecting--;
       {
-      fail(lg, c, "connect", err);
-      return;
-    }
+        fail(lg, c, "connect", err);
+        return;
+      }
     }
     on_opened(lg, c);
   }
@@ -368,12 +368,13 @@ static int run_timed(loadgen *lg) {
            lg->cfg.conns, lg->cfg.size, secs, (unsigned long long)lg->bytes,
            (double)lg->bytes / secs / 1e6, lg->errors);
   } else {
-    printf("mode=pingpong conns=%ld depth=%ld size=%ld duration_s=%.3f reqs=%llu req_s=%.0f "
-           "mb_s=%.2f p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f errors=%ld\n",
-           lg->cfg.conns, lg->cfg.depth, lg->cfg.size, secs, (unsigned long long)lg->msgs,
-           (double)lg->msgs / secs, (double)lg->bytes / secs / 1e6, us(hist_quantile(&lg->h, 0.5)),
-           us(hist_quantile(&lg->h, 0.99)), us(hist_quantile(&lg->h, 0.999)), us(lg->h.max),
-           lg->errors);
+    printf(
+        "mode=pingpong conns=%ld depth=%ld size=%ld duration_s=%.3f reqs=%llu req_s=%.0f "
+        "mb_s=%.2f p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f errors=%ld\n",
+        lg->cfg.conns, lg->cfg.depth, lg->cfg.size, secs, (unsigned long long)lg->msgs,
+        (double)lg->msgs / secs, (double)lg->bytes / secs / 1e6, us(hist_quantile(&lg->h, 0.5)),
+        us(hist_quantile(&lg->h, 0.99)), us(hist_quantile(&lg->h, 0.999)), us(lg->h.max),
+        lg->errors);
   }
   return lg->errors == 0 ? 0 : 1;
 }
@@ -394,10 +395,11 @@ static int run_burst(loadgen *lg) {
     if (timed_out(lg, deadline, "waiting for the burst")) break;
   }
   uint64_t total = bench_now_ns() - start;
-  printf("mode=burst conns=%ld size=%ld total_ms=%.1f done=%ld p50_us=%.1f p99_us=%.1f "
-         "max_us=%.1f errors=%ld\n",
-         lg->cfg.conns, lg->cfg.size, (double)total / 1e6, lg->done, us(hist_quantile(&lg->h, 0.5)),
-         us(hist_quantile(&lg->h, 0.99)), us(lg->h.max), lg->errors);
+  printf(
+      "mode=burst conns=%ld size=%ld total_ms=%.1f done=%ld p50_us=%.1f p99_us=%.1f "
+      "max_us=%.1f errors=%ld\n",
+      lg->cfg.conns, lg->cfg.size, (double)total / 1e6, lg->done, us(hist_quantile(&lg->h, 0.5)),
+      us(hist_quantile(&lg->h, 0.99)), us(lg->h.max), lg->errors);
   return lg->errors == 0 ? 0 : 1;
 }
 
@@ -420,9 +422,10 @@ static int run_idle(loadgen *lg) {
   pause_ms(200); /* let the server finish whatever it does per accepted connection */
   long rss1 = pid > 0 ? bench_rss_kib(pid) : -1;
   double per_conn = (double)(rss1 - rss0) * 1024.0 / (double)lg->cfg.conns;
-  printf("mode=idle conns=%ld server_fds_before=%ld server_fds=%ld rss_before_kib=%ld "
-         "rss_after_kib=%ld bytes_per_conn=%.0f errors=%ld\n",
-         lg->cfg.conns, fds0, fds, rss0, rss1, per_conn, lg->errors);
+  printf(
+      "mode=idle conns=%ld server_fds_before=%ld server_fds=%ld rss_before_kib=%ld "
+      "rss_after_kib=%ld bytes_per_conn=%.0f errors=%ld\n",
+      lg->cfg.conns, fds0, fds, rss0, rss1, per_conn, lg->errors);
   lg_close_all(lg, lg->cfg.conns);
   return lg->errors == 0 ? 0 : 1;
 }
@@ -475,7 +478,8 @@ static int run_maxconn(loadgen *lg) {
       close(up[p][0]);
       close(down[p][1]);
       if (lg_init(lg, quota) != 0) _exit(1);
-      for (long i = 0; i < quota; i++) lg->c[i].salt = (uint32_t)((p * quota + i) * 7919 % PAT_PERIOD);
+      for (long i = 0; i < quota; i++)
+        lg->c[i].salt = (uint32_t)((p * quota + i) * 7919 % PAT_PERIOD);
       const char *why;
       long held = maxconn_child(lg, quota, &why);
       dprintf(up[p][1], "%ld %s\n", held, why);
@@ -526,13 +530,23 @@ static int parse_mode(const char *v, enum mode *m) {
 }
 
 static int parse_args(config *cfg, int argc, char **argv) {
-  struct { const char *name; long *out; long min, max; } longs[] = {
-      {"--conns", &cfg->conns, 1, MAX_CONNS},   {"--depth", &cfg->depth, 1, MAX_DEPTH},
-      {"--size", &cfg->size, 1, MAX_SIZE},      {"--cpu", &cfg->cpu, 0, CPU_SETSIZE - 1},
-      {"--server-pid", &cfg->server_pid, 1, 1 << 30}, {"--procs", &cfg->procs, 1, MAX_PROCS},
+  struct {
+    const char *name;
+    long *out;
+    long min, max;
+  } longs[] = {
+      {"--conns", &cfg->conns, 1, MAX_CONNS},
+      {"--depth", &cfg->depth, 1, MAX_DEPTH},
+      {"--size", &cfg->size, 1, MAX_SIZE},
+      {"--cpu", &cfg->cpu, 0, CPU_SETSIZE - 1},
+      {"--server-pid", &cfg->server_pid, 1, 1 << 30},
+      {"--procs", &cfg->procs, 1, MAX_PROCS},
       {"--src-ips", &cfg->src_ips, 0, 250},
   };
-  struct { const char *name; double *out; } secs[] = {
+  struct {
+    const char *name;
+    double *out;
+  } secs[] = {
       {"--duration", &cfg->duration}, {"--warmup", &cfg->warmup}, {"--timeout", &cfg->timeout}};
   for (int i = 1; i < argc; i++) {
     int rc = bench_addr_flag(&cfg->addr, argc, argv, &i), found = rc != 0;
@@ -569,8 +583,15 @@ static int parse_args(config *cfg, int argc, char **argv) {
 
 int main(int argc, char **argv) {
   static loadgen lg;
-  lg.cfg = (config){.mode = M_PINGPONG, .conns = 1, .depth = 1, .size = 64, .cpu = -1,
-                    .procs = 1, .duration = 3.0, .warmup = 1.0, .timeout = 30.0};
+  lg.cfg = (config){.mode = M_PINGPONG,
+                    .conns = 1,
+                    .depth = 1,
+                    .size = 64,
+                    .cpu = -1,
+                    .procs = 1,
+                    .duration = 3.0,
+                    .warmup = 1.0,
+                    .timeout = 30.0};
   if (parse_args(&lg.cfg, argc, argv) != 0) return 2;
   signal(SIGPIPE, SIG_IGN);
   if (lg.cfg.cpu >= 0 && bench_pin_cpu((int)lg.cfg.cpu) != 0) return 1;
@@ -578,8 +599,11 @@ int main(int argc, char **argv) {
   if (lg.cfg.mode == M_MAXCONN) return run_maxconn(&lg);
   if (lg_init(&lg, lg.cfg.conns) != 0) return 1;
   switch (lg.cfg.mode) {
-    case M_BURST: return run_burst(&lg);
-    case M_IDLE: return run_idle(&lg);
-    default: return run_timed(&lg);
+    case M_BURST:
+      return run_burst(&lg);
+    case M_IDLE:
+      return run_idle(&lg);
+    default:
+      return run_timed(&lg);
   }
 }

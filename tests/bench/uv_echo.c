@@ -80,8 +80,10 @@ static void on_connection(uv_stream_t *server, int status) {
   if (status != 0) return;
   stream *c = malloc(sizeof(*c));
   if (c == NULL) return;
-  if (is_unix) uv_pipe_init(server->loop, &c->pipe, 0);
-  else uv_tcp_init(server->loop, &c->tcp);
+  if (is_unix)
+    uv_pipe_init(server->loop, &c->pipe, 0);
+  else
+    uv_tcp_init(server->loop, &c->tcp);
   c->handle.data = c;
   if (uv_accept(server, &c->stream) != 0) {
     uv_close(&c->handle, on_close);
