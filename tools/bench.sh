@@ -44,7 +44,9 @@ done
 [[ "$REPS" =~ ^[1-9][0-9]*$ ]] || { echo "bench: --reps needs a positive integer" >&2; exit 2; }
 if [ -z "$DURATION" ]; then DURATION=$([ $QUICK = 1 ] && echo 1 || echo 3); fi
 if [ -z "$WARMUP" ]; then WARMUP=$([ $QUICK = 1 ] && echo 0.3 || echo 1); fi
-OUT=${OUT:-tests/bench/results/$(date +%Y-%m-%d)$([ $QUICK = 1 ] && echo -quick)}
+SUFFIX=""
+if [ $QUICK = 1 ]; then SUFFIX=-quick; fi
+OUT=${OUT:-tests/bench/results/$(date +%Y-%m-%d)$SUFFIX}
 
 # ---- Children: the server and load generator running now are killed on exit ----
 SERVER_PID="" LG_PID=""
@@ -205,6 +207,14 @@ run_one() {
   [ -z "$line" ] && line=$(head -n1 "$WORK/lg.err")
   [ $status = fail ] && log "$w/$c rep $rep failed: $(head -n2 "$WORK/lg.err" | tr '\n' ' ')"
   stop_server
+  # Keep both sides' messages of a failed run (the server prints its error counts at exit).
+  if [ $status = fail ]; then
+    { echo "== $w rep $rep $c (exit status of loadgen: failed)"
+      echo "-- loadgen stdout"; cat "$WORK/lg.out"
+      echo "-- loadgen stderr (first 20 lines)"; head -n 20 "$WORK/lg.err"
+      echo "-- server stderr (first 20 lines)"; head -n 20 "$WORK/server.err"
+    } >>"$OUT/failures.log"
+  fi
   printf '%s\t%s\t%s\t%s\t%s\n' "$w" "$rep" "$c" "$status" "$line" >>"$RAW"
   log "$w rep $rep $c: $line"
 }
@@ -320,7 +330,7 @@ done
   echo "- gaio-epoll/gaio-uring read into 64 KiB per-connection user buffers (gaio_echo --read user, the faster style here). gaio-*-swap use NULL-buffer reads (gaio_echo --read swap: read_max 64 KiB, swap_size 4 MiB) plus a copy into a per-connection buffer allocated at the first data. epoll_echo and uv_echo read 64 KiB at a time into one shared buffer."
   for n in "${NOTES[@]}"; do echo "- $n"; done
   fails=$(awk -F'\t' 'NR > 1 && $4 != "ok"' "$RAW" | wc -l)
-  [ "$fails" -gt 0 ] && echo "- $fails run(s) failed or did not start; see raw.tsv (their rows are left out of the medians)."
+  [ "$fails" -gt 0 ] && echo "- $fails run(s) failed or did not start; see raw.tsv and failures.log (their rows are left out of the medians)."
   [ "$UNCLEAN" -gt 0 ] && echo "- $UNCLEAN server exit(s) on SIGTERM were not clean."
   for f in "$OUT"/perf-*.txt; do
     [ -e "$f" ] || continue
