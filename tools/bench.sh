@@ -1,0 +1,373 @@
+#!/usr/bin/env bash
+# Echo benchmarks: gaio-c against a hand-written epoll echo server and libuv, all measured in the
+# same run, contestants interleaved round-robin within each repetition, reported as medians and
+# ratios to the epoll baseline (and to libuv for ping-pong). Performance lives here, never in the
+# timed tests.
+#
+#   tools/bench.sh [--quick] [--reps N] [--duration S] [--warmup S] [--workloads a,b,..]
+#                  [--contestants a,b,..] [--perf] [--no-setup] [--out DIR]
+#
+#   --quick        ~1 s runs (default ~3 s per run; the whole default run stays under ~10 min)
+#   --reps N       repetitions per workload (default 3, at least 1; medians over them)
+#   --workloads    subset of: stream pingpong pinned burst idle maxconn (default: all)
+#   --contestants  subset of: epoll libuv gaio-epoll gaio-uring gaio-epoll-swap gaio-uring-swap
+#                  gaio-epoll-user gaio-uring-user (default: the first six); gaio-NAME runs
+#                  gaio_echo --backend NAME
+#   --perf         also `perf record` the gaio servers during ping-pong: top 15 symbols
+#   --out DIR      results folder (default tests/bench/results/<date>)
+#
+# Writes DIR/results.md (machine, table, notes), DIR/raw.tsv (every run's loadgen line),
+# DIR/ratios.png (chart) and DIR/perf-*.txt with --perf. Installs libuv1-dev and gnuplot-nox
+# through tools/setup.sh when missing, builds with `bazel build -c opt //tests/bench:all`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+QUICK=0 REPS=3 DURATION="" WARMUP="" PERF=0 SETUP=1 OUT=""
+WORKLOADS="stream pingpong pinned burst idle maxconn"
+CONTESTANTS="epoll libuv gaio-epoll gaio-uring gaio-epoll-swap gaio-uring-swap"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --reps) REPS=$2; shift ;;
+    --duration) DURATION=$2; shift ;;
+    --warmup) WARMUP=$2; shift ;;
+    --workloads) WORKLOADS=${2//,/ }; shift ;;
+    --contestants) CONTESTANTS=${2//,/ }; shift ;;
+    --perf) PERF=1 ;;
+    --no-setup) SETUP=0 ;;
+    --out) OUT=$2; shift ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    *) echo "bench: unknown flag $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+[[ "$REPS" =~ ^[1-9][0-9]*$ ]] || { echo "bench: --reps needs a positive integer" >&2; exit 2; }
+if [ -z "$DURATION" ]; then DURATION=$([ $QUICK = 1 ] && echo 1 || echo 3); fi
+if [ -z "$WARMUP" ]; then WARMUP=$([ $QUICK = 1 ] && echo 0.3 || echo 1); fi
+SUFFIX=""
+if [ $QUICK = 1 ]; then SUFFIX=-quick; fi
+OUT=${OUT:-tests/bench/results/$(date +%Y-%m-%d)$SUFFIX}
+
+# ---- Children: the server and load generator running now are killed on exit ----
+SERVER_PID="" LG_PID=""
+WORK=$(mktemp -d /tmp/gaio-bench.XXXXXX)
+cleanup() {
+  # LG_PID is a `timeout` process: TERM makes it end the load generator too.
+  [ -n "$LG_PID" ] && kill -TERM "$LG_PID" 2>/dev/null
+  [ -n "$SERVER_PID" ] && kill -KILL "$SERVER_PID" 2>/dev/null
+  [ -n "$LG_PID" ] && wait "$LG_PID" 2>/dev/null
+  rm -rf "$WORK"
+  return 0
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "bench: $*" >&2; }
+
+# ---- Setup and build ----
+if [ $SETUP = 1 ]; then GAIO_EXTRA_PKGS="libuv1-dev gnuplot-nox" bash tools/setup.sh; fi
+log "building (bazel build -c opt //tests/bench:all)"
+bazel build -c opt --jobs=2 //tests/bench:all >"$WORK/build.log" 2>&1 || {
+  cat "$WORK/build.log" >&2; exit 1; }
+# A private copy: another bazel build in this tree cannot swap the binaries under the run.
+mkdir -p "$WORK/bin"
+cp bazel-bin/tests/bench/{loadgen,epoll_echo,uv_echo,gaio_echo} "$WORK/bin/"
+BIN=$WORK/bin
+
+# ---- Contestants: name -> server command ----
+# gaio-epoll and gaio-uring use gaio_echo's default read style (user buffers: the faster one
+# here; see results.md); the -swap/-user variants force one.
+server_cmd() {
+  case "$1" in
+    epoll) echo "$BIN/epoll_echo" ;;
+    libuv) echo "$BIN/uv_echo" ;;
+    gaio-*-swap|gaio-*-user) local b=${1#gaio-}; echo "$BIN/gaio_echo --backend ${b%-*} --read ${b##*-}" ;;
+    gaio-*) echo "$BIN/gaio_echo --backend ${1#gaio-}" ;;
+    *) return 1 ;;
+  esac
+}
+
+# ---- Workloads: name -> loadgen flags, metric, unit, which way is better ----
+# Connections beyond a few thousand spread over source addresses 127.0.0.2.. (--src-ips) so that
+# earlier runs' TIME_WAIT ports never get in the way.
+wl_args() {
+  case "$1" in
+    stream) echo "--mode stream --conns 1 --size 65536 --duration $DURATION --warmup $WARMUP" ;;
+    pingpong) echo "--mode pingpong --conns 1000 --depth 1 --size 512 --duration $DURATION --warmup $WARMUP" ;;
+    pinned) echo "--mode pingpong --conns 1 --depth 1 --size 64 --cpu 0 --duration $DURATION --warmup $WARMUP" ;;
+    burst) echo "--mode burst --conns 8192 --size 1024 --src-ips 8 --timeout 60" ;;
+    idle) echo "--mode idle --conns 10000 --src-ips 8 --timeout 60" ;;
+    maxconn) echo "--mode maxconn --conns 40000 --procs 2 --size 16 --src-ips 8" ;;
+    *) return 1 ;;
+  esac
+}
+wl_metric() {
+  case "$1" in
+    stream) echo "mb_s MB/s higher" ;;
+    pingpong|pinned) echo "req_s req/s higher" ;;
+    burst) echo "total_ms ms lower" ;;
+    idle) echo "bytes_per_conn B/conn lower" ;;
+    maxconn) echo "held conns higher" ;;
+  esac
+}
+wl_title() {
+  case "$1" in
+    stream) echo "stream 64 KiB, 1 conn" ;;
+    pingpong) echo "ping-pong 1000 conns x 512 B, depth 1" ;;
+    pinned) echo "ping-pong 1 conn x 64 B, client+server on CPU 0" ;;
+    burst) echo "burst 8192 conns x 1 KiB (total)" ;;
+    idle) echo "idle memory per conn (RSS delta / 10k)" ;;
+    maxconn) echo "max conns held (20000-fd limit)" ;;
+  esac
+}
+
+for c in $CONTESTANTS; do server_cmd "$c" >/dev/null || { log "unknown contestant $c"; exit 2; }; done
+for w in $WORKLOADS; do wl_args "$w" >/dev/null || { log "unknown workload $w"; exit 2; }; done
+
+# ---- Servers ----
+SERVER_PORT=""
+# start_server CONTESTANT [taskset-cpu]: sets SERVER_PID and SERVER_PORT; returns 1 (with the
+# server's stderr in $WORK/server.err) when it does not come up.
+start_server() {
+  local cmd; cmd=$(server_cmd "$1")
+  local pre=()
+  [ -n "${2:-}" ] && pre=(taskset -c "$2")
+  : >"$WORK/server.out"
+  # shellcheck disable=SC2086  # the command is a word list on purpose
+  "${pre[@]}" $cmd --port 0 >"$WORK/server.out" 2>"$WORK/server.err" &
+  SERVER_PID=$!
+  local _
+  for _ in $(seq 100); do
+    SERVER_PORT=$(head -n1 "$WORK/server.out" 2>/dev/null || true)
+    [[ "$SERVER_PORT" =~ ^[0-9]+$ ]] && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  kill -KILL "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+  return 1
+}
+# stop_server: SIGTERM, then up to 10 s for a clean exit (counted as unclean otherwise).
+UNCLEAN=0
+stop_server() {
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  local _
+  for _ in $(seq 200); do
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  if kill -0 "$SERVER_PID" 2>/dev/null; then
+    log "server $SERVER_PID did not exit on SIGTERM; killed"
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    UNCLEAN=$((UNCLEAN + 1))
+  fi
+  local rc=0
+  wait "$SERVER_PID" 2>/dev/null || rc=$?
+  [ $rc -ne 0 ] && [ $rc -ne 137 ] && { log "server exited with $rc"; UNCLEAN=$((UNCLEAN + 1)); }
+  SERVER_PID=""
+  return 0
+}
+
+# ---- Availability: a contestant whose server cannot start (io_uring not available) is skipped ----
+AVAILABLE="" NOTES=()
+for c in $CONTESTANTS; do
+  if start_server "$c"; then
+    stop_server
+    AVAILABLE="$AVAILABLE $c"
+  else
+    why=$(head -n3 "$WORK/server.err" | tr '\n' ' ')
+    log "skipping $c: not available here: $why"
+    NOTES+=("$c skipped: its server did not start: ${why:-no message}")
+  fi
+done
+[[ " $AVAILABLE " == *" epoll "* ]] || { log "the epoll baseline must run"; exit 1; }
+
+# ---- Runs ----
+mkdir -p "$OUT"
+RAW=$OUT/raw.tsv
+printf 'workload\trep\tcontestant\tstatus\tresult\n' >"$RAW"
+
+# run_one WORKLOAD CONTESTANT REP: one server, one loadgen run, one raw.tsv line.
+run_one() {
+  local w=$1 c=$2 rep=$3 pin="" args line status=ok
+  [ "$w" = pinned ] && pin=0
+  if ! start_server "$c" $pin; then
+    printf '%s\t%s\t%s\tnostart\t%s\n' "$w" "$rep" "$c" "$(head -n1 "$WORK/server.err")" >>"$RAW"
+    return
+  fi
+  args=$(wl_args "$w")
+  case "$w" in idle|maxconn) args="$args --server-pid $SERVER_PID" ;; esac
+  # shellcheck disable=SC2086
+  timeout -k 5 300 "$BIN/loadgen" --port "$SERVER_PORT" $args >"$WORK/lg.out" 2>"$WORK/lg.err" &
+  LG_PID=$!
+  wait "$LG_PID" || status=fail
+  LG_PID=""
+  line=$(tail -n1 "$WORK/lg.out")
+  [ -z "$line" ] && line=$(head -n1 "$WORK/lg.err")
+  [ $status = fail ] && log "$w/$c rep $rep failed: $(head -n2 "$WORK/lg.err" | tr '\n' ' ')"
+  stop_server
+  # Keep both sides' messages of a failed run (the server prints its error counts at exit).
+  if [ $status = fail ]; then
+    { echo "== $w rep $rep $c (exit status of loadgen: failed)"
+      echo "-- loadgen stdout"; cat "$WORK/lg.out"
+      echo "-- loadgen stderr (first 20 lines)"; head -n 20 "$WORK/lg.err"
+      echo "-- server stderr (first 20 lines)"; head -n 20 "$WORK/server.err"
+    } >>"$OUT/failures.log"
+  fi
+  printf '%s\t%s\t%s\t%s\t%s\n' "$w" "$rep" "$c" "$status" "$line" >>"$RAW"
+  log "$w rep $rep $c: $line"
+}
+
+# TODO(rpc): the RPC half of issue 6 (unary echo over //rpc vs raw length-prefixed echo without
+# protobuf, conns x depth x size of 1x1x64 pinned, 16x16x64, 64x8x1024, 1x64x16384; calls/s and
+# p50/p99). Add the servers to tests/bench/, their names to server_cmd, the four workloads to
+# wl_args/wl_metric/wl_title, and call them from here.
+rpc_workloads() {
+  :
+}
+
+START=$(date +%s)
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+for w in $WORKLOADS; do
+  for rep in $(seq "$REPS"); do
+    # Round-robin, rotated each repetition, so no contestant always runs first or last.
+    read -r -a all <<<"$AVAILABLE"
+    off=$(( (rep - 1) % ${#all[@]} ))
+    for c in "${all[@]:off}" "${all[@]:0:off}"; do run_one "$w" "$c" "$rep"; done
+  done
+done
+rpc_workloads
+
+# ---- perf: where a gaio server spends its time during ping-pong ----
+if [ $PERF = 1 ]; then
+  for c in $AVAILABLE; do
+    case "$c" in gaio-*) ;; *) continue ;; esac
+    start_server "$c" || continue
+    # shellcheck disable=SC2046
+    timeout -k 5 300 "$BIN/loadgen" --port "$SERVER_PORT" $(wl_args pingpong) >/dev/null 2>&1 &
+    LG_PID=$!
+    sleep "$WARMUP"
+    perf record -q -g -F 2000 -p "$SERVER_PID" -o "$WORK/perf.data" -- sleep "$DURATION" \
+      >/dev/null 2>&1 || log "perf record failed"
+    wait "$LG_PID" || true
+    LG_PID=""
+    stop_server
+    perf report -i "$WORK/perf.data" --stdio --no-children --sort symbol 2>/dev/null |
+      grep -E '^ +[0-9.]+%' | sed 's/[[:space:]-]*$//' >"$WORK/perf.txt" || true
+    { echo "# perf record -g -F 2000 of $c during ping-pong 1000 conns x 512 B (${DURATION} s)"
+      echo "# top 15 symbols, self time ([k] kernel, [.] user; pvm_irq_enable is where the VM"
+      echo "# attributes time spent with interrupts off, mostly the network stack)"
+      head -n 15 "$WORK/perf.txt"
+      echo "# top 15 user-space symbols"
+      grep -F '[.]' "$WORK/perf.txt" | head -n 15
+    } >"$OUT/perf-$c.txt"
+  done
+fi
+END=$(date +%s)
+LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---- Report ----
+# kv LINE KEY: the value of KEY in a loadgen line.
+kv() { sed -n "s/.*[[:space:]]$2=\([^[:space:]]*\).*/\1/p" <<<" $1"; }
+median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) print ""; else if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
+values() { # WORKLOAD CONTESTANT KEY: that key of every ok run
+  awk -F'\t' -v w="$1" -v c="$2" '$1==w && $3==c && $4=="ok" {print $5}' "$RAW" |
+    while IFS= read -r l; do kv "$l" "$3"; done
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
+fmt() { awk -v v="$1" 'BEGIN { if (v == "") print "-"; else if (v >= 100) printf "%.0f", v; else printf "%.3g", v }'; }
+
+MD=$OUT/results.md
+CHART=$WORK/chart.dat
+{
+  echo "# gaio-c echo benchmarks, $(date -u +'%Y-%m-%d %H:%M UTC')"
+  echo
+  echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM; a 2 vCPU shared VM."
+  echo "Open-files limit: $(ulimit -n) per process (server and load generator each have their own)."
+  echo "Load average before/after: $LOAD0 / $LOAD1. **The machine is shared and noisy** (other agents compile on the same 2 cores), so single numbers move by tens of percent between runs: read the ratios of one run, not absolute values across runs."
+  echo "Commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- gaio tests/bench || echo ' (+ local changes)'); $REPS repetitions, contestants interleaved round-robin (rotated each repetition); ${DURATION} s measured after ${WARMUP} s warm-up per timed run; $((END - START)) s in all. Every run starts a fresh server process."
+  echo "Load generator: one process, one thread, epoll (tests/bench/loadgen.c); every echoed byte is compared with what was sent. Single-threaded servers; unpinned except the pinned workload."
+  echo
+  echo "Ratio = contestant median / epoll median (\"better\" says which way is good). For ping-pong also / libuv."
+  echo
+  echo "| workload | contestant | median | unit | better | p50 us | p99 us | ratio to epoll | ratio to libuv | runs ok |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
+} >"$MD"
+: >"$CHART"
+for w in $WORKLOADS; do
+  read -r key unit better <<<"$(wl_metric "$w")"
+  base=$(values "$w" epoll "$key" | median)
+  uvb=$(values "$w" libuv "$key" | median)
+  for c in $AVAILABLE; do
+    med=$(values "$w" "$c" "$key" | median)
+    ok=$(values "$w" "$c" "$key" | wc -l)
+    p50=- p99=- rl=-
+    case "$w" in
+      pingpong|pinned)
+        p50=$(fmt "$(values "$w" "$c" p50_us | median)")
+        p99=$(fmt "$(values "$w" "$c" p99_us | median)")
+        rl=$(ratio "$med" "$uvb") ;;
+      idle) rl=$(ratio "$med" "$uvb") ;; # the epoll baseline is 0 B/conn: no ratio to it
+      burst)
+        p50=$(fmt "$(values "$w" "$c" p50_us | median)")
+        p99=$(fmt "$(values "$w" "$c" p99_us | median)") ;;
+    esac
+    echo "| $(wl_title "$w") | $c | $(fmt "$med") | $unit | $better | $p50 | $p99 | $(ratio "$med" "$base") | $rl | $ok/$REPS |" >>"$MD"
+    # Chart: relative performance, higher is better (lower-is-better metrics inverted).
+    if [ "$better" = higher ]; then rel=$(ratio "$med" "$base"); else rel=$(ratio "$base" "$med"); fi
+    # Idle memory stays out of the chart: the baseline's 0 B/conn has no ratio.
+    [ "$w" = idle ] || printf '%s\t%s\t%s\n' "$w" "$c" "$rel" >>"$CHART"
+  done
+done
+{
+  echo
+  echo "Notes"
+  echo
+  echo "- p50/p99 are medians over the repetitions of each run's percentile (latency from queueing a message to its last echoed byte; burst: from connect() to the echo)."
+  echo "- idle: server VmRSS after 10k accepted idle connections minus before, / 10k (socket buffers are kernel memory, not in RSS). 0 means no user-space memory per idle connection."
+  echo "- maxconn: connections that completed an echo while all were held open; the load generator uses 2 processes so that its own fd limit is not the one that stops it."
+  echo "- gaio-epoll/gaio-uring read into 64 KiB per-connection user buffers (gaio_echo --read user, the faster style here). gaio-*-swap use NULL-buffer reads (gaio_echo --read swap: read_max 64 KiB, swap_size 4 MiB) plus a copy into a per-connection buffer allocated at the first data. epoll_echo and uv_echo read 64 KiB at a time into one shared buffer."
+  for n in "${NOTES[@]}"; do echo "- $n"; done
+  fails=$(awk -F'\t' 'NR > 1 && $4 != "ok"' "$RAW" | wc -l)
+  [ "$fails" -gt 0 ] && echo "- $fails run(s) failed or did not start; see raw.tsv and failures.log (their rows are left out of the medians)."
+  [ "$UNCLEAN" -gt 0 ] && echo "- $UNCLEAN server exit(s) on SIGTERM were not clean."
+  for f in "$OUT"/perf-*.txt; do
+    [ -e "$f" ] || continue
+    echo
+    echo '```'
+    cat "$f"
+    echo '```'
+  done
+} >>"$MD"
+
+# ---- Chart ----
+if command -v gnuplot >/dev/null; then
+  # One column per contestant, one group per workload.
+  awk -F'\t' -v cs="$AVAILABLE" '
+    BEGIN { n = split(cs, c, " "); printf "workload"; for (i = 1; i <= n; i++) printf "\t%s", c[i]; print "" }
+    { v[$1, $2] = ($3 == "-" ? "NaN" : $3); if (!($1 in seen)) { seen[$1] = 1; order[++m] = $1 } }
+    END { for (j = 1; j <= m; j++) { printf "%s", order[j]; for (i = 1; i <= n; i++) printf "\t%s", v[order[j], c[i]]; print "" } }
+  ' "$CHART" >"$WORK/chart.tsv"
+  ncols=$(($(wc -w <<<"$AVAILABLE") + 1))
+  gnuplot <<EOF || log "gnuplot failed"
+set terminal pngcairo size 1100,500 font ",10"
+set output "$OUT/ratios.png"
+set title "Relative to the epoll baseline, same run (higher is better; medians of $REPS; idle memory: see the table)"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set key outside right top autotitle columnheader
+set yrange [0:*]
+set grid ytics
+set datafile separator "\t"
+set datafile missing "NaN"
+set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2
+plot for [i=2:$ncols] "$WORK/chart.tsv" using i:xtic(1)
+EOF
+  echo >>"$MD"
+  echo "![ratios](ratios.png)" >>"$MD"
+fi
+cp "$CHART" "$OUT/ratios.tsv"
+log "wrote $MD"
+cat "$MD"
