@@ -130,6 +130,8 @@ static int read_once(gaio_watcher *w, gaio__fd *f, gaio__req *r) {
       if (n == 0 && (r->flags & GAIO__REQ_SWAP)) {
         gaio__swap_return(w, r->buf);
         r->buf = NULL;
+      } else if (r->flags & GAIO__REQ_SWAP) {
+        gaio__swap_trim(w, r->buf, (size_t)n);
       }
       gaio__complete(w, r, 0);
       return 0;
@@ -140,6 +142,7 @@ static int read_once(gaio_watcher *w, gaio__fd *f, gaio__req *r) {
   if (n > 0) {
     gaio__count(&w->bytes_read, (uint64_t)n);
     r->done += (size_t)n;
+    if (r->flags & GAIO__REQ_SWAP) gaio__swap_trim(w, r->buf, r->done);
     int drained = (size_t)n < want && (f->state & (GAIO__FD_STREAM | GAIO__FD_HUP)) ==
                                           GAIO__FD_STREAM;
     if (r->op == GAIO_OP_READ_FULL && r->done < r->len) {

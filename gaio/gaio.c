@@ -443,6 +443,11 @@ char *gaio__swap_take(gaio_watcher *w) {
   return p;
 }
 
+void gaio__swap_trim(gaio_watcher *w, char *slice, size_t used) {
+  size_t end = (size_t)(slice - w->swap) + ((used + 63) & ~(size_t)63); /* keep 64-B alignment */
+  if (slice + w->read_max == w->swap + w->swap_used && end < w->swap_used) w->swap_used = end;
+}
+
 void gaio__swap_return(gaio_watcher *w, char *slice) {
   if (slice + w->read_max == w->swap + w->swap_used) w->swap_used -= w->read_max;
 }

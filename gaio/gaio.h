@@ -100,8 +100,10 @@ typedef struct gaio_result {
 /* Watcher options. Zero in any field means its default, so `gaio_options o = {0};` is valid. */
 typedef struct gaio_options {
   /* Size of the swap buffer that serves reads submitted with a NULL buffer. Each such read takes
-   * a slice of read_max bytes; when the buffer has no room for another slice, the read waits for
-   * the next gaio_wait() call, when the buffer is recycled. Reads are never silently shrunk. */
+   * a slice of read_max bytes (on epoll it gives back what it did not fill, rounded up to 64
+   * bytes; on io_uring the kernel picks whole slices from a buffer ring); when the buffer has no
+   * room for another slice, the read waits for the next gaio_wait() call, when the buffer is
+   * recycled. Reads are never silently shrunk. */
   size_t swap_size;
   /* Bytes per NULL-buffer read (clamped to swap_size). */
   size_t read_max;

@@ -168,6 +168,10 @@ void gaio__kick(struct gaio_watcher *w, gaio__fd *f);
 /* A slice of read_max bytes of the swap buffer, or NULL when it is used up for this batch. */
 char *gaio__swap_take(struct gaio_watcher *w);
 
+/* The slice taken last got only `used` bytes: give the rest back, so that small reads do not
+ * use up the swap buffer a whole read_max at a time. */
+void gaio__swap_trim(struct gaio_watcher *w, char *slice, size_t used);
+
 /* Give back the slice taken last (the read that wanted it found no data). */
 void gaio__swap_return(struct gaio_watcher *w, char *slice);
 
