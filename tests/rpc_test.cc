@@ -39,7 +39,9 @@ TEST(RpcBackend, Reported) {
   ASSERT_EQ(0, gaio_watcher_create(&w, nullptr));
   const char *env = getenv("GAIO_BACKEND");
   printf("gaio backend: %s (GAIO_BACKEND=%s)\n", gaio_backend_name(w), env ? env : "");
-  if (env && env[0]) EXPECT_STREQ(env, gaio_backend_name(w));
+  if (env && env[0]) {
+    EXPECT_STREQ(env, gaio_backend_name(w));
+  }
   gaio_watcher_destroy(w);
 }
 
