@@ -2,6 +2,7 @@
  * health) and a client channel in one process. Makes calls of every kind, prints what happened,
  * then measures the call rate of pipelined async calls for a few seconds. Exits 0 only if every
  * call ended the way it should. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,11 +201,13 @@ static double rate(rpc_channel *ch, rpc_cq *cq, double seconds, int window, long
 int main(int argc, char **argv) {
   double seconds = 2.0;
   int window = 128, opt;
-  while ((opt = getopt(argc, argv, "d:w:")) != -1) {
+  const char *backend = NULL; /* gaio's choice (GAIO_BACKEND is honoured) */
+  while ((opt = getopt(argc, argv, "d:w:b:")) != -1) {
     if (opt == 'd') seconds = atof(optarg);
     else if (opt == 'w') window = atoi(optarg);
+    else if (opt == 'b') backend = optarg;
     else {
-      fprintf(stderr, "usage: rpc_demo [-d seconds] [-w window]\n");
+      fprintf(stderr, "usage: rpc_demo [-d seconds] [-w window] [-b uring|epoll]\n");
       return 2;
     }
   }
@@ -214,18 +217,32 @@ int main(int argc, char **argv) {
   rpc_server *srv;
   rpc_server_options so = {0};
   so.workers = 2;
-  if (!kv || rpc_server_create(&srv, &so) < 0 || calc_services_add(srv) < 0 ||
-      rpc_server_add_service(srv, kv_service_base(kv)) < 0 || rpc_server_enable_health(srv) < 0 ||
-      rpc_server_listen(srv, "127.0.0.1:0") < 0 || rpc_server_start(srv) < 0) {
-    fprintf(stderr, "rpc_demo: cannot start the server\n");
+  so.backend = backend;
+  int rc = kv ? 0 : -ENOMEM;
+  const char *step = "kv_service_create";
+  if (rc == 0 && (rc = rpc_server_create(&srv, &so)) < 0) step = "rpc_server_create";
+  if (rc == 0 && (rc = calc_services_add(srv)) < 0) step = "add the calculator services";
+  if (rc == 0 && (rc = rpc_server_add_service(srv, kv_service_base(kv))) < 0) step = "add kv";
+  if (rc == 0 && (rc = rpc_server_enable_health(srv)) < 0) step = "enable health";
+  if (rc == 0 && (rc = rpc_server_listen(srv, "127.0.0.1:0")) < 0) step = "listen";
+  if (rc == 0 && (rc = rpc_server_start(srv)) < 0) step = "rpc_server_start";
+  if (rc < 0) {
+    fprintf(stderr, "rpc_demo: cannot start the server: %s: %s%s\n", step, strerror(-rc),
+            backend ? " (is -b uring or epoll, and can it start here?)" : "");
     return 1;
   }
   char target[64];
   snprintf(target, sizeof target, "127.0.0.1:%d", rpc_server_port(srv));
-  printf("rpc_demo: server on %s (2 workers), client channel connected to it\n", target);
+  printf("rpc_demo: server on %s (2 workers), client channel connected to it, gaio backend %s\n",
+         target, backend ? backend : "automatic");
   rpc_channel *ch;
   rpc_cq *cq;
-  if (rpc_channel_create(&ch, target, NULL) < 0 || rpc_cq_create(&cq) < 0) return 1;
+  rpc_channel_options co = {0};
+  co.backend = backend;
+  if (rpc_channel_create(&ch, target, &co) < 0 || rpc_cq_create(&cq) < 0) {
+    fprintf(stderr, "rpc_demo: cannot create the client channel\n");
+    return 1;
+  }
 
   sync_calls(ch);
   async_batch(ch, cq);
