@@ -344,7 +344,7 @@ fmt() { awk -v v="$1" 'BEGIN { if (v == "") print "-"; else if (v >= 100) printf
 MD=$OUT/results.md
 CHART=$WORK/chart.dat
 {
-  echo "# gaio-c echo benchmarks, $(date -u +'%Y-%m-%d %H:%M UTC')"
+  echo "# gaio-c echo and RPC benchmarks, $(date -u +'%Y-%m-%d %H:%M UTC')"
   echo
   echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM; a 2 vCPU shared VM."
   echo "Open-files limit: $(ulimit -n) per process (server and load generator each have their own)."
@@ -431,6 +431,8 @@ set style fill solid 0.8 border -1
 set key outside right top autotitle columnheader
 set yrange [0:*]
 set grid ytics
+set xtics rotate by -25
+set bmargin 5
 set datafile separator "\t"
 set datafile missing "NaN"
 set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2
