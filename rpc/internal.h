@@ -87,6 +87,7 @@ rpc__wbuf *rpc__wbuf_frame(const rpc_frame *f, const void *body, size_t body_len
 /* ---- Receive buffers. ---------------------------------------------------------------------- */
 
 #define RPC__RBUF_INITIAL (16u * 1024u) /* first size, and what a grown buffer shrinks back to */
+#define RPC__RBUF_KEEP_MAX (16u * RPC__RBUF_INITIAL) /* an empty buffer above this shrinks */
 
 typedef struct rpc__rbuf {
   uint8_t *data;

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
@@ -19,6 +20,8 @@
 #define RESULTS_PER_WAIT 128     /* gaio results taken per gaio_wait() */
 #define CLOSE_LINGER_MS 1000     /* a closing connection's writes get this long to flush */
 #define ACCEPT_RETRY_MS 100      /* pause of a listener after a failed accept (EMFILE, ...) */
+#define CALL_ARENA 256           /* bytes in each call for its unpacked input; beyond: malloc */
+#define CALL_CACHE_MAX 256       /* finished call structs a worker keeps for the next calls */
 
 /* ---- Call state ----------------------------------------------------------------------------
  * A call's `state` moves INVOKING -> WAITING (invoke returned without a reply) or to REPLIED
@@ -55,6 +58,11 @@ struct rpc_call {
   int status;
   char *msg;
   rpc__wbuf *reply; /* a whole RESPONSE frame but for the request id */
+  /* The input is unpacked into arena while it fits (most requests: no malloc, no free), the
+   * rest with malloc; alloc says which. Fields from here on survive reuse. */
+  ProtobufCAllocator alloc;
+  size_t arena_used;
+  _Alignas(max_align_t) unsigned char arena[CALL_ARENA];
 };
 
 struct conn {
@@ -97,6 +105,8 @@ struct worker {
   unsigned nconns;
   unsigned ncalls;   /* calls not yet finished, orphans included */
   unsigned accepts;  /* accepts pending on the listeners (worker 0) */
+  rpc_call *cache;   /* finished calls kept for reuse (linked by lnext); worker thread only */
+  unsigned ncached;
   int stopping;
   int drained;       /* the drain deadline passed */
   uint64_t drain_at;
@@ -263,9 +273,61 @@ static void conn_adopt(worker *wk, int fd) {
 
 /* ---- Requests ---------------------------------------------------------------------------- */
 
-static int call_new(conn *c, const rpc_frame *f, const srv_method *m, ProtobufCMessage *in) {
-  rpc_call *call = calloc(1, sizeof *call);
-  if (!call) return -ENOMEM;
+/* ProtobufCAllocator of a call: bump allocation in its arena, malloc beyond. */
+static void *arena_alloc(void *data, size_t size) {
+  rpc_call *call = data;
+  size_t a = _Alignof(max_align_t);
+  size_t off = (call->arena_used + a - 1) & ~(a - 1);
+  if (off <= CALL_ARENA && size <= CALL_ARENA - off) {
+    call->arena_used = off + size;
+    return call->arena + off;
+  }
+  return malloc(size);
+}
+
+static void arena_free(void *data, void *ptr) {
+  rpc_call *call = data;
+  uintptr_t p = (uintptr_t)ptr, lo = (uintptr_t)call->arena;
+  if (p >= lo && p < lo + CALL_ARENA) return; /* the arena goes with the call */
+  free(ptr);
+}
+
+/* A zeroed call (its arena aside) from the worker's cache, or a new one; NULL on -ENOMEM. A
+ * per-call malloc and free cost more than the whole unary echo path otherwise does. */
+static rpc_call *call_get(worker *wk) {
+  rpc_call *call = wk->cache;
+  if (call) {
+    wk->cache = call->lnext;
+    wk->ncached--;
+  } else if ((call = malloc(sizeof *call)) == NULL) {
+    return NULL;
+  }
+  memset(call, 0, offsetof(rpc_call, alloc));
+  call->alloc.alloc = arena_alloc;
+  call->alloc.free = arena_free;
+  call->alloc.allocator_data = call;
+  call->arena_used = 0;
+  return call;
+}
+
+/* Free what the call holds and give the struct back to the worker's cache. Worker thread. */
+static void call_put(worker *wk, rpc_call *call) {
+  if (call->input) protobuf_c_message_free_unpacked(call->input, &call->alloc);
+  free(call->reply);
+  free(call->msg);
+  if (wk->ncached >= CALL_CACHE_MAX) {
+    free(call);
+    return;
+  }
+  call->lnext = wk->cache;
+  wk->cache = call;
+  wk->ncached++;
+}
+
+/* Start call (from call_get(), input unpacked into call->input). Returns 0 or -ENOMEM (the
+ * caller still has the call). */
+static int call_new(conn *c, rpc_call *call, const rpc_frame *f, const srv_method *m) {
+  ProtobufCMessage *in = call->input;
   call->node.key = f->request_id;
   call->item.kind = ITEM_CALL;
   rpc__timer_init(&call->timer, TIMER_CALL);
@@ -277,10 +339,7 @@ static int call_new(conn *c, const rpc_frame *f, const srv_method *m, ProtobufCM
   atomic_init(&call->state, CALL_INVOKING);
   atomic_init(&call->cancelled, 0);
   atomic_flag_clear(&call->done);
-  if (rpc__idmap_put(&c->calls, &call->node) < 0) {
-    free(call);
-    return -ENOMEM;
-  }
+  if (rpc__idmap_put(&c->calls, &call->node) < 0) return -ENOMEM;
   call->in_map = 1;
   call->lnext = c->live;
   if (c->live) c->live->lprev = call;
@@ -334,16 +393,23 @@ static void on_request(conn *c, const rpc_frame *f) {
     send_status(c, f->request_id, st, why);
     return;
   }
-  ProtobufCMessage *in = protobuf_c_message_unpack(m->md->input, NULL, f->body_len, f->body);
-  if (!in) {
+  rpc_call *call = call_get(c->wk);
+  if (!call) {
     atomic_fetch_sub(&s->calls, 1);
+    send_status(c, f->request_id, RPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    return;
+  }
+  call->input = protobuf_c_message_unpack(m->md->input, &call->alloc, f->body_len, f->body);
+  if (!call->input) {
+    atomic_fetch_sub(&s->calls, 1);
+    call_put(c->wk, call);
     send_status(c, f->request_id, RPC_STATUS_INVALID_ARGUMENT, "request does not unpack");
     return;
   }
   if (f->request_id - c->last_id < 0x80000000u) c->last_id = f->request_id;
-  if (call_new(c, f, m, in) < 0) {
+  if (call_new(c, call, f, m) < 0) {
     atomic_fetch_sub(&s->calls, 1);
-    protobuf_c_message_free_unpacked(in, NULL);
+    call_put(c->wk, call);
     send_status(c, f->request_id, RPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
   }
 }
@@ -434,13 +500,6 @@ static void on_write(rpc__wbuf *b, const gaio_result *r) {
 
 /* ---- Finishing calls --------------------------------------------------------------------- */
 
-static void call_free(rpc_call *call) {
-  if (call->input) protobuf_c_message_free_unpacked(call->input, NULL);
-  free(call->reply);
-  free(call->msg);
-  free(call);
-}
-
 /* The call's closure has run (state REPLIED): send its answer unless that is not wanted any
  * more, and release it. Worker thread. */
 static void call_finish(rpc_call *call) {
@@ -471,7 +530,7 @@ static void call_finish(rpc_call *call) {
     if (c->ncalls == 0 && (c->goaway || c->eof)) conn_close_soon(c);
     conn_release(c);
   }
-  call_free(call);
+  call_put(wk, call);
 }
 
 static void on_call_timer(rpc_call *call) {
@@ -772,6 +831,12 @@ void srv_stop_workers(rpc_server *s, int drain_ms) {
     rpc__inbox_destroy(&wk->inbox);
     rpc__theap_free(&wk->timers);
     wk->w = NULL;
+    while (wk->cache) {
+      rpc_call *call = wk->cache;
+      wk->cache = call->lnext;
+      free(call);
+    }
+    wk->ncached = 0;
   }
   /* Listeners never attached (a failed start) are still ours to close. */
   for (unsigned i = 0; i < s->nlisteners; i++)

@@ -221,6 +221,18 @@ static int resize(rpc__rbuf *b, size_t cap) {
   return 0;
 }
 
+/* The capacity to grow to for a frame of need bytes. Room for one frame only would make every
+ * read stop at a frame boundary: with large pipelined frames, one read (and one wakeup) per
+ * frame. So a buffer grows to twice the frame's size rounded up to a power of two (several
+ * frames per read), as long as that stays within RPC__RBUF_KEEP_MAX (what an empty buffer keeps
+ * without shrinking); larger frames get exactly their size. */
+static size_t grown_cap(size_t need) {
+  size_t cap = RPC__RBUF_INITIAL;
+  while (cap < need) cap *= 2;
+  cap *= 2;
+  return cap <= RPC__RBUF_KEEP_MAX ? cap : (need > RPC__RBUF_KEEP_MAX ? need : RPC__RBUF_KEEP_MAX);
+}
+
 /* Drop the first n bytes held. */
 static void drop(rpc__rbuf *b, size_t n) {
   if (n < b->len) memmove(b->data, b->data + n, b->len - n);
@@ -251,7 +263,7 @@ int rpc__rbuf_consume(rpc__rbuf *b, size_t n, size_t max_body, rpc__frame_fn fn,
         size_t need = RPC_FRAME_HEADER_SIZE + (size_t)f.body_len;
         drop(b, pos);
         pos = 0;
-        if (need > b->cap && resize(b, need) < 0) return -ENOMEM;
+        if (need > b->cap && resize(b, grown_cap(need)) < 0) return -ENOMEM;
       }
       break;
     } else {
@@ -262,7 +274,7 @@ int rpc__rbuf_consume(rpc__rbuf *b, size_t n, size_t max_body, rpc__frame_fn fn,
   drop(b, pos);
   /* A buffer grown for one large frame goes back to its first size once it is empty, so that
    * an idle connection does not keep megabytes. */
-  if (b->len == 0 && b->cap > 16 * RPC__RBUF_INITIAL) resize(b, RPC__RBUF_INITIAL);
+  if (b->len == 0 && b->cap > RPC__RBUF_KEEP_MAX) resize(b, RPC__RBUF_INITIAL);
   return 0;
 }
 

@@ -2,18 +2,26 @@
 # Echo benchmarks: gaio-c against a hand-written epoll echo server and libuv, all measured in the
 # same run, contestants interleaved round-robin within each repetition, reported as medians and
 # ratios to the epoll baseline (and to libuv for ping-pong). Performance lives here, never in the
-# timed tests.
+# timed tests. RPC benchmarks (the rpc-* workloads): unary gaio.bench.Echo/Say calls on an //rpc
+# server (rpc) against a raw frame echo server without protobuf (raw, the ceiling), both driven by
+# tests/bench/rpc_loadgen; ratio rpc/raw.
 #
 #   tools/bench.sh [--quick] [--reps N] [--duration S] [--warmup S] [--workloads a,b,..]
-#                  [--contestants a,b,..] [--perf] [--no-setup] [--out DIR]
+#                  [--contestants a,b,..] [--rpc-contestants a,b,..] [--perf] [--no-setup]
+#                  [--out DIR]
 #
-#   --quick        ~1 s runs (default ~3 s per run; the whole default run stays under ~10 min)
+#   --quick        ~1 s runs (default ~3 s per run; the whole default run stays under ~12 min)
 #   --reps N       repetitions per workload (default 3, at least 1; medians over them)
-#   --workloads    subset of: stream pingpong pinned burst idle maxconn (default: all)
-#   --contestants  subset of: epoll libuv gaio-epoll gaio-uring gaio-epoll-swap gaio-uring-swap
-#                  gaio-epoll-user gaio-uring-user (default: the first six); gaio-NAME runs
-#                  gaio_echo --backend NAME
-#   --perf         also `perf record` the gaio servers during ping-pong: top 15 symbols
+#   --workloads    subset of: stream pingpong pinned burst idle maxconn rpc-1x1x64-pinned
+#                  rpc-16x16x64 rpc-64x8x1024 rpc-1x64x16384 (default: all; rpc-CxDxS is
+#                  C connections x D calls in flight each x S-byte payloads)
+#   --contestants  echo workloads, subset of: epoll libuv gaio-epoll gaio-uring gaio-epoll-swap
+#                  gaio-uring-swap gaio-epoll-user gaio-uring-user (default: the first six);
+#                  gaio-NAME runs gaio_echo --backend NAME
+#   --rpc-contestants  rpc workloads, subset of: raw rpc rpc-wN (default: raw rpc); rpc-wN runs
+#                  the //rpc server with N workers (rpc has 1, like-for-like with raw)
+#   --perf         also `perf record` the gaio servers during ping-pong, and the rpc server
+#                  during rpc-16x16x64: top 15 symbols
 #   --out DIR      results folder (default tests/bench/results/<date>)
 #
 # Writes DIR/results.md (machine, table, notes), DIR/raw.tsv (every run's loadgen line),
@@ -23,8 +31,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 QUICK=0 REPS=3 DURATION="" WARMUP="" PERF=0 SETUP=1 OUT=""
-WORKLOADS="stream pingpong pinned burst idle maxconn"
+WORKLOADS="stream pingpong pinned burst idle maxconn rpc-1x1x64-pinned rpc-16x16x64 rpc-64x8x1024 rpc-1x64x16384"
 CONTESTANTS="epoll libuv gaio-epoll gaio-uring gaio-epoll-swap gaio-uring-swap"
+RPC_CONTESTANTS="raw rpc"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -33,10 +42,11 @@ while [ $# -gt 0 ]; do
     --warmup) WARMUP=$2; shift ;;
     --workloads) WORKLOADS=${2//,/ }; shift ;;
     --contestants) CONTESTANTS=${2//,/ }; shift ;;
+    --rpc-contestants) RPC_CONTESTANTS=${2//,/ }; shift ;;
     --perf) PERF=1 ;;
     --no-setup) SETUP=0 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "bench: unknown flag $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -71,7 +81,7 @@ bazel build -c opt --jobs=2 //tests/bench:all >"$WORK/build.log" 2>&1 || {
   cat "$WORK/build.log" >&2; exit 1; }
 # A private copy: another bazel build in this tree cannot swap the binaries under the run.
 mkdir -p "$WORK/bin"
-cp bazel-bin/tests/bench/{loadgen,epoll_echo,uv_echo,gaio_echo} "$WORK/bin/"
+cp bazel-bin/tests/bench/{loadgen,epoll_echo,uv_echo,gaio_echo,rpc_loadgen,raw_frame_echo,rpc_echo_bench} "$WORK/bin/"
 BIN=$WORK/bin
 
 # ---- Contestants: name -> server command ----
@@ -83,9 +93,13 @@ server_cmd() {
     libuv) echo "$BIN/uv_echo" ;;
     gaio-*-swap|gaio-*-user) local b=${1#gaio-}; echo "$BIN/gaio_echo --backend ${b%-*} --read ${b##*-}" ;;
     gaio-*) echo "$BIN/gaio_echo --backend ${1#gaio-}" ;;
+    raw) echo "$BIN/raw_frame_echo" ;;
+    rpc) echo "$BIN/rpc_echo_bench --workers 1" ;;
+    rpc-w[1-9]*) echo "$BIN/rpc_echo_bench --workers ${1#rpc-w}" ;;
     *) return 1 ;;
   esac
 }
+is_rpc() { [[ "$1" == rpc-* ]]; }
 
 # ---- Workloads: name -> loadgen flags, metric, unit, which way is better ----
 # Connections beyond a few thousand spread over source addresses 127.0.0.2.. (--src-ips) so that
@@ -98,7 +112,19 @@ wl_args() {
     burst) echo "--mode burst --conns 8192 --size 1024 --src-ips 8 --timeout 60" ;;
     idle) echo "--mode idle --conns 10000 --src-ips 8 --timeout 60" ;;
     maxconn) echo "--mode maxconn --conns 40000 --procs 2 --size 16 --src-ips 8" ;;
+    rpc-1x1x64-pinned) echo "--conns 1 --depth 1 --size 64 --cpu 0 --duration $DURATION --warmup $WARMUP" ;;
+    rpc-16x16x64) echo "--conns 16 --depth 16 --size 64 --duration $DURATION --warmup $WARMUP" ;;
+    rpc-64x8x1024) echo "--conns 64 --depth 8 --size 1024 --duration $DURATION --warmup $WARMUP" ;;
+    rpc-1x64x16384) echo "--conns 1 --depth 64 --size 16384 --duration $DURATION --warmup $WARMUP" ;;
     *) return 1 ;;
+  esac
+}
+# The issue's goal for rpc/raw on each rpc workload.
+wl_goal() {
+  case "$1" in
+    rpc-1x1x64-pinned) echo 0.8 ;;
+    rpc-16x16x64|rpc-64x8x1024) echo 0.5 ;;
+    rpc-1x64x16384) echo 0.7 ;;
   esac
 }
 wl_metric() {
@@ -108,6 +134,7 @@ wl_metric() {
     burst) echo "total_ms ms lower" ;;
     idle) echo "bytes_per_conn B/conn lower" ;;
     maxconn) echo "held conns higher" ;;
+    rpc-*) echo "req_s calls/s higher" ;;
   esac
 }
 wl_title() {
@@ -118,11 +145,20 @@ wl_title() {
     burst) echo "burst 8192 conns x 1 KiB (total)" ;;
     idle) echo "idle memory per conn (RSS delta / 10k)" ;;
     maxconn) echo "max conns held (20000-fd limit)" ;;
+    rpc-1x1x64-pinned) echo "rpc unary 1 conn x depth 1 x 64 B, client+server on CPU 0" ;;
+    rpc-*) local d=${1#rpc-}; IFS=x read -r cn dp sz <<<"$d"; echo "rpc unary $cn conns x depth $dp x $sz B" ;;
   esac
 }
 
-for c in $CONTESTANTS; do server_cmd "$c" >/dev/null || { log "unknown contestant $c"; exit 2; }; done
-for w in $WORKLOADS; do wl_args "$w" >/dev/null || { log "unknown workload $w"; exit 2; }; done
+for c in $CONTESTANTS $RPC_CONTESTANTS; do server_cmd "$c" >/dev/null || { log "unknown contestant $c"; exit 2; }; done
+ECHO_WL="" RPC_WL=""
+for w in $WORKLOADS; do
+  wl_args "$w" >/dev/null || { log "unknown workload $w"; exit 2; }
+  if is_rpc "$w"; then RPC_WL="$RPC_WL $w"; else ECHO_WL="$ECHO_WL $w"; fi
+done
+# Only the contestants of the selected halves are started.
+[ -z "$ECHO_WL" ] && CONTESTANTS=""
+[ -z "$RPC_WL" ] && RPC_CONTESTANTS=""
 
 # ---- Servers ----
 SERVER_PORT=""
@@ -170,18 +206,19 @@ stop_server() {
 }
 
 # ---- Availability: a contestant whose server cannot start (io_uring not available) is skipped ----
-AVAILABLE="" NOTES=()
-for c in $CONTESTANTS; do
+AVAILABLE="" RPC_AVAILABLE="" NOTES=()
+for c in $CONTESTANTS $RPC_CONTESTANTS; do
   if start_server "$c"; then
     stop_server
-    AVAILABLE="$AVAILABLE $c"
+    if [[ " $RPC_CONTESTANTS " == *" $c "* ]]; then RPC_AVAILABLE="$RPC_AVAILABLE $c"; else AVAILABLE="$AVAILABLE $c"; fi
   else
     why=$(head -n3 "$WORK/server.err" | tr '\n' ' ')
     log "skipping $c: not available here: $why"
     NOTES+=("$c skipped: its server did not start: ${why:-no message}")
   fi
 done
-[[ " $AVAILABLE " == *" epoll "* ]] || { log "the epoll baseline must run"; exit 1; }
+[ -z "$ECHO_WL" ] || [[ " $AVAILABLE " == *" epoll "* ]] || { log "the epoll baseline must run"; exit 1; }
+[ -z "$RPC_WL" ] || [[ " $RPC_AVAILABLE " == *" raw "* ]] || { log "the raw baseline must run"; exit 1; }
 
 # ---- Runs ----
 mkdir -p "$OUT"
@@ -190,8 +227,9 @@ printf 'workload\trep\tcontestant\tstatus\tresult\n' >"$RAW"
 
 # run_one WORKLOAD CONTESTANT REP: one server, one loadgen run, one raw.tsv line.
 run_one() {
-  local w=$1 c=$2 rep=$3 pin="" args line status=ok
-  [ "$w" = pinned ] && pin=0
+  local w=$1 c=$2 rep=$3 pin="" args line status=ok lg=loadgen
+  case "$w" in pinned|*-pinned) pin=0 ;; esac
+  is_rpc "$w" && lg=rpc_loadgen
   if ! start_server "$c" $pin; then
     printf '%s\t%s\t%s\tnostart\t%s\n' "$w" "$rep" "$c" "$(head -n1 "$WORK/server.err")" >>"$RAW"
     return
@@ -199,7 +237,7 @@ run_one() {
   args=$(wl_args "$w")
   case "$w" in idle|maxconn) args="$args --server-pid $SERVER_PID" ;; esac
   # shellcheck disable=SC2086
-  timeout -k 5 300 "$BIN/loadgen" --port "$SERVER_PORT" $args >"$WORK/lg.out" 2>"$WORK/lg.err" &
+  timeout -k 5 300 "$BIN/$lg" --port "$SERVER_PORT" $args >"$WORK/lg.out" 2>"$WORK/lg.err" &
   LG_PID=$!
   wait "$LG_PID" || status=fail
   LG_PID=""
@@ -219,24 +257,28 @@ run_one() {
   log "$w rep $rep $c: $line"
 }
 
-# TODO(rpc): the RPC half of issue 6 (unary echo over //rpc vs raw length-prefixed echo without
-# protobuf, conns x depth x size of 1x1x64 pinned, 16x16x64, 64x8x1024, 1x64x16384; calls/s and
-# p50/p99). Add the servers to tests/bench/, their names to server_cmd, the four workloads to
-# wl_args/wl_metric/wl_title, and call them from here.
+# run_workloads "WORKLOADS" "CONTESTANTS": every repetition of each workload, contestants
+# round-robin, rotated each repetition, so no contestant always runs first or last.
+run_workloads() {
+  local w rep off c all
+  for w in $1; do
+    for rep in $(seq "$REPS"); do
+      read -r -a all <<<"$2"
+      off=$(( (rep - 1) % ${#all[@]} ))
+      for c in "${all[@]:off}" "${all[@]:0:off}"; do run_one "$w" "$c" "$rep"; done
+    done
+  done
+}
+
+# The RPC half of issue 6: unary Echo/Say over //rpc against the raw frame echo (no protobuf).
 rpc_workloads() {
-  :
+  [ -n "$RPC_WL" ] && run_workloads "$RPC_WL" "$RPC_AVAILABLE"
+  return 0
 }
 
 START=$(date +%s)
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
-for w in $WORKLOADS; do
-  for rep in $(seq "$REPS"); do
-    # Round-robin, rotated each repetition, so no contestant always runs first or last.
-    read -r -a all <<<"$AVAILABLE"
-    off=$(( (rep - 1) % ${#all[@]} ))
-    for c in "${all[@]:off}" "${all[@]:0:off}"; do run_one "$w" "$c" "$rep"; done
-  done
-done
+[ -n "$ECHO_WL" ] && run_workloads "$ECHO_WL" "$AVAILABLE"
 rpc_workloads
 
 # ---- perf: where a gaio server spends its time during ping-pong ----
@@ -263,6 +305,27 @@ if [ $PERF = 1 ]; then
       grep -F '[.]' "$WORK/perf.txt" | head -n 15
     } >"$OUT/perf-$c.txt"
   done
+  for c in $RPC_AVAILABLE; do
+    case "$c" in rpc*) ;; *) continue ;; esac
+    start_server "$c" || continue
+    # shellcheck disable=SC2046
+    timeout -k 5 300 "$BIN/rpc_loadgen" --port "$SERVER_PORT" $(wl_args rpc-16x16x64) >/dev/null 2>&1 &
+    LG_PID=$!
+    sleep "$WARMUP"
+    perf record -q -g -F 2000 -p "$SERVER_PID" -o "$WORK/perf.data" -- sleep "$DURATION" \
+      >/dev/null 2>&1 || log "perf record failed"
+    wait "$LG_PID" || true
+    LG_PID=""
+    stop_server
+    perf report -i "$WORK/perf.data" --stdio --no-children --sort symbol 2>/dev/null |
+      grep -E '^ +[0-9.]+%' | sed 's/[[:space:]-]*$//' >"$WORK/perf.txt" || true
+    { echo "# perf record -g -F 2000 of $c during rpc-16x16x64 (${DURATION} s)"
+      echo "# top 15 symbols, self time ([k] kernel, [.] user)"
+      head -n 15 "$WORK/perf.txt"
+      echo "# top 15 user-space symbols"
+      grep -F '[.]' "$WORK/perf.txt" | head -n 15
+    } >"$OUT/perf-$c.txt"
+  done
 fi
 END=$(date +%s)
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -281,7 +344,7 @@ fmt() { awk -v v="$1" 'BEGIN { if (v == "") print "-"; else if (v >= 100) printf
 MD=$OUT/results.md
 CHART=$WORK/chart.dat
 {
-  echo "# gaio-c echo benchmarks, $(date -u +'%Y-%m-%d %H:%M UTC')"
+  echo "# gaio-c echo and RPC benchmarks, $(date -u +'%Y-%m-%d %H:%M UTC')"
   echo
   echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM; a 2 vCPU shared VM."
   echo "Open-files limit: $(ulimit -n) per process (server and load generator each have their own)."
@@ -289,21 +352,28 @@ CHART=$WORK/chart.dat
   echo "Commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- gaio tests/bench || echo ' (+ local changes)'); $REPS repetitions, contestants interleaved round-robin (rotated each repetition); ${DURATION} s measured after ${WARMUP} s warm-up per timed run; $((END - START)) s in all. Every run starts a fresh server process."
   echo "Load generator: one process, one thread, epoll (tests/bench/loadgen.c); every echoed byte is compared with what was sent. Single-threaded servers; unpinned except the pinned workload."
   echo
-  echo "Ratio = contestant median / epoll median (\"better\" says which way is good). For ping-pong also / libuv."
+  echo "RPC workloads (rpc-*): unary gaio.bench.Echo/Say calls from tests/bench/rpc_loadgen (one process, one thread, epoll; frames written by hand, every reply's status, request id and body checked); raw = tests/bench/raw_frame_echo (same frames, no protobuf, one gaio watcher), rpc = tests/bench/rpc_echo_bench (rpc_server, 1 worker unless rpc-wN)."
   echo
-  echo "| workload | contestant | median | unit | better | p50 us | p99 us | ratio to epoll | ratio to libuv | runs ok |"
+  echo "Ratio = contestant median / baseline median (\"better\" says which way is good); the baseline is epoll for the echo workloads and raw for the rpc workloads (the rpc rows' ratio is rpc/raw; goal: the issue's target for it). For ping-pong also / libuv."
+  echo
+  echo "| workload | contestant | median | unit | better | p50 us | p99 us | ratio to baseline | ratio to libuv / goal | runs ok |"
   echo "|---|---|---|---|---|---|---|---|---|---|"
 } >"$MD"
 : >"$CHART"
 for w in $WORKLOADS; do
   read -r key unit better <<<"$(wl_metric "$w")"
-  base=$(values "$w" epoll "$key" | median)
+  if is_rpc "$w"; then cs=$RPC_AVAILABLE bname=raw; else cs=$AVAILABLE bname=epoll; fi
+  base=$(values "$w" "$bname" "$key" | median)
   uvb=$(values "$w" libuv "$key" | median)
-  for c in $AVAILABLE; do
+  for c in $cs; do
     med=$(values "$w" "$c" "$key" | median)
     ok=$(values "$w" "$c" "$key" | wc -l)
     p50=- p99=- rl=-
     case "$w" in
+      rpc-*)
+        p50=$(fmt "$(values "$w" "$c" p50_us | median)")
+        p99=$(fmt "$(values "$w" "$c" p99_us | median)")
+        [ "$c" != raw ] && rl="goal >= $(wl_goal "$w")" ;;
       pingpong|pinned)
         p50=$(fmt "$(values "$w" "$c" p50_us | median)")
         p99=$(fmt "$(values "$w" "$c" p99_us | median)")
@@ -327,6 +397,7 @@ done
   echo "- p50/p99 are medians over the repetitions of each run's percentile (latency from queueing a message to its last echoed byte; burst: from connect() to the echo)."
   echo "- idle: server VmRSS after 10k accepted idle connections minus before, / 10k (socket buffers are kernel memory, not in RSS). 0 means no user-space memory per idle connection."
   echo "- maxconn: connections that completed an echo while all were held open; the load generator uses 2 processes so that its own fd limit is not the one that stops it."
+  echo "- rpc-*: p50/p99 are latencies from queueing a call's frame to parsing its RESPONSE; rpc-1x1x64-pinned pins the server (taskset) and the load generator to CPU 0, like pinned."
   echo "- gaio-epoll/gaio-uring read into 64 KiB per-connection user buffers (gaio_echo --read user, the faster style here). gaio-*-swap use NULL-buffer reads (gaio_echo --read swap: read_max 64 KiB, swap_size 4 MiB) plus a copy into a per-connection buffer allocated at the first data. epoll_echo and uv_echo read 64 KiB at a time into one shared buffer."
   for n in "${NOTES[@]}"; do echo "- $n"; done
   fails=$(awk -F'\t' 'NR > 1 && $4 != "ok"' "$RAW" | wc -l)
@@ -344,22 +415,24 @@ done
 # ---- Chart ----
 if command -v gnuplot >/dev/null; then
   # One column per contestant, one group per workload.
-  awk -F'\t' -v cs="$AVAILABLE" '
+  awk -F'\t' -v cs="$AVAILABLE $RPC_AVAILABLE" '
     BEGIN { n = split(cs, c, " "); printf "workload"; for (i = 1; i <= n; i++) printf "\t%s", c[i]; print "" }
     { v[$1, $2] = ($3 == "-" ? "NaN" : $3); if (!($1 in seen)) { seen[$1] = 1; order[++m] = $1 } }
     END { for (j = 1; j <= m; j++) { printf "%s", order[j]; for (i = 1; i <= n; i++) printf "\t%s", v[order[j], c[i]]; print "" } }
   ' "$CHART" >"$WORK/chart.tsv"
-  ncols=$(($(wc -w <<<"$AVAILABLE") + 1))
+  ncols=$(($(wc -w <<<"$AVAILABLE $RPC_AVAILABLE") + 1))
   gnuplot <<EOF || log "gnuplot failed"
 set terminal pngcairo size 1100,500 font ",10"
 set output "$OUT/ratios.png"
-set title "Relative to the epoll baseline, same run (higher is better; medians of $REPS; idle memory: see the table)"
+set title "Relative to the baseline (epoll; raw for rpc-*), same run (higher is better; medians of $REPS; idle memory: see the table)"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set key outside right top autotitle columnheader
 set yrange [0:*]
 set grid ytics
+set xtics rotate by -25
+set bmargin 5
 set datafile separator "\t"
 set datafile missing "NaN"
 set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2

@@ -1,0 +1,328 @@
+/* The load generator of the RPC benchmarks: unary calls of gaio.bench.Echo/Say spoken as raw
+ * frames (rpc/WIRE.md), so that one client measures the //rpc server and the raw frame echo
+ * server alike (both answer byte-identically).
+ *
+ * Each request is a REQUEST frame with method_id = rpc_method_id("gaio.bench.Echo/Say"),
+ * timeout_us 0 and body = the protobuf encoding of EchoMsg{payload = size bytes} (0x0a, varint
+ * length, bytes; encoded here by hand). Every connection keeps --depth calls in flight: call slot
+ * k of a connection uses request ids k, k + depth, k + 2 depth, ..., so the ids in flight are
+ * distinct. Every RESPONSE is checked: status 0, a request id in flight, body equal to the
+ * request's body (the payload is a per-call slice of a fixed pattern).
+ *
+ * rpc_loadgen --port P [--host H] [--conns N] [--depth D] [--size S >= 1] [--duration S]
+ *             [--warmup S] [--cpu C] [--timeout S]
+ * Prints one line: mode=rpc conns= depth= size= duration_s= reqs= req_s= p50_us= p99_us=
+ * p999_us= max_us= errors=; exits 0, 1 on an error (a wrong byte, a lost connection), 2 on bad
+ * flags. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "rpc/frame.h"
+#include "tests/bench/bench_util.h"
+#include "tests/bench/hist.h"
+
+#define METHOD "gaio.bench.Echo/Say"
+#define PAT_PERIOD 65521u        /* pattern period (prime) */
+#define MAX_SIZE (1u << 20)      /* --size limit */
+#define MAX_DEPTH 1024           /* --depth limit */
+#define MAX_CONNS 4096           /* --conns limit */
+#define BODY_PREFIX_MAX 6        /* 0x0a + a varint of up to 5 bytes */
+#define READ_MIN (64u << 10)     /* per-connection read buffer, at least two frames */
+#define MAX_EVENTS 256           /* events per epoll_wait */
+#define POLL_MS 5                /* longest epoll_wait */
+
+typedef struct config {
+  bench_addr addr;
+  long conns, depth, size, cpu;
+  double duration, warmup, timeout;
+} config;
+
+typedef struct slot {
+  uint32_t id;     /* request id of the call in flight in this slot */
+  int busy;
+  uint64_t t_send; /* when it was queued */
+} slot;
+
+typedef struct lconn {
+  int fd;
+  slot *slots;
+  uint8_t *out; /* frames not yet written: out[out_head..out_len) */
+  size_t out_head, out_len, out_cap;
+  uint8_t *in; /* bytes received, not yet parsed */
+  size_t in_len, in_cap;
+} lconn;
+
+typedef struct lg {
+  config cfg;
+  int ep;
+  lconn *c;
+  uint32_t method_id;
+  size_t prefix_len; /* 0x0a + varint(size) */
+  uint8_t prefix[BODY_PREFIX_MAX];
+  size_t body_len, frame_len;
+  int running;
+  uint64_t t0, t1, msgs;
+  long errors;
+  hist h;
+} lg_t;
+
+static unsigned char pat[PAT_PERIOD + MAX_SIZE];
+
+static void pat_init(void) {
+  uint32_t x = 2463534242u;
+  for (size_t i = 0; i < PAT_PERIOD; i++) {
+    x ^= x << 13, x ^= x >> 17, x ^= x << 5; /* xorshift32 */
+    pat[i] = (unsigned char)(x >> 24);
+  }
+  for (size_t i = PAT_PERIOD; i < sizeof(pat); i++) pat[i] = pat[i - PAT_PERIOD];
+}
+
+/* The payload of call id on connection ci: a slice of the pattern. */
+static const unsigned char *payload_of(long ci, uint32_t id) {
+  return pat + ((uint64_t)ci * 7919u + (uint64_t)id * 104729u) % PAT_PERIOD;
+}
+
+static void fail(lg_t *lg, long ci, const char *why, int err) {
+  if (lg->errors++ < 5)
+    fprintf(stderr, "rpc_loadgen: conn %ld: %s%s%s\n", ci, why, err ? ": " : "",
+            err ? strerror(err) : "");
+}
+
+/* ---- Requests ---- */
+
+static void issue(lg_t *lg, long ci, slot *s, uint64_t now) {
+  lconn *c = &lg->c[ci];
+  if (c->out_head > 0 && c->out_len + lg->frame_len > c->out_cap) {
+    memmove(c->out, c->out + c->out_head, c->out_len - c->out_head);
+    c->out_len -= c->out_head;
+    c->out_head = 0;
+  }
+  uint8_t *p = c->out + c->out_len;
+  rpc_frame f = {.type = RPC_TYPE_REQUEST,
+                 .request_id = s->id,
+                 .method_id = lg->method_id,
+                 .body_len = (uint32_t)lg->body_len};
+  rpc_frame_encode(&f, p);
+  memcpy(p + RPC_FRAME_HEADER_SIZE, lg->prefix, lg->prefix_len);
+  memcpy(p + RPC_FRAME_HEADER_SIZE + lg->prefix_len, payload_of(ci, s->id), (size_t)lg->cfg.size);
+  c->out_len += lg->frame_len;
+  s->busy = 1;
+  s->t_send = now;
+}
+
+static void flush(lg_t *lg, long ci) {
+  lconn *c = &lg->c[ci];
+  while (c->out_head < c->out_len) {
+    ssize_t n = write(c->fd, c->out + c->out_head, c->out_len - c->out_head);
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EINTR) fail(lg, ci, "write", errno);
+      return;
+    }
+    c->out_head += (size_t)n;
+  }
+  c->out_head = c->out_len = 0;
+}
+
+/* ---- Responses ---- */
+
+static int check_response(lg_t *lg, long ci, const rpc_frame *f, slot **out) {
+  lconn *c = &lg->c[ci];
+  if (f->type != RPC_TYPE_RESPONSE) return fail(lg, ci, "a frame other than RESPONSE", 0), -1;
+  if (f->status != RPC_STATUS_OK) {
+    char why[160];
+    snprintf(why, sizeof why, "status %s: %.*s", rpc_status_name(f->status),
+             (int)(f->body_len < 100 ? f->body_len : 100), (const char *)f->body);
+    return fail(lg, ci, why, 0), -1;
+  }
+  slot *s = &c->slots[f->request_id % (uint32_t)lg->cfg.depth];
+  if (!s->busy || s->id != f->request_id) return fail(lg, ci, "unknown request id", 0), -1;
+  if (f->body_len != lg->body_len || memcmp(f->body, lg->prefix, lg->prefix_len) != 0 ||
+      memcmp(f->body + lg->prefix_len, payload_of(ci, s->id), (size_t)lg->cfg.size) != 0)
+    return fail(lg, ci, "reply body differs from the request body", 0), -1;
+  *out = s;
+  return 0;
+}
+
+static int on_frames(lg_t *lg, long ci, uint64_t now) {
+  lconn *c = &lg->c[ci];
+  size_t pos = 0;
+  rpc_frame f;
+  for (;;) {
+    int n = rpc_frame_parse(c->in + pos, c->in_len - pos, lg->body_len, &f);
+    if (n == -EAGAIN) break;
+    if (n < 0) return fail(lg, ci, "malformed or oversized frame", 0), -1;
+    slot *s;
+    if (check_response(lg, ci, &f, &s) != 0) return -1;
+    pos += (size_t)n;
+    s->busy = 0;
+    if (now >= lg->t0 && now < lg->t1) {
+      hist_add(&lg->h, now - s->t_send);
+      lg->msgs++;
+    }
+    if (lg->running) {
+      s->id += (uint32_t)lg->cfg.depth;
+      issue(lg, ci, s, now);
+    }
+  }
+  memmove(c->in, c->in + pos, c->in_len - pos);
+  c->in_len -= pos;
+  return 0;
+}
+
+static void on_readable(lg_t *lg, long ci) {
+  lconn *c = &lg->c[ci];
+  for (;;) {
+    ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
+    if (n == 0) return fail(lg, ci, "closed by the server", 0);
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EINTR) fail(lg, ci, "read", errno);
+      break;
+    }
+    c->in_len += (size_t)n;
+    if (on_frames(lg, ci, bench_now_ns()) != 0) return;
+  }
+  flush(lg, ci);
+}
+
+/* ---- Setup ---- */
+
+static int conn_open(lg_t *lg, long ci) {
+  lconn *c = &lg->c[ci];
+  struct sockaddr_storage ss;
+  int len = bench_sockaddr(&lg->cfg.addr, &ss);
+  if (len < 0) return len;
+  c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (c->fd < 0) return -errno;
+  if (connect(c->fd, (struct sockaddr *)&ss, (socklen_t)len) != 0) return -errno;
+  bench_nodelay(c->fd);
+  fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
+  c->slots = calloc((size_t)lg->cfg.depth, sizeof(slot));
+  c->out_cap = (size_t)lg->cfg.depth * lg->frame_len;
+  c->out = malloc(c->out_cap);
+  c->in_cap = 2 * lg->frame_len > READ_MIN ? 2 * lg->frame_len : READ_MIN;
+  c->in = malloc(c->in_cap);
+  if (c->slots == NULL || c->out == NULL || c->in == NULL) return -ENOMEM;
+  for (long k = 0; k < lg->cfg.depth; k++) c->slots[k].id = (uint32_t)k;
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.u64 = (uint64_t)ci};
+  return epoll_ctl(lg->ep, EPOLL_CTL_ADD, c->fd, &ev) == 0 ? 0 : -errno;
+}
+
+static void encode_prefix(lg_t *lg) {
+  uint64_t v = (uint64_t)lg->cfg.size;
+  lg->prefix[0] = 0x0a; /* field 1, wire type 2 (length-delimited) */
+  lg->prefix_len = 1;
+  do {
+    uint8_t b = (uint8_t)(v & 0x7f);
+    v >>= 7;
+    lg->prefix[lg->prefix_len++] = v ? (uint8_t)(b | 0x80) : b;
+  } while (v);
+  lg->body_len = lg->prefix_len + (size_t)lg->cfg.size;
+  lg->frame_len = RPC_FRAME_HEADER_SIZE + lg->body_len;
+}
+
+static int run(lg_t *lg) {
+  lg->ep = epoll_create1(EPOLL_CLOEXEC);
+  lg->c = calloc((size_t)lg->cfg.conns, sizeof(lconn));
+  if (lg->ep < 0 || lg->c == NULL) return 1;
+  for (long i = 0; i < lg->cfg.conns; i++) {
+    int rc = conn_open(lg, i);
+    if (rc != 0) {
+      fprintf(stderr, "rpc_loadgen: connection %ld: %s\n", i, strerror(-rc));
+      return 1;
+    }
+  }
+  uint64_t start = bench_now_ns();
+  lg->t0 = start + (uint64_t)(lg->cfg.warmup * 1e9);
+  lg->t1 = lg->t0 + (uint64_t)(lg->cfg.duration * 1e9);
+  uint64_t deadline = lg->t1 + (uint64_t)(lg->cfg.timeout * 1e9);
+  lg->running = 1;
+  for (long i = 0; i < lg->cfg.conns; i++) {
+    for (long k = 0; k < lg->cfg.depth; k++) issue(lg, i, &lg->c[i].slots[k], start);
+    flush(lg, i);
+  }
+  struct epoll_event evs[MAX_EVENTS];
+  for (;;) {
+    uint64_t now = bench_now_ns();
+    if (now >= lg->t1) lg->running = 0;
+    if (lg->errors != 0 || (!lg->running && now >= deadline)) break;
+    if (!lg->running) break; /* the window is over: what is still in flight is not counted */
+    int n = epoll_wait(lg->ep, evs, MAX_EVENTS, POLL_MS);
+    for (int e = 0; e < n; e++) {
+      long ci = (long)evs[e].data.u64;
+      if (evs[e].events & EPOLLOUT) flush(lg, ci);
+      if (evs[e].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) on_readable(lg, ci);
+    }
+  }
+  double secs = lg->cfg.duration;
+  printf("mode=rpc conns=%ld depth=%ld size=%ld duration_s=%.3f reqs=%llu req_s=%.0f "
+         "p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f errors=%ld\n",
+         lg->cfg.conns, lg->cfg.depth, lg->cfg.size, secs, (unsigned long long)lg->msgs,
+         (double)lg->msgs / secs, (double)hist_quantile(&lg->h, 0.5) / 1e3,
+         (double)hist_quantile(&lg->h, 0.99) / 1e3, (double)hist_quantile(&lg->h, 0.999) / 1e3,
+         (double)lg->h.max / 1e3, lg->errors);
+  return lg->errors == 0 && lg->msgs > 0 ? 0 : 1;
+}
+
+static int parse_args(config *cfg, int argc, char **argv) {
+  struct {
+    const char *name;
+    long *out;
+    long min, max;
+  } longs[] = {{"--conns", &cfg->conns, 1, MAX_CONNS},
+               {"--depth", &cfg->depth, 1, MAX_DEPTH},
+               {"--size", &cfg->size, 1, MAX_SIZE},
+               {"--cpu", &cfg->cpu, 0, CPU_SETSIZE - 1}};
+  struct {
+    const char *name;
+    double *out;
+  } secs[] = {{"--duration", &cfg->duration}, {"--warmup", &cfg->warmup}, {"--timeout", &cfg->timeout}};
+  for (int i = 1; i < argc; i++) {
+    int rc = bench_addr_flag(&cfg->addr, argc, argv, &i), found = rc != 0;
+    if (rc < 0) return rc;
+    if (found) continue;
+    const char *flag = argv[i], *v = bench_flag_value(argc, argv, &i);
+    if (v == NULL) return -EINVAL;
+    for (size_t k = 0; !found && k < sizeof(longs) / sizeof(longs[0]); k++) {
+      if (strcmp(flag, longs[k].name) != 0) continue;
+      if (bench_parse_long(flag, v, longs[k].min, longs[k].max, longs[k].out) != 0) return -EINVAL;
+      found = 1;
+    }
+    for (size_t k = 0; !found && k < sizeof(secs) / sizeof(secs[0]); k++) {
+      if (strcmp(flag, secs[k].name) != 0) continue;
+      if (bench_parse_seconds(flag, v, secs[k].out) != 0) return -EINVAL;
+      found = 1;
+    }
+    if (!found) {
+      fprintf(stderr, "rpc_loadgen: unknown flag %s (see the top of rpc_loadgen.c)\n", flag);
+      return -EINVAL;
+    }
+  }
+  if (cfg->addr.port == 0 || cfg->addr.unix_path != NULL) {
+    fprintf(stderr, "rpc_loadgen: give --port P (TCP)\n");
+    return -EINVAL;
+  }
+  if (cfg->duration <= 0.0) cfg->duration = 0.001;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  static lg_t lg;
+  lg.cfg = (config){.conns = 1, .depth = 1, .size = 64, .cpu = -1, .duration = 3.0,
+                    .warmup = 1.0, .timeout = 30.0};
+  if (parse_args(&lg.cfg, argc, argv) != 0) return 2;
+  signal(SIGPIPE, SIG_IGN);
+  if (lg.cfg.cpu >= 0 && bench_pin_cpu((int)lg.cfg.cpu) != 0) return 1;
+  pat_init();
+  hist_reset(&lg.h);
+  lg.method_id = rpc_method_id(METHOD, strlen(METHOD));
+  encode_prefix(&lg);
+  return run(&lg);
+}
