@@ -1,6 +1,7 @@
 /* kv_server [-a address] [-t workers]: the in-memory key-value microservice (kv.v1.KeyValue)
  * plus the health service, until SIGINT or SIGTERM; then a graceful shutdown (2 s drain).
  * address: "127.0.0.1:7100" (default), "host:port" or "unix:/path". */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +38,7 @@ int main(int argc, char **argv) {
 
   kv_service *kv = kv_service_create();
   rpc_server *s;
-  int rc = kv ? rpc_server_create(&s, &o) : -12;
+  int rc = kv ? rpc_server_create(&s, &o) : -ENOMEM;
   if (rc < 0) return fail("create", rc);
   if ((rc = rpc_server_add_service(s, kv_service_base(kv))) < 0) return fail("add service", rc);
   if ((rc = rpc_server_enable_health(s)) < 0) return fail("health", rc);
