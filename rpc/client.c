@@ -777,11 +777,13 @@ int rpc_channel_create(rpc_channel **out, const char *target, const rpc_channel_
   return 0;
 }
 
-void rpc_channel_destroy(rpc_channel *ch) {
-  if (!ch) return;
+int rpc_channel_destroy(rpc_channel *ch) {
+  if (!ch) return 0;
+  if (pthread_equal(pthread_self(), ch->th)) return -EDEADLK; /* joining itself would hang */
   rpc__inbox_post(&ch->inbox, &ch->close_item);
   pthread_join(ch->th, NULL);
   chan_free(ch);
+  return 0;
 }
 
 /* Pack the request and post the call. Any thread. */

@@ -211,9 +211,10 @@ int rpc_channel_create(rpc_channel **out, const char *target, const rpc_channel_
 
 /* Close the channel: every call not yet completed completes CANCELLED ("channel closed"),
  * stubs' closures included (on the channel thread), then the thread stops and everything is
- * freed, including the services from rpc_channel_service(). Not from the channel thread (a
- * closure). Any other thread, once. NULL is a no-op. */
-void rpc_channel_destroy(rpc_channel *ch);
+ * freed, including the services from rpc_channel_service(). Any thread but the channel thread,
+ * once. Returns 0 (also for NULL), or -EDEADLK when called on the channel thread (from a stub
+ * closure): then nothing is done, since that thread cannot wait for itself to stop. */
+int rpc_channel_destroy(rpc_channel *ch);
 
 /* A ProtobufCService whose descriptor is desc (the generated one: the stubs check the
  * pointer) and whose invoke sends the call over ch with the channel's default deadline. The

@@ -286,6 +286,34 @@ TEST_F(RpcTest, GeneratedStubRoundTrip) {
   protobuf_c_service_destroy(svc);  // a no-op: the channel owns it
 }
 
+/* A stub closure runs on the channel thread, which cannot wait for itself to stop: destroying
+ * the channel from there is refused with -EDEADLK (not a hang), and the channel keeps working. */
+struct DestroyProbe {
+  rpc_channel *ch = nullptr;
+  std::atomic<int> rc{1};
+};
+
+void DestroyFromClosure(const Test__V1__EchoReply *, void *data) {
+  auto *p = static_cast<DestroyProbe *>(data);
+  p->rc = rpc_channel_destroy(p->ch);
+}
+
+TEST_F(RpcTest, DestroyFromTheChannelThreadIsRefused) {
+  Watchdog wd("DestroyFromTheChannelThreadIsRefused", 20000);
+  ProtobufCService *svc = rpc_channel_service(ch_, &test__v1__echo__descriptor);
+  ASSERT_NE(nullptr, svc);
+  DestroyProbe p;
+  p.ch = ch_;
+  Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
+  req.text = const_cast<char *>("x");
+  test__v1__echo__say(svc, &req, DestroyFromClosure, &p);
+  for (int i = 0; i < 1000 && p.rc == 1; i++) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(-EDEADLK, p.rc.load());
+  std::string out;
+  EXPECT_EQ(RPC_STATUS_OK, Call("Say", "still", 5000, &out));
+  EXPECT_EQ("echo:still", out);
+}
+
 TEST_F(RpcTest, BlockingCallsAndStatuses) {
   Watchdog wd("BlockingCallsAndStatuses", 20000);
   std::string out;
