@@ -30,7 +30,9 @@ int TimerLess(const gaio__heap_node *a, const gaio__heap_node *b) {
 size_t CheckSubtree(const gaio__heap_node *n, const gaio__heap_node *parent) {
   if (n == nullptr) return 0;
   EXPECT_EQ(n->parent, parent);
-  if (parent != nullptr) EXPECT_FALSE(TimerLess(n, parent));
+  if (parent != nullptr) {
+    EXPECT_FALSE(TimerLess(n, parent));
+  }
   return 1 + CheckSubtree(n->left, n) + CheckSubtree(n->right, n);
 }
 
@@ -51,7 +53,9 @@ TEST(Heap, RandomInsertRemoveMatchesSortedOrder) {
       gaio__heap_insert(&h, &t.node, TimerLess);
       t.in_heap = true;
     }
-    if (round % 997 == 0) ASSERT_EQ(CheckSubtree(h.min, nullptr), h.n);
+    if (round % 997 == 0) {
+      ASSERT_EQ(CheckSubtree(h.min, nullptr), h.n);
+    }
   }
   std::vector<std::pair<uint64_t, uint64_t>> want;
   for (const Timer &t : timers)

@@ -528,7 +528,9 @@ TEST_P(GaioTest, SmallSwapReadsShareTheSwapBuffer) {
   std::vector<gaio_result> res(kConns);
   int n = gaio_wait(w_, res.data(), static_cast<int>(kConns), 5000);
   ASSERT_GT(n, 0);
-  if (GetParam() == "epoll") EXPECT_EQ(n, static_cast<int>(kConns));
+  if (GetParam() == "epoll") {
+    EXPECT_EQ(n, static_cast<int>(kConns));
+  }
   size_t got = 0;
   Collected rest;
   auto check = [&](const gaio_result &r) {

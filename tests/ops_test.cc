@@ -1208,7 +1208,9 @@ TEST_P(OpsTest, CancelWriteInProgressReportsBytesWritten) {
     EXPECT_EQ(r.error, -ECANCELED) << Describe(r);
     EXPECT_EQ(r.op, GAIO_OP_WRITE) << Describe(r);
     if (r.ctx == Ctx(1)) partial = r.size;
-    if (r.ctx == Ctx(2)) EXPECT_EQ(r.size, 0u) << Describe(r);
+    if (r.ctx == Ctx(2)) {
+      EXPECT_EQ(r.size, 0u) << Describe(r);
+    }
   }
   ASSERT_NE(partial, SIZE_MAX);
   EXPECT_GT(partial, 0u);
@@ -1333,7 +1335,9 @@ class DetachTest : public OpsTest {
 void DetachTest::Run(bool nonblocking_before) {
   SocketPair p = UnixPair();
   ASSERT_TRUE(p.a.valid());
-  if (nonblocking_before) ASSERT_TRUE(gaio_test::SetNonBlocking(p.a.get()));
+  if (nonblocking_before) {
+    ASSERT_TRUE(gaio_test::SetNonBlocking(p.a.get()));
+  }
   ASSERT_EQ(IsNonBlocking(p.a.get()), nonblocking_before);
   const int fd = p.a.get();
   ASSERT_EQ(gaio_attach(w_, fd), 0);
@@ -1362,7 +1366,9 @@ void DetachTest::Run(bool nonblocking_before) {
     held += c.results[i].size;
   }
   ASSERT_LE(held, 5u);
-  if (held > 0) EXPECT_EQ(memcmp(b0, "early", held), 0);
+  if (held > 0) {
+    EXPECT_EQ(memcmp(b0, "early", held), 0);
+  }
   ExpectNoResult(w_, 0);
   ExpectDrained(w_);
 
@@ -1627,7 +1633,9 @@ TEST_P(UdpTest, SendtoRecvfromUserAndSwapBuffers) {
   for (const gaio_result &r : c.results) {
     EXPECT_EQ(r.error, 0) << Describe(r);
     EXPECT_EQ(r.size, 4u) << Describe(r);
-    if (r.ctx == Ctx(5)) EXPECT_EQ(r.addr_len, 0u) << Describe(r);
+    if (r.ctx == Ctx(5)) {
+      EXPECT_EQ(r.addr_len, 0u) << Describe(r);
+    }
   }
   EXPECT_EQ(memcmp(buf, "conn", 4), 0);
   FreeAndFinish({a.fd, b.fd});
