@@ -1,0 +1,21 @@
+/* The skeleton shared by the example RPC server programs (rpc_echo_server, kv_server): flags
+ * -a address and -t workers, SIGINT/SIGTERM blocked in every thread, an rpc_server with the
+ * health service, the bound address printed, then a graceful shutdown on the first signal.
+ * Not part of the library. */
+#ifndef GAIO_EXAMPLES_RPC_SERVE_H
+#define GAIO_EXAMPLES_RPC_SERVE_H
+
+#include "rpc/rpc.h"
+
+/* Hosts the program's services on s (before start). Returns 0 or a negative errno. */
+typedef int (*ex_rpc_add_fn)(rpc_server *s, void *arg);
+
+/* Run the server program prog until SIGINT or SIGTERM: parse argv (-a address, default
+ * default_addr; -t workers), create the server, add(s, arg), enable health, listen, start, print
+ * "<prog>: listening on ...", wait for a signal, drain for up to drain_ms and destroy the
+ * server. Errors are printed with what failed. Returns the process exit code (0, 1 on a
+ * failure, 2 on bad flags). Call from main(), before any other thread exists. */
+int ex_rpc_serve(const char *prog, const char *default_addr, int argc, char **argv,
+                 ex_rpc_add_fn add, void *arg, int drain_ms);
+
+#endif /* GAIO_EXAMPLES_RPC_SERVE_H */
