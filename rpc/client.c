@@ -2,6 +2,7 @@
  * deadlines and reconnects all live on that thread. Other threads submit calls and cancels
  * through the channel's inbox, and receive completions through a stub closure (run on the
  * channel thread), a completion queue, or a blocking wait. */
+#include <assert.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -18,7 +19,7 @@
 
 enum { EP_IDLE, EP_CONNECTING, EP_READY, EP_BACKOFF };
 enum { MODE_CLOSURE, MODE_CQ, MODE_SYNC };
-enum { ITEM_SUBMIT = 1, ITEM_CANCEL = 2, ITEM_CLOSE = 3 };
+enum { ITEM_SUBMIT = 1, ITEM_CANCEL = 2, ITEM_CLOSE = 3, ITEM_NEXT_WIRE = 4 };
 enum { TIMER_CALL = 1, TIMER_BACKOFF = 2, TIMER_KEEPALIVE = 3 };
 
 typedef struct cconn cconn;
@@ -46,10 +47,9 @@ struct cconn {
   unsigned pending; /* gaio requests not yet completed */
   int reading;
   int ready;
-  int goaway;
+  int draining; /* takes no new call (GOAWAY, or ids used up); closes when its last is done */
   int freed;
-  int wrapped; /* next_wire went past 2^32 once: every id counts as issued */
-  uint32_t next_wire;
+  uint64_t next_wire; /* the next call's request id; UINT32_MAX + 1 once the ids are used up */
   uint64_t last_rx;    /* when bytes last arrived (keepalive) */
   uint64_t ping_sent;  /* when the outstanding PING went out; 0: none outstanding */
   uint32_t ping_token;
@@ -87,7 +87,8 @@ struct ccall {
   ProtobufCMessage *reply;
 };
 
-struct cancel_item {
+/* An item that carries one id: a cancel's call id, or the test hook's next wire id. */
+struct id_item {
   rpc__item item;
   uint64_t id;
 };
@@ -247,7 +248,7 @@ static cconn *pick_conn(rpc_channel *ch) {
   for (unsigned k = 0; k < ch->neps; k++) {
     unsigned i = (ch->rr + k) % ch->neps;
     endpoint *ep = &ch->eps[i];
-    if (ep->state == EP_READY && ep->conn && !ep->conn->goaway) {
+    if (ep->state == EP_READY && ep->conn && !ep->conn->draining) {
       ch->rr = i + 1;
       return ep->conn;
     }
@@ -261,15 +262,41 @@ static int any_connecting(const rpc_channel *ch) {
   return 0;
 }
 
+/* c takes no new call (after a GOAWAY, or once its ids are used up): it finishes the calls in
+ * flight and closes after the last one, while its endpoint opens a new connection. */
+static void conn_retire(cconn *c) {
+  c->draining = 1;
+  endpoint *ep = c->ep;
+  c->ep = NULL;
+  if (ep && ep->conn == c) {
+    ep->conn = NULL;
+    ep->state = EP_IDLE;
+    ep->failures = 0;
+    ep_connect(ep);
+  }
+}
+
+/* A draining connection with no call left has nothing more to do. */
+static int conn_drained(const cconn *c) { return c->draining && c->calls.n == 0; }
+
+/* The next request id of c. Ids on a connection increase from 1 and are never reused or 0
+ * (WIRE.md section 3), so the connection that gives 0xffffffff takes no call after it. */
+static uint32_t take_wire_id(cconn *c) {
+  assert(!c->draining && c->next_wire >= 1 && c->next_wire <= UINT32_MAX);
+  uint32_t wire = (uint32_t)c->next_wire++;
+  if (wire == UINT32_MAX) conn_retire(c);
+  return wire;
+}
+
 static void send_call(cconn *c, ccall *call) {
-  uint32_t wire;
-  do {
-    wire = c->next_wire++;
-    if (c->next_wire == 0) {
-      c->next_wire = 1;
-      c->wrapped = 1;
-    }
-  } while (wire == 0 || rpc__idmap_get(&c->calls, wire));
+  uint32_t wire = take_wire_id(c);
+  call->wnode.key = wire;
+  if (rpc__idmap_put(&c->calls, &call->wnode) < 0) {
+    complete_str(c->ch, call, RPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    if (conn_drained(c)) conn_fail(c, "connection drained"); /* it took its last id */
+    return;
+  }
+  call->conn = c;
   rpc_frame f = {0};
   f.type = RPC_TYPE_REQUEST;
   f.request_id = wire;
@@ -285,9 +312,6 @@ static void send_call(cconn *c, ccall *call) {
   call->req = NULL;
   f.body_len = (uint32_t)(b->len - RPC_FRAME_HEADER_SIZE);
   rpc_frame_encode(&f, b->data);
-  call->wnode.key = wire;
-  call->conn = c;
-  rpc__idmap_put(&c->calls, &call->wnode);
   send_frame(c, b);
 }
 
@@ -456,7 +480,9 @@ static void on_connect(cconn *c, const gaio_result *r) {
 
 /* ---- Frames from the server -------------------------------------------------------------- */
 
-static int issued(const cconn *c, uint32_t id) { return c->wrapped || (id != 0 && id < c->next_wire); }
+/* Every id below next_wire was given out once (ids only increase), except the ones the test
+ * hook rpc__channel_set_next_wire_id() skipped. */
+static int issued(const cconn *c, uint32_t id) { return id != 0 && id < c->next_wire; }
 
 static void on_response(cconn *c, const rpc_frame *f, int oversize) {
   rpc_channel *ch = c->ch;
@@ -473,9 +499,12 @@ static void on_response(cconn *c, const rpc_frame *f, int oversize) {
   }
 }
 
+/* WIRE.md section 11. Ids compare as plain numbers: they only increase on a connection. A
+ * second GOAWAY (from a broken server) acts with the smaller id, since the calls above the
+ * first one are gone already. */
 static void on_goaway(cconn *c, uint32_t last) {
   rpc_channel *ch = c->ch;
-  c->goaway = 1;
+  conn_retire(c);
   /* Calls above the last id were not processed: they fail UNAVAILABLE (safe to retry). */
   ccall *list = NULL;
   for (size_t i = 0; i < c->calls.nb; i++)
@@ -489,14 +518,6 @@ static void on_goaway(cconn *c, uint32_t last) {
     ccall *call = list;
     list = call->qnext;
     complete_str(ch, call, RPC_STATUS_UNAVAILABLE, "server is going away");
-  }
-  endpoint *ep = c->ep;
-  c->ep = NULL;
-  if (ep && ep->conn == c) {
-    ep->conn = NULL;
-    ep->state = EP_IDLE;
-    ep->failures = 0;
-    ep_connect(ep);
   }
 }
 
@@ -516,7 +537,8 @@ static int on_frame(void *owner, const rpc_frame *f, int oversize) {
     case RPC_TYPE_PONG:
       return oversize ? -EPROTO : 0;
     case RPC_TYPE_GOAWAY:
-      if (oversize) return -EPROTO;
+      /* An oversize reason is skipped by rpc__rbuf_consume(); the GOAWAY itself still counts
+       * (WIRE.md section 8), and its reason is for logs only. */
       on_goaway(c, f->request_id);
       return 0;
     default:
@@ -537,8 +559,8 @@ static void read_done(cconn *c, const gaio_result *r) {
     conn_fail(c, rc == -EPROTO ? "protocol error from the server" : "out of memory");
     return;
   }
-  if (c->goaway && c->calls.n == 0) {
-    conn_fail(c, "server is going away");
+  if (conn_drained(c)) {
+    conn_fail(c, "connection drained");
     return;
   }
   conn_read(c);
@@ -582,13 +604,19 @@ static void abandon(rpc_channel *ch, ccall *call, int status, const char *why) {
   if (!c) return;
   c->pending++;
   send_cancel(c, wire);
-  if (!c->freed && c->goaway && c->calls.n == 0) conn_fail(c, "server is going away");
+  if (!c->freed && conn_drained(c)) conn_fail(c, "connection drained");
   conn_release(c);
 }
 
 static void on_cancel(rpc_channel *ch, uint64_t id) {
   rpc__idnode *n = rpc__idmap_get(&ch->calls, id);
   if (n) abandon(ch, rpc__container_of(n, ccall, cnode), RPC_STATUS_CANCELLED, "cancelled");
+}
+
+/* Test hook: the connections that take calls jump forward to id (new ones still start at 1). */
+static void on_next_wire(rpc_channel *ch, uint32_t id) {
+  for (cconn *c = ch->conns; c; c = c->next)
+    if (!c->freed && !c->draining && id > c->next_wire) c->next_wire = id;
 }
 
 static void on_items(rpc_channel *ch, rpc__item *it) {
@@ -599,9 +627,13 @@ static void on_items(rpc_channel *ch, rpc__item *it) {
       if (ch->closing) complete_str(ch, call, RPC_STATUS_CANCELLED, "channel closed");
       else on_submit(ch, call);
     } else if (it->kind == ITEM_CANCEL) {
-      struct cancel_item *ci = (struct cancel_item *)it;
-      if (!ch->closing) on_cancel(ch, ci->id);
-      free(ci);
+      struct id_item *ii = (struct id_item *)it;
+      if (!ch->closing) on_cancel(ch, ii->id);
+      free(ii);
+    } else if (it->kind == ITEM_NEXT_WIRE) {
+      struct id_item *ii = (struct id_item *)it;
+      if (!ch->closing) on_next_wire(ch, (uint32_t)ii->id);
+      free(ii);
     } else if (it->kind == ITEM_CLOSE) {
       ch->closing = 1;
     }
@@ -829,16 +861,25 @@ int rpc_channel_submit(rpc_channel *ch, const rpc_method *m, const ProtobufCMess
   return submit(ch, m, req, timeout_ms, &proto, call_id);
 }
 
-int rpc_channel_cancel(rpc_channel *ch, uint64_t call_id) {
-  struct cancel_item *ci = malloc(sizeof *ci);
-  if (!ci) return -ENOMEM;
-  ci->item.kind = ITEM_CANCEL;
-  ci->id = call_id;
-  if (rpc__inbox_post(&ch->inbox, &ci->item) < 0) {
-    free(ci);
+static int post_id(rpc_channel *ch, int kind, uint64_t id) {
+  struct id_item *ii = malloc(sizeof *ii);
+  if (!ii) return -ENOMEM;
+  ii->item.kind = kind;
+  ii->id = id;
+  if (rpc__inbox_post(&ch->inbox, &ii->item) < 0) {
+    free(ii);
     return -ESHUTDOWN;
   }
   return 0;
+}
+
+int rpc_channel_cancel(rpc_channel *ch, uint64_t call_id) {
+  return post_id(ch, ITEM_CANCEL, call_id);
+}
+
+int rpc__channel_set_next_wire_id(rpc_channel *ch, uint32_t id) {
+  if (!ch || id == 0) return -EINVAL;
+  return post_id(ch, ITEM_NEXT_WIRE, id);
 }
 
 int rpc_channel_call(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *req,

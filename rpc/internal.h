@@ -148,4 +148,13 @@ char *rpc__msgdup(const char *s, size_t len);
 struct ProtobufCServiceDescriptor;
 uint32_t rpc__method_id_of(const struct ProtobufCServiceDescriptor *svc, unsigned i);
 
+/* Test hook, for the tests of request-id exhaustion (WIRE.md section 3) without 4 billion
+ * calls: the client connections that take calls when the channel thread gets this (in order
+ * with the calls submitted before and after it) give their next call the wire id id, if it is
+ * above their next one; connections made later still start at 1. Any thread but the channel
+ * thread. Returns 0, or -EINVAL (id 0), -ENOMEM, -ESHUTDOWN. The tests declare it themselves:
+ * this header is private to //rpc. */
+struct rpc_channel;
+int rpc__channel_set_next_wire_id(struct rpc_channel *ch, uint32_t id);
+
 #endif /* GAIO_RPC_INTERNAL_H */

@@ -202,11 +202,12 @@ typedef struct rpc_channel_options {
 
 /* Open a channel to target: endpoints separated by commas, each "host:port" or "unix:/path"
  * (at most RPC_MAX_ENDPOINTS; host names are resolved once, here, with getaddrinfo, which may
- * block). Each endpoint has one connection at a time; calls go round-robin over the endpoints
- * whose connection is ready. Starts the channel thread and the first connection attempts;
- * calls made before a connection is ready wait for it. Returns 0 and stores the channel, or
- * -EINVAL (bad target or option), -ENOMEM, or a watcher/thread creation error. The caller
- * destroys it with rpc_channel_destroy(). */
+ * block). Each endpoint has one connection taking calls at a time: one that got a GOAWAY or
+ * used up its request ids (WIRE.md section 3) finishes its calls and closes while a new one
+ * takes over. Calls go round-robin over the endpoints whose connection is ready. Starts the
+ * channel thread and the first connection attempts; calls made before a connection is ready
+ * wait for it. Returns 0 and stores the channel, or -EINVAL (bad target or option), -ENOMEM,
+ * or a watcher/thread creation error. The caller destroys it with rpc_channel_destroy(). */
 int rpc_channel_create(rpc_channel **out, const char *target, const rpc_channel_options *opts);
 
 /* Close the channel: every call not yet completed completes CANCELLED ("channel closed"),

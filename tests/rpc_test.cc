@@ -28,6 +28,10 @@
 #include "tests/rpc_test.pb-c.h"
 #include "tests/test_util.h"
 
+// Test hook of //rpc (declared in rpc/internal.h, which is private to the package): jump the
+// next wire request id of the channel's connections, to reach id exhaustion in a few calls.
+extern "C" int rpc__channel_set_next_wire_id(rpc_channel *ch, uint32_t id);
+
 namespace {
 
 using gaio_test::UniqueFd;
@@ -1445,6 +1449,111 @@ TEST_F(RpcClientWireTest, ServerTimeoutFieldCarriesTheRemainingDeadline) {
   EXPECT_LE(t, 2000000u);
   uint32_t m = uint32_t(h[12]) | uint32_t(h[13]) << 8 | uint32_t(h[14]) << 16 | uint32_t(h[15]) << 24;
   EXPECT_EQ(MethodId("test.v1.Echo/Say"), m);
+}
+
+
+// WIRE.md section 8: a GOAWAY whose reason is over the channel's max_body is skipped and then
+// handled like any GOAWAY (it used to be a protocol error that failed every call).
+TEST_F(RpcClientWireTest, GoawayOverMaxBodyIsSkippedAndHonoured) {
+  Watchdog wd("ClientOversizeGoaway", 20000);
+  gaio_test::Listener own;  // the fixture's channel already connected to listener_
+  ASSERT_TRUE(own.ok());
+  rpc_channel_destroy(ch_);
+  ch_ = nullptr;
+  rpc_channel_options co = {};
+  co.max_body = 64;
+  co.backoff_initial_ms = 5;
+  co.backoff_max_ms = 20;
+  ASSERT_EQ(0, rpc_channel_create(&ch_, Target(own.port()).c_str(), &co));
+  RawConn a(own.Accept());
+  for (intptr_t i = 1; i <= 3; i++) {
+    Submit(i);
+    EXPECT_EQ(uint32_t(i), Request(&a).id);
+  }
+  RawFrame g;
+  g.type = RPC_TYPE_GOAWAY;
+  g.id = 2;
+  g.body = std::string(1000, 'r');
+  a.Send(g.Bytes() + Response(1, PackedReply("one")).Bytes() +
+         Response(2, PackedReply("two")).Bytes());
+  EXPECT_EQ(std::make_pair(intptr_t(3), int(RPC_STATUS_UNAVAILABLE)), Next());
+  std::string text;
+  EXPECT_EQ(std::make_pair(intptr_t(1), int(RPC_STATUS_OK)), Next(&text));
+  EXPECT_EQ("one", text);
+  EXPECT_EQ(std::make_pair(intptr_t(2), int(RPC_STATUS_OK)), Next(&text));
+  EXPECT_EQ("two", text);
+  EXPECT_TRUE(a.Next().eof);  // drained, so the client closed it
+  ASSERT_TRUE(gaio_test::WaitReadable(own.fd(), 5000)) << "no new connection";
+  RawConn b(own.Accept());
+  Submit(4);
+  Got r4 = Request(&b);
+  EXPECT_EQ(1u, r4.id);
+  b.Send(Response(r4.id, PackedReply("four")).Bytes());
+  EXPECT_EQ(std::make_pair(intptr_t(4), int(RPC_STATUS_OK)), Next(&text));
+  EXPECT_EQ("four", text);
+}
+
+// WIRE.md section 3: once a connection has used id 0xffffffff, the next calls go to a new
+// connection whose ids start at 1 (never 0, never a wrap to 1 on the old one), and the old
+// connection closes once its calls are answered.
+TEST_F(RpcClientWireTest, ExhaustedRequestIdsMoveCallsToANewConnection) {
+  Watchdog wd("ClientIdExhaustion", 20000);
+  Submit(1);
+  RawConn a(listener_.Accept());
+  Got r1 = Request(&a);
+  EXPECT_EQ(1u, r1.id);
+  a.Send(Response(r1.id, PackedReply("one")).Bytes());
+  EXPECT_EQ(std::make_pair(intptr_t(1), int(RPC_STATUS_OK)), Next());
+  ASSERT_EQ(0, rpc__channel_set_next_wire_id(ch_, 0xfffffffeu));
+  Submit(2);
+  Submit(3);
+  Submit(4);
+  EXPECT_EQ(0xfffffffeu, Request(&a).id);
+  EXPECT_EQ(0xffffffffu, Request(&a).id);
+  a.Send(Response(0xfffffffeu, PackedReply("two")).Bytes() +
+         Response(0xffffffffu, PackedReply("three")).Bytes());
+  std::string text;
+  EXPECT_EQ(std::make_pair(intptr_t(2), int(RPC_STATUS_OK)), Next(&text));
+  EXPECT_EQ("two", text);
+  EXPECT_EQ(std::make_pair(intptr_t(3), int(RPC_STATUS_OK)), Next(&text));
+  EXPECT_EQ("three", text);
+  Got e = a.Next();  // nothing more was sent on it: it was closed once drained
+  EXPECT_FALSE(e.ok) << "frame type " << int(e.type) << " id " << e.id;
+  EXPECT_TRUE(e.eof);
+  ASSERT_TRUE(gaio_test::WaitReadable(listener_.fd(), 5000)) << "no new connection";
+  RawConn b(listener_.Accept());
+  Got r4 = Request(&b);
+  EXPECT_EQ(1u, r4.id);
+  b.Send(Response(r4.id, PackedReply("four")).Bytes());
+  EXPECT_EQ(std::make_pair(intptr_t(4), int(RPC_STATUS_OK)), Next(&text));
+  EXPECT_EQ("four", text);
+}
+
+// WIRE.md section 11: GOAWAY ids compare as plain increasing numbers (0x90000000 is above 1,
+// though as a wrapping 32-bit difference it would be below), and a second GOAWAY with a
+// smaller id fails the calls above that one too.
+TEST_F(RpcClientWireTest, GoawayIdsComparePlainAndASecondGoawayLowersTheId) {
+  Watchdog wd("ClientGoawayIds", 20000);
+  Submit(1);
+  RawConn a(listener_.Accept());
+  EXPECT_EQ(1u, Request(&a).id);
+  ASSERT_EQ(0, rpc__channel_set_next_wire_id(ch_, 0x90000000u));
+  Submit(2);
+  Submit(3);
+  EXPECT_EQ(0x90000000u, Request(&a).id);
+  EXPECT_EQ(0x90000001u, Request(&a).id);
+  RawFrame g;
+  g.type = RPC_TYPE_GOAWAY;
+  g.id = 1;
+  a.Send(g.Bytes());
+  auto x = Next(), y = Next();
+  EXPECT_EQ(int(RPC_STATUS_UNAVAILABLE), x.second);
+  EXPECT_EQ(int(RPC_STATUS_UNAVAILABLE), y.second);
+  EXPECT_EQ(5, x.first + y.first);  // calls 2 and 3
+  g.id = 0;  // a broken server's second GOAWAY: call 1 was not processed either
+  a.Send(g.Bytes());
+  EXPECT_EQ(std::make_pair(intptr_t(1), int(RPC_STATUS_UNAVAILABLE)), Next());
+  EXPECT_TRUE(a.Next().eof);
 }
 
 }  // namespace
