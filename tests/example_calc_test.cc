@@ -15,6 +15,7 @@
 #include "examples/rpc_calc.pb-c.h"
 #include "examples/rpc_calc_service.h"
 #include "gtest/gtest.h"
+#include "rpc/health.pb-c.h"
 #include "rpc/rpc.h"
 #include "tests/test_util.h"
 
@@ -60,6 +61,7 @@ class ExampleCalc : public ::testing::Test {
     o.max_calls_per_conn = kMaxCallsPerConn;
     ASSERT_EQ(0, rpc_server_create(&srv_, &o));
     ASSERT_EQ(0, calc_service_add(cs_, srv_));
+    ASSERT_EQ(0, rpc_server_enable_health(srv_));  // as the example servers do (rpc_serve.c)
     ASSERT_EQ(0, rpc_server_listen(srv_, "127.0.0.1:0"));
     ASSERT_EQ(0, rpc_server_start(srv_));
     std::string target = "127.0.0.1:" + std::to_string(rpc_server_port(srv_));
@@ -307,6 +309,30 @@ TEST_F(ExampleCalc, StopAnswersPendingSleepsUnavailable) {
   EXPECT_EQ("service stopping", msg);
   EXPECT_EQ(RPC_STATUS_OK, Call(&say_, 0, 5000, &msg));
   calc_service_stop(cs_);  // idempotent
+}
+
+// rpc.h and health.proto: Check of a hosted service answers SERVING; of a service the server
+// does not host it fails NOT_FOUND "unknown service" with no response (as gRPC's Check does),
+// never SERVICE_UNKNOWN, which is left to a streaming Watch. (rpc_test's HealthCheck asserts
+// the status only.)
+TEST_F(ExampleCalc, HealthCheckOfAnUnknownServiceIsNotFound) {
+  Watchdog wd("HealthCheckOfAnUnknownServiceIsNotFound", 20000);
+  Start(0);
+  rpc_method m;
+  ASSERT_EQ(0, rpc_method_find(&m, &gaio__health__v1__health__descriptor, "Check"));
+  Gaio__Health__V1__HealthCheckRequest req = GAIO__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  req.service = const_cast<char *>("demo.v1.Echo");
+  ProtobufCMessage *reply = nullptr;
+  char msg[64] = "";
+  ASSERT_EQ(RPC_STATUS_OK, rpc_channel_call(ch_, &m, &req.base, 5000, &reply, msg, sizeof msg));
+  EXPECT_EQ(GAIO__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING,
+            reinterpret_cast<Gaio__Health__V1__HealthCheckResponse *>(reply)->status);
+  protobuf_c_message_free_unpacked(reply, nullptr);
+  req.service = const_cast<char *>("demo.v1.NoSuchService");
+  EXPECT_EQ(RPC_STATUS_NOT_FOUND,
+            rpc_channel_call(ch_, &m, &req.base, 5000, &reply, msg, sizeof msg));
+  EXPECT_STREQ("unknown service", msg);
+  EXPECT_EQ(nullptr, reply);
 }
 
 TEST(ExampleCalcService, CreateRejectsALimitAboveSleepMaxPending) {
