@@ -214,14 +214,16 @@ int main(int argc, char **argv) {
   if (window < 1 || window > MAX_WINDOW || seconds < 0) return 2;
 
   kv_service *kv = kv_service_create();
+  calc_service *calc = NULL;
   rpc_server *srv;
   rpc_server_options so = {0};
   so.workers = 2;
   so.backend = backend;
   int rc = kv ? 0 : -ENOMEM;
   const char *step = "kv_service_create";
+  if (rc == 0 && (rc = calc_service_create(&calc, 0)) < 0) step = "calc_service_create";
   if (rc == 0 && (rc = rpc_server_create(&srv, &so)) < 0) step = "rpc_server_create";
-  if (rc == 0 && (rc = calc_services_add(srv)) < 0) step = "add the calculator services";
+  if (rc == 0 && (rc = calc_service_add(calc, srv)) < 0) step = "add the calculator services";
   if (rc == 0 && (rc = rpc_server_add_service(srv, kv_service_base(kv))) < 0) step = "add kv";
   if (rc == 0 && (rc = rpc_server_enable_health(srv)) < 0) step = "enable health";
   if (rc == 0 && (rc = rpc_server_listen(srv, "127.0.0.1:0")) < 0) step = "listen";
@@ -259,6 +261,7 @@ int main(int argc, char **argv) {
   rpc_cq_destroy(cq);
   rpc_server_shutdown(srv, 1000);
   rpc_server_destroy(srv);
+  calc_service_destroy(calc); /* after the server, which waited for its pending sleeps */
   kv_service_free(kv);
   printf("rpc_demo: %s\n", problems ? "SOME CALLS DID NOT END AS EXPECTED" : "every call ended as expected");
   return problems ? 1 : 0;

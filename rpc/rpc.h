@@ -121,8 +121,10 @@ int rpc_server_add_service(rpc_server *s, ProtobufCService *service);
 
 /* Host the health service gaio.health.v1.Health (rpc/health.proto): Check answers SERVING
  * while the server runs and is marked serving, NOT_SERVING otherwise (and once shutdown has
- * begun); for a named service the server does not host it answers status NOT_FOUND. Before
- * start only. Returns as rpc_server_add_service(). */
+ * begun); a Check naming a service the server does not host fails with status NOT_FOUND
+ * "unknown service", as in gRPC's health protocol (the enum value SERVICE_UNKNOWN is for a
+ * streaming Watch, which this server does not have). Before start only. Returns as
+ * rpc_server_add_service(). */
 int rpc_server_enable_health(rpc_server *s);
 
 /* Mark the server serving (1, the default) or not (0) for health checks. Any thread. */
