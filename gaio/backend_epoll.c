@@ -212,8 +212,17 @@ static void writes_advance(gaio_watcher *w, gaio__fd *f, size_t n) {
 static void run_writes(gaio_watcher *w, gaio__fd *f) {
   struct iovec iov[GAIO_MAX_WRITE_IOV];
   int message = (f->state & (GAIO__FD_SOCK | GAIO__FD_STREAM)) == GAIO__FD_SOCK;
-  while (!(f->state & GAIO__FD_WR_BLOCKED) && !gaio__queue_empty(&f->wq)) {
+  while (!gaio__queue_empty(&f->wq)) {
     gaio__req *head = head_of(&f->wq);
+    if (head->op == GAIO_OP_SHUTDOWN) {
+      /* It needs no buffer space, so it runs even when blocked: a blocked write before it may
+       * have been cancelled or timed out, and no edge need ever come. The writes after it try
+       * afresh (a shut socket fails them at once; EAGAIN blocks them again). */
+      gaio__shutdown_run(w, head);
+      f->state &= (uint16_t)~GAIO__FD_WR_BLOCKED;
+      continue;
+    }
+    if (f->state & GAIO__FD_WR_BLOCKED) break;
     if (head->op == GAIO_OP_CONNECT) {
       if (connect_once(w, f, head)) break;
       continue;
@@ -225,7 +234,7 @@ static void run_writes(gaio_watcher *w, gaio__fd *f) {
     for (gaio__queue *q = gaio__queue_head(&f->wq); q != &f->wq && cnt < max_iov;
          q = q->next) {
       gaio__req *r = gaio__container_of(q, gaio__req, link);
-      if (r->op != GAIO_OP_WRITE && cnt > 0) break; /* a connect or sendto goes alone */
+      if (r->op != GAIO_OP_WRITE && cnt > 0) break; /* a connect, sendto or shutdown: alone */
       iov[cnt].iov_base = r->buf + r->done;
       iov[cnt].iov_len = r->len - r->done;
       total += iov[cnt++].iov_len;

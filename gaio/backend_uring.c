@@ -1,10 +1,11 @@
 /* io_uring backend (liburing). The kernel holds the head request of each direction of each fd:
  * one SQE for the head read (or accept, or receive), one for the head writes (queued stream
  * writes go out together as one sendmsg, up to GAIO_MAX_WRITE_IOV), so FIFO order per
- * direction holds. SQEs are queued by kicks and submitted by the next poll together with the
- * wait for completions: one io_uring_enter per wait. Deadlines stay in the core's heap; the
- * poll waits with a timeout argument (IORING_FEAT_EXT_ARG), so a deadline costs no SQE, and an
- * expired request that the kernel holds is cancelled by its user_data.
+ * direction holds. A shutdown at the head of the writes takes no SQE: it runs in the loop. SQEs
+ * are queued by kicks and submitted by the next poll together with the wait for completions:
+ * one io_uring_enter per wait. Deadlines stay in the core's heap; the poll waits with a timeout
+ * argument (IORING_FEAT_EXT_ARG), so a deadline costs no SQE, and an expired request that the
+ * kernel holds is cancelled by its user_data.
  *
  * NULL-buffer reads use a provided-buffer ring over the watcher's swap buffer: the kernel picks
  * a read_max slice only when data arrives, so idle connections hold no buffer. Slices come back
@@ -218,7 +219,7 @@ static int submit_write(gaio_watcher *w, gaio__fd *f, gaio__req *head) {
   size_t cnt = 0, max = message ? 1 : GAIO_MAX_WRITE_IOV;
   for (gaio__queue *q = gaio__queue_head(&f->wq); q != &f->wq && cnt < max; q = q->next) {
     gaio__req *r = gaio__container_of(q, gaio__req, link);
-    if (r->op != GAIO_OP_WRITE && cnt > 0) break; /* a connect or sendto goes alone */
+    if (r->op != GAIO_OP_WRITE && cnt > 0) break; /* a connect, sendto or shutdown: alone */
     b->iov[cnt].iov_base = r->buf + r->done;
     b->iov[cnt++].iov_len = r->len - r->done;
     r->flags |= GAIO__REQ_KERNEL;
@@ -359,7 +360,9 @@ static void ur_kick(gaio_watcher *w, gaio__fd *f) {
   int served = (is_accept(r) || (f->state & FD_MULTISHOT)) && accepts(w, f);
   r = served ? NULL : head_of(&f->rq);
   if (r != NULL && !(r->flags & GAIO__REQ_KERNEL)) again |= submit_read(w, f, r);
-  r = head_of(&f->wq);
+  /* A shutdown at the head takes no SQE (IORING_OP_SHUTDOWN would only add a round trip):
+   * shutdown(2) does not block, so it runs now, and what follows is submitted in this kick. */
+  while ((r = head_of(&f->wq)) != NULL && r->op == GAIO_OP_SHUTDOWN) gaio__shutdown_run(w, r);
   if (r != NULL && !(r->flags & GAIO__REQ_KERNEL)) again |= submit_write(w, f, r);
   if (again) { /* out of SQEs or memory: retry after the next poll, not in this round */
     gaio__queue_remove(&f->kick_link);

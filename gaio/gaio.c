@@ -303,6 +303,11 @@ int gaio_sendto(gaio_watcher *w, int fd, const void *buf, size_t len, const stru
   return submit_io(w, &t);
 }
 
+int gaio_shutdown(gaio_watcher *w, int fd, void *ctx) {
+  gaio__req t = req_template(GAIO_OP_SHUTDOWN, fd, NULL, 0, ctx, 0);
+  return submit_io(w, &t);
+}
+
 /* connect(2) runs here, in the caller's thread, so that addr need not outlive the call. The
  * request is allocated first, so that a started connect always has its result; what connect(2)
  * said travels in r->error (-EINPROGRESS: the loop waits for the outcome). */
@@ -434,6 +439,13 @@ void gaio__complete(gaio_watcher *w, gaio__req *r, int error) {
 void gaio__cancel(gaio_watcher *w, gaio__req *r, int error) {
   heap_unlink(w, r);
   w->be->cancel(w, r, error);
+}
+
+/* shutdown(2) never blocks: the FIN is queued behind the bytes already in the send buffer, not
+ * waited for. So every backend runs it here, in the loop thread, rather than through the kernel
+ * interface (which would only add a round trip). */
+void gaio__shutdown_run(gaio_watcher *w, gaio__req *r) {
+  gaio__complete(w, r, shutdown(r->fd, SHUT_WR) == 0 ? 0 : -errno);
 }
 
 char *gaio__swap_take(gaio_watcher *w) {

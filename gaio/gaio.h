@@ -1,9 +1,10 @@
 /* gaio-c: a proactor for sockets.
  *
- * You submit whole operations ("read into this buffer", "write all of these bytes") on sockets
- * the watcher owns, each with a context pointer. Then you collect the completions in batches with
- * gaio_wait(). You never see readiness events. The thread that calls gaio_wait() runs the event
- * loop itself, so there is no internal thread and no hand-off between threads on the hot path.
+ * You submit whole operations ("read into this buffer", "write all of these bytes", "half-close
+ * once those are written") on sockets the watcher owns, each with a context pointer. Then you
+ * collect the completions in batches with gaio_wait(). You never see readiness events. The
+ * thread that calls gaio_wait() runs the event loop itself, so there is no internal thread and no
+ * hand-off between threads on the hot path.
  *
  * THE CONTRACT (it holds for every submit call below)
  *   - A submit call returns 0 or a negative errno. If it returns < 0, no result will ever be
@@ -15,7 +16,7 @@
  *   - A deadline that passes gives -ETIMEDOUT. A zero-length buffer, or a NULL buffer for a write
  *     or a read-full, gives -EINVAL synchronously.
  *   - Requests on one fd complete in FIFO order per direction. Reads and writes proceed
- *     independently (full duplex).
+ *     independently (full duplex). Connects, sends and shutdowns travel with the writes.
  *
  * OWNERSHIP OF SOCKETS
  *   gaio_attach() passes ownership of an fd to the watcher, without dup(): one fd per connection.
@@ -62,7 +63,8 @@ enum gaio_op {
   GAIO_OP_ACCEPT = 4,    /* gaio_accept */
   GAIO_OP_CONNECT = 5,   /* gaio_connect */
   GAIO_OP_RECVFROM = 6,  /* gaio_recvfrom */
-  GAIO_OP_SENDTO = 7     /* gaio_sendto */
+  GAIO_OP_SENDTO = 7,    /* gaio_sendto */
+  GAIO_OP_SHUTDOWN = 8   /* gaio_shutdown */
 };
 
 /* gaio_result.flags: the bytes are in the watcher's swap buffer (the read was submitted with a
@@ -249,6 +251,19 @@ int gaio_recvfrom(gaio_watcher *w, int fd, void *buf, size_t len,
  * -ENOBUFS, -ENOMEM, -ESHUTDOWN (no result). */
 int gaio_sendto(gaio_watcher *w, int fd, const void *buf, size_t len, const struct sockaddr *to,
                 socklen_t to_len, void *ctx, uint64_t deadline);
+
+/* Queue a half-close of fd's write side: once every write queued before it on fd has completed,
+ * shutdown(fd, SHUT_WR), so the peer reads every byte written and then end of stream. It travels
+ * in fd's write queue (FIFO with writes, sends and connects) and runs after the writes before it
+ * whatever their outcome: a write that failed or was cancelled does not hold it back. The result
+ * has size 0 and error 0, the error of shutdown(2) (-ENOTCONN, -ENOTSOCK for a pipe, ...), or,
+ * if it had not run yet, -ECANCELED (gaio_free(), gaio_cancel()) or -ESHUTDOWN (watcher closed).
+ * Reads on fd go on: a server half-closes, then reads until GAIO_EOF before it frees fd, so that
+ * closing does not reset the connection. Writes queued after it fail with the socket's error
+ * (-EPIPE), never SIGPIPE. Safe from any thread. Returns 0 (exactly one result will follow) or
+ * -EBADF (fd not attached, or being freed), -ENOBUFS (max_requests reached), -ENOMEM,
+ * -ESHUTDOWN (no result). */
+int gaio_shutdown(gaio_watcher *w, int fd, void *ctx);
 
 /* Cancel the oldest pending request on fd whose context pointer is ctx. Returns 0 when it was
  * still pending: its one result then carries -ECANCELED (with size = the bytes already

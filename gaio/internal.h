@@ -60,9 +60,10 @@ typedef struct gaio__req {
   } u;
 } gaio__req;
 
-/* The direction queue of an operation: connect and sends travel with the writes. */
+/* The direction queue of an operation: connect, sends and shutdown travel with the writes. */
 static inline int gaio__is_write_op(int op) {
-  return op == GAIO_OP_WRITE || op == GAIO_OP_SENDTO || op == GAIO_OP_CONNECT;
+  return op == GAIO_OP_WRITE || op == GAIO_OP_SENDTO || op == GAIO_OP_CONNECT ||
+         op == GAIO_OP_SHUTDOWN;
 }
 
 /* gaio__fd.state, loop-owned. */
@@ -161,6 +162,10 @@ void gaio__complete(struct gaio_watcher *w, gaio__req *req, int error);
  * (it then completes r when the kernel answers, maybe with r's own outcome). r leaves the
  * deadline heap either way. */
 void gaio__cancel(struct gaio_watcher *w, gaio__req *req, int error);
+
+/* req, a shutdown, is the head of its fd's write queue (every write before it has completed):
+ * call shutdown(2) and complete req with its outcome. The request behind it is kicked. */
+void gaio__shutdown_run(struct gaio_watcher *w, gaio__req *req);
 
 /* f's queues need attention at the next kick round (loop thread). */
 void gaio__kick(struct gaio_watcher *w, gaio__fd *f);

@@ -92,6 +92,9 @@ class GaioTest : public BackendTest {
  protected:
   void RunNullBufferReads(size_t nconns, size_t swap_size, size_t read_max);
   void RunDeadlines(size_t nreads);
+  void RunWritesThenShutdown(SocketPair p);
+  int AttachStalledWriteThenShutdown(SocketPair &p, std::vector<uint8_t> *big, int *tw, int *ts);
+  void RunShutdownAfterStalledWriteEnds(bool by_deadline);
 };
 
 /* Checks the common fields of one result. */
@@ -1628,6 +1631,399 @@ TEST_P(GaioTest, PeerReset) {
       << Describe(c.results[0]);
   EXPECT_EQ(c.results[0].size, 0u);
   FreeAndFinish({a});
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Half-close: gaio_shutdown                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/* SIGPIPE with its default disposition (which kills the process) and unblocked, for the scope:
+ * a write that raised it would end the test. */
+class DefaultSigpipe {
+ public:
+  DefaultSigpipe() {
+    struct sigaction dfl = {};
+    dfl.sa_handler = SIG_DFL;
+    EXPECT_EQ(sigaction(SIGPIPE, &dfl, &old_act_), 0);
+    sigset_t pipe_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    EXPECT_EQ(pthread_sigmask(SIG_UNBLOCK, &pipe_set, &old_mask_), 0);
+  }
+  ~DefaultSigpipe() {
+    pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
+    sigaction(SIGPIPE, &old_act_, nullptr);
+  }
+  DefaultSigpipe(const DefaultSigpipe &) = delete;
+  DefaultSigpipe &operator=(const DefaultSigpipe &) = delete;
+
+ private:
+  struct sigaction old_act_;
+  sigset_t old_mask_;
+};
+
+/* Three writes of 12 MiB in all (more than the socket buffers hold, with the peer's receive
+ * buffer at 64 KiB), then a shutdown. While the peer does not read, the shutdown cannot run.
+ * Then the peer reads exactly the 12 MiB and EOF; the fd is still open then (it is freed only
+ * after the peer is joined), so that EOF is the shutdown's FIN. The results come in order: the
+ * writes, then the shutdown with error 0 and size 0. */
+void GaioTest::RunWritesThenShutdown(SocketPair p) {
+  const size_t kLens[3] = {2u << 20, 4u << 20, 6u << 20};
+  const size_t kTotal = 12u << 20;
+  const uint64_t kSeed = 1001;
+  ASSERT_TRUE(SetRcvBuf(p.b.get(), 64 * 1024));
+  int a = Attach(p.a);
+  ASSERT_GE(a, 0);
+  std::vector<uint8_t> data = Pattern(kSeed, kTotal);
+  int tw[3] = {0, 1, 2}, ts = 0;
+  size_t off = 0;
+  for (int i = 0; i < 3; i++) {
+    ASSERT_EQ(gaio_write(w_, a, data.data() + off, kLens[i], &tw[i]), 0);
+    off += kLens[i];
+  }
+  ASSERT_EQ(gaio_shutdown(w_, a, &ts), 0);
+  gaio_result early[4];
+  int n = gaio_wait(w_, early, 4, 100);
+  ASSERT_GE(n, 0);
+  ASSERT_LT(n, 3) << "12 MiB went into the socket buffers: the test proves nothing";
+  EXPECT_TRUE(WaitReadable(p.b.get(), 0));
+
+  std::vector<uint8_t> got;
+  bool eof = false;
+  std::thread peer([&] { got = ReadToEof(p.b.get(), 20000, &eof, nullptr); });
+  Collected c = WaitResults(w_, 4 - static_cast<size_t>(n));
+  peer.join();
+  std::vector<gaio_result> all(early, early + n);
+  all.insert(all.end(), c.results.begin(), c.results.end());
+  ASSERT_EQ(all.size(), 4u);
+  for (int i = 0; i < 3; i++) ExpectResult(all[i], &tw[i], a, GAIO_OP_WRITE, 0, kLens[i]);
+  ExpectResult(all[3], &ts, a, GAIO_OP_SHUTDOWN, 0, 0);
+  EXPECT_TRUE(eof) << "no EOF after the shutdown";
+  EXPECT_EQ(got.size(), kTotal) << "EOF before every byte, or bytes lost";
+  EXPECT_EQ(PatternMismatch(kSeed, 0, got.data(), got.size()), SIZE_MAX);
+  FreeAndFinish({a});
+}
+
+TEST_P(GaioTest, ShutdownAfterWritesTcpPeerReadsAllThenEof) { RunWritesThenShutdown(TcpPair()); }
+
+TEST_P(GaioTest, ShutdownAfterWritesUnixPeerReadsAllThenEof) {
+  RunWritesThenShutdown(UnixPair());
+}
+
+/* The read side stays open: a read queued before the shutdown stays pending through it, and the
+ * peer, once it saw EOF, answers; the half-closed fd reads the answer, then the peer's EOF. */
+TEST_P(GaioTest, ShutdownKeepsReadingUntilPeerCloses) {
+  SocketPair p = TcpPair();
+  int a = Attach(p.a);
+  ASSERT_GE(a, 0);
+  char rb[16], eb[16];
+  int tr = 0, tw = 0, ts = 0, te = 0;
+  ASSERT_EQ(gaio_read(w_, a, rb, sizeof rb, &tr), 0);
+  ASSERT_EQ(gaio_write(w_, a, "request", 7, &tw), 0);
+  ASSERT_EQ(gaio_shutdown(w_, a, &ts), 0);
+  Collected c = WaitResults(w_, 2);
+  ASSERT_EQ(c.results.size(), 2u);
+  ExpectResult(c.results[0], &tw, a, GAIO_OP_WRITE, 0, 7);
+  ExpectResult(c.results[1], &ts, a, GAIO_OP_SHUTDOWN, 0, 0);
+  bool eof = false;
+  std::vector<uint8_t> got = ReadToEof(p.b.get(), 5000, &eof, nullptr);
+  EXPECT_TRUE(eof);
+  EXPECT_EQ(std::string(got.begin(), got.end()), "request");
+
+  ASSERT_TRUE(WriteAll(p.b.get(), "reply", 5));
+  c = WaitResults(w_, 1);
+  ASSERT_EQ(c.results.size(), 1u);
+  ExpectResult(c.results[0], &tr, a, GAIO_OP_READ, 0, 5);
+  EXPECT_EQ(memcmp(rb, "reply", 5), 0);
+  p.b.Reset();
+  ASSERT_EQ(gaio_read(w_, a, eb, sizeof eb, &te), 0);
+  c = WaitResults(w_, 1);
+  ASSERT_EQ(c.results.size(), 1u);
+  ExpectResult(c.results[0], &te, a, GAIO_OP_READ, GAIO_EOF, 0);
+  FreeAndFinish({a});
+}
+
+/* A write queued after the shutdown runs after it and fails with the socket's -EPIPE, without
+ * SIGPIPE; the peer gets only the bytes written before, then EOF. */
+TEST_P(GaioTest, WriteAfterShutdownIsEPIPE) {
+  DefaultSigpipe sigpipe;
+  SocketPair p = TcpPair();
+  int a = Attach(p.a);
+  ASSERT_GE(a, 0);
+  int t1 = 0, ts = 0, t2 = 0;
+  ASSERT_EQ(gaio_write(w_, a, "abc", 3, &t1), 0);
+  ASSERT_EQ(gaio_shutdown(w_, a, &ts), 0);
+  ASSERT_EQ(gaio_write(w_, a, "def", 3, &t2), 0);
+  Collected c = WaitResults(w_, 3);
+  ASSERT_EQ(c.results.size(), 3u);
+  ExpectResult(c.results[0], &t1, a, GAIO_OP_WRITE, 0, 3);
+  ExpectResult(c.results[1], &ts, a, GAIO_OP_SHUTDOWN, 0, 0);
+  ExpectResult(c.results[2], &t2, a, GAIO_OP_WRITE, -EPIPE, 0);
+  bool eof = false;
+  std::vector<uint8_t> got = ReadToEof(p.b.get(), 5000, &eof, nullptr);
+  EXPECT_TRUE(eof);
+  EXPECT_EQ(std::string(got.begin(), got.end()), "abc");
+  FreeAndFinish({a});
+}
+
+/* A write before the shutdown that fails (the peer is gone: -EPIPE) does not hold it back: the
+ * shutdown runs after it, in order, and reports its own outcome (a Unix socket shuts down even
+ * with its peer closed). */
+TEST_P(GaioTest, ShutdownRunsAfterAFailedWrite) {
+  DefaultSigpipe sigpipe;
+  SocketPair p = UnixPair();
+  int a = Attach(p.a);
+  ASSERT_GE(a, 0);
+  p.b.Reset();
+  int tw = 0, ts = 0;
+  ASSERT_EQ(gaio_write(w_, a, "data", 4, &tw), 0);
+  ASSERT_EQ(gaio_shutdown(w_, a, &ts), 0);
+  Collected c = WaitResults(w_, 2);
+  ASSERT_EQ(c.results.size(), 2u);
+  ExpectResult(c.results[0], &tw, a, GAIO_OP_WRITE, -EPIPE, 0);
+  ExpectResult(c.results[1], &ts, a, GAIO_OP_SHUTDOWN, 0, 0);
+  FreeAndFinish({a});
+}
+
+/* A shutdown has no bytes: it never counts against max_write_pending. With the fd's queue at
+ * exactly the limit it is accepted, while a 1-byte write behind it is not. */
+TEST_P(GaioTest, ShutdownTakesNoWritePendingBytes) {
+  gaio_options o = {};
+  o.max_write_pending = 64 * 1024;
+  gaio_watcher *w = NewWatcher(o);
+  ASSERT_NE(w, nullptr);
+  SocketPair p = TcpPair();
+  int a = Attach(p.a, w);
+  ASSERT_GE(a, 0);
+  std::vector<uint8_t> full = Pattern(1002, 64 * 1024);
+  int tw = 0, ts = 0, tx = 0;
+  ASSERT_EQ(gaio_write(w, a, full.data(), full.size(), &tw), 0);
+  ASSERT_EQ(gaio_shutdown(w, a, &ts), 0);
+  ASSERT_EQ(gaio_write(w, a, "x", 1, &tx), 0);
+  Collected c = WaitResults(w, 3);
+  ASSERT_EQ(c.results.size(), 3u);
+  std::map<const void *, gaio_result> by;
+  for (const gaio_result &r : c.results) by[r.ctx] = r;
+  ASSERT_EQ(by.size(), 3u);
+  ExpectResult(by[&tw], &tw, a, GAIO_OP_WRITE, 0, full.size());
+  ExpectResult(by[&ts], &ts, a, GAIO_OP_SHUTDOWN, 0, 0);
+  ExpectResult(by[&tx], &tx, a, GAIO_OP_WRITE, -ENOBUFS, 0);
+  bool eof = false;
+  std::vector<uint8_t> got = ReadToEof(p.b.get(), 5000, &eof, nullptr);
+  EXPECT_TRUE(eof);
+  EXPECT_TRUE(got == full) << "peer got " << got.size() << " bytes";
+  FreeAndFinish({a}, w);
+  ExpectDrained(w_);
+}
+
+/* An fd with a 32 MiB write stalled (the peer reads nothing, 64 KiB receive buffer) and a
+ * shutdown queued behind it. *big must outlive the requests. */
+int GaioTest::AttachStalledWriteThenShutdown(SocketPair &p, std::vector<uint8_t> *big, int *tw,
+                                             int *ts) {
+  EXPECT_TRUE(SetRcvBuf(p.b.get(), 64 * 1024));
+  int a = Attach(p.a);
+  if (a < 0) return -1;
+  *big = Pattern(1003, 32u << 20);
+  EXPECT_EQ(gaio_write(w_, a, big->data(), big->size(), tw), 0);
+  EXPECT_EQ(gaio_shutdown(w_, a, ts), 0);
+  ExpectNoResult(w_, 100);
+  return a;
+}
+
+/* gaio_free() before the shutdown ran completes it with -ECANCELED, after the stalled write
+ * (-ECANCELED, partial size); the peer reads exactly that many bytes, then the close's EOF. */
+TEST_P(GaioTest, FreeCancelsQueuedShutdown) {
+  SocketPair p = TcpPair();
+  std::vector<uint8_t> big;
+  int tw = 0, ts = 0;
+  int a = AttachStalledWriteThenShutdown(p, &big, &tw, &ts);
+  ASSERT_GE(a, 0);
+  ASSERT_EQ(gaio_free(w_, a), 0);
+  Collected c = WaitResults(w_, 2);
+  ASSERT_EQ(c.results.size(), 2u);
+  const gaio_result wr = c.results[0];
+  EXPECT_EQ(wr.ctx, &tw);
+  EXPECT_EQ(wr.error, -ECANCELED) << Describe(wr);
+  EXPECT_GT(wr.size, 0u);
+  EXPECT_LT(wr.size, big.size());
+  ExpectResult(c.results[1], &ts, a, GAIO_OP_SHUTDOWN, -ECANCELED, 0);
+  bool eof = false;
+  std::vector<uint8_t> got = ReadToEof(p.b.get(), 20000, &eof, nullptr);
+  EXPECT_TRUE(eof);
+  EXPECT_EQ(got.size(), wr.size);
+  EXPECT_EQ(PatternMismatch(1003, 0, got.data(), got.size()), SIZE_MAX);
+  ExpectNoResult(w_, 0);
+  ExpectDrained(w_);
+  EXPECT_EQ(Stats().fds, 0u);
+}
+
+/* gaio_watcher_close() before the shutdown ran completes it with -ESHUTDOWN, after the write. */
+TEST_P(GaioTest, CloseCompletesQueuedShutdownWithESHUTDOWN) {
+  SocketPair p = TcpPair();
+  std::vector<uint8_t> big;
+  int tw = 0, ts = 0;
+  int a = AttachStalledWriteThenShutdown(p, &big, &tw, &ts);
+  ASSERT_GE(a, 0);
+  gaio_watcher_close(w_);
+  Collected c = WaitResults(w_, 2);
+  ASSERT_EQ(c.results.size(), 2u);
+  EXPECT_EQ(c.results[0].ctx, &tw);
+  EXPECT_EQ(c.results[0].error, -ESHUTDOWN) << Describe(c.results[0]);
+  ExpectResult(c.results[1], &ts, a, GAIO_OP_SHUTDOWN, -ESHUTDOWN, 0);
+  gaio_result r[2];
+  EXPECT_EQ(gaio_wait(w_, r, 2, 0), -ESHUTDOWN);
+  ExpectDrained(w_);
+  EXPECT_EQ(Stats().fds, 0u);
+  bool eof = false;
+  std::vector<uint8_t> got = ReadToEof(p.b.get(), 20000, &eof, nullptr);
+  EXPECT_TRUE(eof);
+  EXPECT_EQ(got.size(), c.results[0].size);
+}
+
+/* gaio_cancel() of a shutdown still queued behind a write: 0, its result is -ECANCELED, and it
+ * never runs: the peer reads the whole write and then no EOF while the fd is open. */
+TEST_P(GaioTest, CancelQueuedShutdownSendsNoEof) {
+  SocketPair p = TcpPair();
+  std::vector<uint8_t> big;
+  int tw = 0, ts = 0;
+  int a = AttachStalledWriteThenShutdown(p, &big, &tw, &ts);
+  ASSERT_GE(a, 0);
+  ASSERT_EQ(gaio_cancel(w_, a, &ts), 0);
+  EXPECT_EQ(gaio_cancel(w_, a, &ts), -ENOENT) << "cancelled twice";
+  Collected c = WaitResults(w_, 1);
+  ASSERT_EQ(c.results.size(), 1u);
+  ExpectResult(c.results[0], &ts, a, GAIO_OP_SHUTDOWN, -ECANCELED, 0);
+
+  std::vector<uint8_t> got(big.size());
+  size_t n = 0;
+  std::thread peer([&] { n = ReadExactly(p.b.get(), got.data(), got.size(), 30000); });
+  c = WaitResults(w_, 1, 30000);
+  peer.join();
+  ASSERT_EQ(c.results.size(), 1u);
+  ExpectResult(c.results[0], &tw, a, GAIO_OP_WRITE, 0, big.size());
+  EXPECT_EQ(n, big.size());
+  EXPECT_TRUE(got == big);
+  EXPECT_FALSE(WaitReadable(p.b.get(), 200)) << "EOF (or data) after a cancelled shutdown";
+  FreeAndFinish({a});
+}
+
+/* The stalled write before the shutdown ends without the fd ever becoming writable (cancelled,
+ * or its deadline passes): the shutdown runs at once all the same, in order, and the peer reads
+ * exactly the bytes written, then EOF while the fd is still open. (With edge-triggered epoll no
+ * new EPOLLOUT edge comes while the peer reads nothing.) */
+void GaioTest::RunShutdownAfterStalledWriteEnds(bool by_deadline) {
+  SocketPair p = TcpPair();
+  ASSERT_TRUE(SetRcvBuf(p.b.get(), 64 * 1024));
+  int a = Attach(p.a);
+  ASSERT_GE(a, 0);
+  std::vector<uint8_t> big = Pattern(1004, 32u << 20);
+  int tw = 0, ts = 0;
+  const uint64_t deadline = by_deadline ? gaio_now() + 500 * kMs : 0;
+  ASSERT_EQ(gaio_write_deadline(w_, a, big.data(), big.size(), &tw, deadline), 0);
+  ASSERT_EQ(gaio_shutdown(w_, a, &ts), 0);
+  ExpectNoResult(w_, 100);
+  if (!by_deadline) {
+    ASSERT_EQ(gaio_cancel(w_, a, &tw), 0);
+  }
+  Collected c = WaitResults(w_, 2, 5000);
+  ASSERT_EQ(c.results.size(), 2u);
+  const gaio_result wr = c.results[0];
+  EXPECT_EQ(wr.ctx, &tw);
+  EXPECT_EQ(wr.error, by_deadline ? -ETIMEDOUT : -ECANCELED) << Describe(wr);
+  EXPECT_GT(wr.size, 0u);
+  EXPECT_LT(wr.size, big.size());
+  ExpectResult(c.results[1], &ts, a, GAIO_OP_SHUTDOWN, 0, 0);
+  bool eof = false;
+  std::vector<uint8_t> got = ReadToEof(p.b.get(), 20000, &eof, nullptr);
+  EXPECT_TRUE(eof) << "no FIN from the shutdown";
+  EXPECT_EQ(got.size(), wr.size);
+  EXPECT_EQ(PatternMismatch(1004, 0, got.data(), got.size()), SIZE_MAX);
+  FreeAndFinish({a});
+}
+
+TEST_P(GaioTest, ShutdownRunsAfterStalledWriteIsCancelled) {
+  RunShutdownAfterStalledWriteEnds(false);
+}
+
+TEST_P(GaioTest, ShutdownRunsAfterStalledWriteTimesOut) { RunShutdownAfterStalledWriteEnds(true); }
+
+/* On a pipe the shutdown reports shutdown(2)'s -ENOTSOCK, and the pipe stays writable. */
+TEST_P(GaioTest, ShutdownOnPipeIsENOTSOCK) {
+  int pfd[2];
+  ASSERT_EQ(pipe2(pfd, O_CLOEXEC), 0);
+  UniqueFd rd(pfd[0]), wr(pfd[1]);
+  int w = Attach(wr);
+  ASSERT_GE(w, 0);
+  int t1 = 0, ts = 0, t2 = 0;
+  ASSERT_EQ(gaio_write(w_, w, "x", 1, &t1), 0);
+  ASSERT_EQ(gaio_shutdown(w_, w, &ts), 0);
+  ASSERT_EQ(gaio_write(w_, w, "y", 1, &t2), 0);
+  Collected c = WaitResults(w_, 3);
+  ASSERT_EQ(c.results.size(), 3u);
+  ExpectResult(c.results[0], &t1, w, GAIO_OP_WRITE, 0, 1);
+  ExpectResult(c.results[1], &ts, w, GAIO_OP_SHUTDOWN, -ENOTSOCK, 0);
+  ExpectResult(c.results[2], &t2, w, GAIO_OP_WRITE, 0, 1);
+  char buf[2];
+  EXPECT_EQ(ReadExactly(rd.get(), buf, 2, 5000), 2u);
+  EXPECT_EQ(memcmp(buf, "xy", 2), 0);
+  FreeAndFinish({w});
+}
+
+/* On a TCP socket that is not connected the shutdown reports -ENOTCONN. */
+TEST_P(GaioTest, ShutdownOnUnconnectedTcpIsENOTCONN) {
+  UniqueFd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(s.valid());
+  int a = Attach(s);
+  ASSERT_GE(a, 0);
+  int ts = 0;
+  ASSERT_EQ(gaio_shutdown(w_, a, &ts), 0);
+  Collected c = WaitResults(w_, 1);
+  ASSERT_EQ(c.results.size(), 1u);
+  ExpectResult(c.results[0], &ts, a, GAIO_OP_SHUTDOWN, -ENOTCONN, 0);
+  FreeAndFinish({a});
+}
+
+/* Refused submits give no result: -EBADF (not attached, or being freed), -ENOBUFS
+ * (max_requests), -ESHUTDOWN (closed). */
+TEST_P(GaioTest, ShutdownSubmitErrors) {
+  SocketPair p = TcpPair();
+  int tag = 0;
+  EXPECT_EQ(gaio_shutdown(w_, p.b.get(), &tag), -EBADF) << "not attached";
+  EXPECT_EQ(gaio_shutdown(w_, -1, &tag), -EBADF);
+  int a = Attach(p.a);
+  ASSERT_GE(a, 0);
+  ASSERT_EQ(gaio_free(w_, a), 0);
+  EXPECT_EQ(gaio_shutdown(w_, a, &tag), -EBADF) << "being freed";
+  ExpectNoResult(w_, 0);
+
+  gaio_options o = {};
+  o.max_requests = 1;
+  gaio_watcher *w = NewWatcher(o);
+  ASSERT_NE(w, nullptr);
+  SocketPair q = TcpPair();
+  int b = Attach(q.a, w);
+  ASSERT_GE(b, 0);
+  char buf[8];
+  ASSERT_EQ(gaio_read(w, b, buf, sizeof buf, &tag), 0);
+  EXPECT_EQ(gaio_shutdown(w, b, &tag), -ENOBUFS);
+  ASSERT_EQ(gaio_free(w, b), 0);
+  Collected c = WaitResults(w, 1);
+  ASSERT_EQ(c.results.size(), 1u);
+  ExpectResult(c.results[0], &tag, b, GAIO_OP_READ, -ECANCELED, 0);
+  ExpectNoResult(w, 0);
+  ExpectDrained(w);
+
+  SocketPair r = TcpPair();
+  int d = Attach(r.a);
+  ASSERT_GE(d, 0);
+  gaio_watcher_close(w_);
+  EXPECT_EQ(gaio_shutdown(w_, d, &tag), -ESHUTDOWN);
+  gaio_result res[2];
+  EXPECT_EQ(gaio_wait(w_, res, 2, 0), -ESHUTDOWN);
+  const gaio_stats s = Stats();
+  EXPECT_EQ(s.submitted, 0u);
+  EXPECT_EQ(s.completed, 0u);
+  EXPECT_EQ(s.fds, 0u);
 }
 
 /* ------------------------------------------------------------------------------------------ */

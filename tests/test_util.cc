@@ -385,6 +385,8 @@ const char *OpName(int op) {
       return "RECVFROM";
     case GAIO_OP_SENDTO:
       return "SENDTO";
+    case GAIO_OP_SHUTDOWN:
+      return "SHUTDOWN";
     default:
       return "?";
   }
