@@ -20,6 +20,7 @@ enum rpc__ctx_kind {
   RPC__CTX_WRITE = 2,  /* an rpc__wbuf */
   RPC__CTX_INBOX = 3,  /* the inbox eventfd read */
   RPC__CTX_LISTEN = 4, /* an accept on a listener */
+  RPC__CTX_SHUT = 5,   /* a server connection's half-close */
 };
 
 /* ---- Timers: a binary min-heap of (when, seq), the node knows its index. ---------------- */
@@ -74,12 +75,14 @@ void rpc__idmap_free(rpc__idmap *m);
 
 typedef struct rpc__wbuf {
   int kind; /* RPC__CTX_WRITE */
+  int coalesced; /* owner's flag: a buffer of several frames (the server's output buffer) */
   void *conn;
   size_t len;
+  size_t cap; /* bytes of data[] */
   uint8_t data[];
 } rpc__wbuf;
 
-/* A buffer with room for the header plus body_len bytes (len = 24 + body_len). */
+/* A buffer with room for the header plus body_len bytes (len = cap = 24 + body_len). */
 rpc__wbuf *rpc__wbuf_new(size_t body_len);
 /* A whole frame: header from f (f->body_len is set from body_len) and a copy of body. */
 rpc__wbuf *rpc__wbuf_frame(const rpc_frame *f, const void *body, size_t body_len);
@@ -91,21 +94,29 @@ rpc__wbuf *rpc__wbuf_frame(const rpc_frame *f, const void *body, size_t body_len
 
 typedef struct rpc__rbuf {
   uint8_t *data;
-  size_t len;    /* bytes held */
+  size_t len;     /* bytes held */
   size_t cap;
-  uint64_t skip; /* bytes of an oversized body still to discard as they arrive */
+  uint64_t skip;  /* bytes of an oversized body still to discard as they arrive */
+  int urgent;     /* a frame type handed to fn ahead of the frames before it (0: none) */
+  size_t scanned; /* whole frames in data[0, scanned) were looked at for `urgent` */
 } rpc__rbuf;
 
 int rpc__rbuf_init(rpc__rbuf *b);
 void rpc__rbuf_free(rpc__rbuf *b);
 
-/* What the owner does with each frame; returns 0 to go on, < 0 to stop parsing (the
- * connection is being closed). oversize is 1 for a frame over max_body (-EMSGSIZE: the body is
- * not there; f has the header). */
+/* What the owner does with each frame; returns 0 to go on, RPC__FRAME_PAUSE to stop before
+ * this frame (it stays in the buffer, to be handed over again by the next consume), or < 0 to
+ * stop parsing (the connection is being closed). oversize is 1 for a frame over max_body
+ * (-EMSGSIZE: the body is not there; f has the header). */
 typedef int (*rpc__frame_fn)(void *owner, const rpc_frame *f, int oversize);
+#define RPC__FRAME_PAUSE 1
 
-/* Account for n bytes just read into data + len, and hand every whole frame to fn. Returns 0,
- * -EPROTO (malformed header), fn's negative return, or -ENOMEM (could not grow). */
+/* Account for n bytes just read into data + len (n may be 0: resume after a pause), and hand
+ * every whole frame to fn, in order. With b->urgent set, every whole frame of that type already
+ * in the buffer is handed over first, once, ahead of the frames before it (a PING does not wait
+ * behind the handlers of the requests before it). Returns 0, RPC__FRAME_PAUSE (fn paused; the
+ * rest is kept), -EPROTO (malformed header), fn's negative return, or -ENOMEM (could not
+ * grow). */
 int rpc__rbuf_consume(rpc__rbuf *b, size_t n, size_t max_body, rpc__frame_fn fn, void *owner);
 
 /* ---- Inbox: items posted from any thread to a loop, with an eventfd wakeup. --------------- */

@@ -55,6 +55,10 @@ extern "C" {
 #define RPC_DEFAULT_MAX_CALLS_PER_CONN 1024u   /* calls in flight on one connection */
 #define RPC_DEFAULT_MAX_CALLS 65536u           /* calls in flight in one server */
 #define RPC_DEFAULT_IDLE_TIMEOUT_MS 300000     /* server: close connections idle this long */
+#define RPC_DEFAULT_MAX_WRITE_BYTES_PER_CONN (4u << 20) /* server: queued reply bytes at which a
+                                                           connection stops being read */
+#define RPC_DEFAULT_CLOSE_LINGER_MS 2000       /* server: a closing connection waits this long
+                                                  for the peer's FIN */
 #define RPC_MAX_LISTENERS 8u                   /* rpc_server_listen() calls per server */
 #define RPC_DEFAULT_CONNECT_TIMEOUT_MS 20000   /* client: one connection attempt */
 #define RPC_DEFAULT_BACKOFF_INITIAL_MS 1000    /* client: first reconnect delay */
@@ -105,6 +109,19 @@ typedef struct rpc_server_options {
   int idle_timeout_ms;         /* close a connection with no frame received and no call in
                                   flight for this long (after a GOAWAY); < 0: never */
   const char *backend;         /* gaio backend ("epoll", "uring"; NULL: automatic) */
+  size_t max_write_bytes_per_conn; /* bytes queued for one client (replies, PONGs, ...) at
+                                  which the server stops reading that connection, until half
+                                  of them are written: a client that sends without reading
+                                  holds at most this much (plus the replies of its calls in
+                                  flight), and never harms other connections */
+  int close_linger_ms;         /* a connection that ends gracefully (after GOAWAY, or after the
+                                  client's half-close) is half-closed, then read until the
+                                  client's FIN for at most this long, then closed (closing with
+                                  unread bytes would reset it and lose the last replies) */
+  const ProtobufCAllocator *allocator; /* allocates the parts of request messages that do not
+                                  fit in a call's 256-byte arena (NULL: malloc/free); called on
+                                  worker threads, concurrently. A failure answers the call
+                                  RESOURCE_EXHAUSTED (a body that does not unpack: INVALID_ARGUMENT) */
 } rpc_server_options;
 
 /* Create a server (not yet listening or running). opts may be NULL. Stores it in *out and
@@ -144,12 +161,15 @@ int rpc_server_port(const rpc_server *s);
  * already), or the error of creating a watcher or a thread. */
 int rpc_server_start(rpc_server *s);
 
-/* Graceful shutdown: send GOAWAY (last accepted request id) on every connection, stop
- * accepting, let calls in flight finish for up to drain_ms milliseconds, then mark the rest
- * cancelled (nothing more is sent for them) and close every connection. Blocks until every
- * worker has stopped, which includes waiting for handlers that still hold deferred calls to
- * complete them (they see rpc_call_cancelled()). Call from one thread, not from a handler.
- * Idempotent. Returns 0, or -EINVAL if the server was never started. */
+/* Graceful shutdown (WIRE.md section 11): send GOAWAY (the highest accepted request id) on
+ * every connection and stop accepting. Every request at or below that id is answered; requests
+ * above it are dropped unrun. Calls in flight get up to drain_ms milliseconds to finish; then
+ * the rest are marked cancelled (nothing more is sent for them). A connection with no call left
+ * is half-closed after its last reply and closed once the client closes its side, or after
+ * close_linger_ms, so that no reply is lost to a reset. Blocks until every worker has stopped
+ * (at most about drain_ms + close_linger_ms, plus the time handlers that still hold deferred
+ * calls take to complete them: they see rpc_call_cancelled()). Call from one thread, not from
+ * a handler. Idempotent. Returns 0, or -EINVAL if the server was never started. */
 int rpc_server_shutdown(rpc_server *s, int drain_ms);
 
 /* Shut down (drain_ms 0) if still running, then free everything. NULL is a no-op. */

@@ -2,6 +2,7 @@
  * and hands accepted connections to the workers round-robin through their inboxes. Every
  * connection, and every call state change, is handled on its worker's thread; handlers that
  * reply from another thread post the call back to that worker's inbox. */
+#include <assert.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -18,7 +19,16 @@
 
 #define ACCEPTS_QUEUED 4         /* accepts kept pending per listener */
 #define RESULTS_PER_WAIT 128     /* gaio results taken per gaio_wait() */
-#define CLOSE_LINGER_MS 1000     /* a closing connection's writes get this long to flush */
+#define OUT_INITIAL 4096         /* first size of a connection's output buffer */
+#define OUT_COALESCE_MAX 4096    /* replies up to this size are copied into the output buffer;
+                                    larger ones are written from their own buffer */
+#define OUT_KEEP_MAX (64u << 10) /* a written output buffer up to this size is kept for reuse */
+#define CONN_MAX_WRITES 64       /* gaio writes of one connection at a time: beyond, even large
+                                    replies are copied into the output buffer. A connection thus
+                                    holds at most CONN_MAX_WRITES + 4 gaio requests (with its
+                                    read, two output buffers and half-close), so a worker's
+                                    max_requests (2^20) outlasts the fd table, and no connection
+                                    can use up the requests of the others */
 #define ACCEPT_RETRY_MS 100      /* pause of a listener after a failed accept (EMFILE, ...) */
 #define CALL_ARENA 256           /* bytes in each call for its unpacked input; beyond: malloc */
 #define CALL_CACHE_MAX 256       /* finished call structs a worker keeps for the next calls */
@@ -43,6 +53,8 @@ struct rpc_call {
   rpc_call *lprev, *lnext; /* in conn->live until finished or orphaned */
   int in_map;
   rpc__item item;   /* posted to the worker when the reply comes from another thread */
+  const ProtobufCAllocator *ext; /* the server's allocator beyond the arena (NULL: malloc) */
+  int alloc_failed; /* an allocation for the input failed: unpacking it was out of memory */
   rpc__timer timer; /* deadline */
   worker *wk;
   conn *cn;         /* NULL once the connection is gone */
@@ -66,24 +78,33 @@ struct rpc_call {
 };
 
 struct conn {
-  int kind; /* RPC__CTX_CONN */
+  int kind;      /* RPC__CTX_CONN: the ctx of the connection's read */
+  int shut_kind; /* RPC__CTX_SHUT: the ctx of its half-close */
   worker *wk;
   conn *prev, *next;
+  conn *dirty_next; /* in wk->dirty while `dirty` */
   int fd;
   rpc__rbuf rb;
   rpc__idmap calls; /* calls in flight in the WIRE.md sense: not yet answered */
   rpc_call *live;   /* every call of this connection whose handler has not completed */
   unsigned ncalls;  /* length of live: what the limits count */
-  unsigned pending; /* gaio requests not yet completed (the read and the writes) */
-  unsigned writes;  /* of which writes */
+  unsigned pending; /* what keeps the struct alive: gaio requests not yet completed (the read,
+                       the writes, the half-close), the dirty list and holds */
+  unsigned writes;  /* gaio writes not yet completed */
+  rpc__wbuf *out;   /* small frames not yet handed to gaio, coalesced into one write */
+  unsigned out_busy;/* output buffers handed to gaio, not yet completed */
+  size_t qbytes;    /* bytes queued for the peer: in `out` and in writes not yet completed */
   int reading;      /* a read is pending */
-  int eof;          /* no more reading: the peer closed, or the connection is closing */
+  int eof;          /* no more reading: the peer closed its side, or a read failed */
+  int paused;       /* not parsing nor reading: qbytes reached max_write_bytes_per_conn */
+  int dirty;        /* `out` waits for the end of the batch */
   int goaway;       /* GOAWAY sent: no new calls */
-  int closing;      /* close once the writes are out (or the linger timer fires) */
+  int closing;      /* finishing: nothing more is sent; half-closed, reading until the FIN */
+  int shut_done;    /* the half-close completed */
   int freed;        /* gaio_free() called */
-  uint32_t last_id;
+  uint32_t last_id; /* highest request id accepted: the GOAWAY's id */
   uint64_t last_active;
-  rpc__timer idle;
+  rpc__timer idle;  /* the idle timeout; once closing, the linger */
 };
 
 struct conn_item {
@@ -102,6 +123,7 @@ struct worker {
   rpc__item shutdown_item;
   rpc__timer drain;
   conn *conns;       /* live connections (not yet freed) */
+  conn *dirty;       /* connections whose output is written at the end of the batch */
   unsigned nconns;
   unsigned ncalls;   /* calls not yet finished, orphans included */
   unsigned accepts;  /* accepts pending on the listeners (worker 0) */
@@ -112,26 +134,98 @@ struct worker {
   uint64_t drain_at;
 };
 
-/* ---- Small helpers ----------------------------------------------------------------------- */
+/* ---- Output --------------------------------------------------------------------------------
+ * Small frames (status answers, PONGs, GOAWAY, small replies) are appended to the connection's
+ * output buffer and written with one gaio_write at the end of the batch, while no earlier
+ * output buffer of the connection is still being written: one write per connection per batch,
+ * and a peer that does not read gets its frames coalesced instead of one write each. Large
+ * replies are written from their own buffer. `qbytes` counts what is queued either way; at
+ * max_write_bytes_per_conn the connection stops being read (conn_pause) until half of it is
+ * written, so that a peer that does not read costs a bounded amount of memory and requests. */
 
 static void conn_close(conn *c);
 static void conn_maybe_free(conn *c);
+static void conn_resume(conn *c);
 static void call_finish(rpc_call *call);
 
-static void send_wbuf(conn *c, rpc__wbuf *b) {
-  if (!b) return; /* out of memory: the frame is lost; the client's deadline covers it */
-  if (c->freed) {
-    free(b);
-    return;
+/* Closing a connection frees it once nothing is pending; a function that may close it and
+ * still use it afterwards holds it for its duration. */
+static void conn_hold(conn *c) { c->pending++; }
+
+static void conn_release(conn *c) {
+  assert(c->pending > 0);
+  c->pending--;
+  conn_maybe_free(c);
+}
+
+static void conn_mark_dirty(conn *c) {
+  if (c->dirty) return;
+  c->dirty = 1;
+  conn_hold(c); /* the dirty list holds c */
+  c->dirty_next = c->wk->dirty;
+  c->wk->dirty = c;
+}
+
+/* Room for n more bytes at the end of c's output buffer, or NULL (-ENOMEM). */
+static uint8_t *out_room(conn *c, size_t n) {
+  rpc__wbuf *b = c->out;
+  size_t len = b ? b->len : 0, cap = b ? b->cap : 0;
+  if (cap - len < n) {
+    /* Doubling up to OUT_KEEP_MAX, then steps of it: the buffer of a peer that does not read
+     * stays close to max_write_bytes_per_conn instead of twice that. */
+    size_t ncap = cap ? cap : OUT_INITIAL;
+    while (ncap - len < n) ncap += ncap < OUT_KEEP_MAX ? ncap : OUT_KEEP_MAX;
+    rpc__wbuf *nb = realloc(b, sizeof *nb + ncap);
+    if (!nb) return NULL;
+    if (!b) {
+      nb->kind = RPC__CTX_WRITE;
+      nb->coalesced = 1;
+      nb->conn = c;
+      nb->len = 0;
+    }
+    nb->cap = ncap;
+    c->out = b = nb;
   }
+  conn_mark_dirty(c);
+  return b->data + b->len;
+}
+
+/* Hand b to gaio as one write. Returns 0, or -1 after closing c (b is freed). */
+static int write_buf(conn *c, rpc__wbuf *b) {
   b->conn = c;
   if (gaio_write(c->wk->w, c->fd, b->data, b->len, b) < 0) {
     free(b);
     conn_close(c);
-    return;
+    return -1;
   }
   c->pending++;
   c->writes++;
+  return 0;
+}
+
+static void out_flush(conn *c) {
+  rpc__wbuf *b = c->out;
+  if (c->freed || !b || b->len == 0) return;
+  c->out = NULL;
+  if (write_buf(c, b) == 0) c->out_busy++;
+}
+
+/* One frame into the output buffer. Nothing is sent once the connection is closing. Out of
+ * memory closes the connection: its calls then fail UNAVAILABLE on the client instead of
+ * waiting for an answer that was lost. */
+static void send_frame(conn *c, const rpc_frame *f, const void *body, size_t len) {
+  if (c->freed || c->closing) return;
+  uint8_t *p = out_room(c, RPC_FRAME_HEADER_SIZE + len);
+  if (!p) {
+    conn_close(c);
+    return;
+  }
+  rpc_frame h = *f;
+  h.body_len = (uint32_t)len;
+  rpc_frame_encode(&h, p);
+  if (len) memcpy(p + RPC_FRAME_HEADER_SIZE, body, len);
+  c->out->len += RPC_FRAME_HEADER_SIZE + len;
+  c->qbytes += RPC_FRAME_HEADER_SIZE + len;
 }
 
 static void send_status(conn *c, uint32_t request_id, int status, const char *msg) {
@@ -141,7 +235,24 @@ static void send_status(conn *c, uint32_t request_id, int status, const char *ms
   f.request_id = request_id;
   size_t len = msg ? strlen(msg) : 0;
   if (len > RPC_MAX_ERROR_MESSAGE) len = RPC_MAX_ERROR_MESSAGE;
-  send_wbuf(c, rpc__wbuf_frame(&f, msg, len));
+  send_frame(c, &f, msg, len);
+}
+
+/* A successful RESPONSE whose body was packed into b by the closure (b is consumed). */
+static void send_reply(conn *c, uint32_t request_id, rpc__wbuf *b) {
+  rpc_frame f = {0};
+  f.type = RPC_TYPE_RESPONSE;
+  f.request_id = request_id;
+  size_t body_len = b->len - RPC_FRAME_HEADER_SIZE;
+  if (b->len <= OUT_COALESCE_MAX || c->writes >= CONN_MAX_WRITES || c->freed || c->closing) {
+    send_frame(c, &f, b->data + RPC_FRAME_HEADER_SIZE, body_len);
+    free(b);
+    return;
+  }
+  f.body_len = (uint32_t)body_len;
+  rpc_frame_encode(&f, b->data);
+  c->qbytes += b->len;
+  write_buf(c, b);
 }
 
 static void send_goaway(conn *c, const char *reason) {
@@ -150,7 +261,19 @@ static void send_goaway(conn *c, const char *reason) {
   rpc_frame f = {0};
   f.type = RPC_TYPE_GOAWAY;
   f.request_id = c->last_id;
-  send_wbuf(c, rpc__wbuf_frame(&f, reason, reason ? strlen(reason) : 0));
+  send_frame(c, &f, reason, reason ? strlen(reason) : 0);
+}
+
+/* End of a batch: write the output of every connection that has some and is not still
+ * writing an earlier buffer (its completion marks it dirty again). */
+static void flush_dirty(worker *wk) {
+  while (wk->dirty) {
+    conn *c = wk->dirty;
+    wk->dirty = c->dirty_next;
+    c->dirty = 0;
+    if (c->out_busy == 0) out_flush(c);
+    conn_release(c);
+  }
 }
 
 /* ---- Connections ------------------------------------------------------------------------- */
@@ -209,28 +332,18 @@ static void conn_close(conn *c) {
 
 static void conn_maybe_free(conn *c) {
   if (!c->freed || c->pending > 0) return;
+  assert(!c->dirty && c->writes == 0 && !c->reading);
   conn_unlink(c);
   c->wk->nconns--;
   rpc__rbuf_free(&c->rb);
   rpc__idmap_free(&c->calls);
+  free(c->out);
   free(c);
 }
 
-/* Close once the queued writes are out; the linger timer bounds the wait. */
-static void conn_close_soon(conn *c) {
-  if (c->freed || c->closing) return;
-  c->closing = 1;
-  c->eof = 1;
-  if (c->writes == 0) {
-    conn_close(c);
-    return;
-  }
-  rpc__timer_arm(&c->wk->timers, &c->idle, gaio_now() + CLOSE_LINGER_MS * 1000000ull);
-}
-
 static void conn_read(conn *c) {
-  if (c->eof || c->reading || c->freed) return;
-  if (c->rb.len == c->rb.cap) return; /* cannot happen: the buffer grows to a whole frame */
+  if (c->eof || c->reading || c->freed || c->paused) return;
+  assert(c->rb.len < c->rb.cap); /* the buffer grows to hold a whole frame */
   int rc = gaio_read(c->wk->w, c->fd, c->rb.data + c->rb.len, c->rb.cap - c->rb.len, c);
   if (rc < 0) {
     conn_close(c);
@@ -238,6 +351,40 @@ static void conn_read(conn *c) {
   }
   c->reading = 1;
   c->pending++;
+}
+
+/* The graceful end of a connection (WIRE.md section 11): nothing more will be sent on it. What
+ * is queued goes out, then the write side is shut down (the peer reads everything, then EOF),
+ * and the connection is read, its bytes discarded, until the peer's FIN: closing a socket
+ * with unread bytes makes the kernel send RST, which destroys the replies still on their way.
+ * A peer that never closes is closed after close_linger_ms. */
+static void conn_finish(conn *c) {
+  if (c->freed || c->closing) return;
+  worker *wk = c->wk;
+  out_flush(c);
+  if (c->freed) return;
+  c->closing = 1;
+  c->paused = 0;
+  int rc = gaio_shutdown(wk->w, c->fd, &c->shut_kind);
+  if (rc == 0) {
+    c->pending++;
+    uint64_t linger = (uint64_t)wk->srv->opts.close_linger_ms * 1000000u;
+    rc = rpc__timer_arm(&wk->timers, &c->idle, gaio_now() + linger);
+  }
+  if (rc < 0) {
+    conn_close(c);
+    return;
+  }
+  c->rb.len = 0;
+  c->rb.skip = 0;
+  c->rb.scanned = 0;
+  conn_read(c);
+}
+
+static void on_shutdown(conn *c, const gaio_result *r) {
+  c->shut_done = 1;
+  if (!c->freed && (r->error != 0 || c->eof)) conn_close(c);
+  conn_release(c);
 }
 
 static void conn_arm_idle(conn *c, uint64_t now) {
@@ -253,6 +400,8 @@ static void conn_adopt(worker *wk, int fd) {
     return;
   }
   c->kind = RPC__CTX_CONN;
+  c->shut_kind = RPC__CTX_SHUT;
+  c->rb.urgent = RPC_TYPE_PING; /* a PONG does not wait for the handlers before it */
   c->wk = wk;
   c->fd = fd;
   rpc__timer_init(&c->idle, TIMER_IDLE);
@@ -273,7 +422,9 @@ static void conn_adopt(worker *wk, int fd) {
 
 /* ---- Requests ---------------------------------------------------------------------------- */
 
-/* ProtobufCAllocator of a call: bump allocation in its arena, malloc beyond. */
+/* ProtobufCAllocator of a call: bump allocation in its arena, the server's allocator (or
+ * malloc) beyond. A failure is remembered: protobuf-c reports it as a failed unpack, which
+ * would otherwise look like a malformed request. */
 static void *arena_alloc(void *data, size_t size) {
   rpc_call *call = data;
   size_t a = _Alignof(max_align_t);
@@ -282,14 +433,19 @@ static void *arena_alloc(void *data, size_t size) {
     call->arena_used = off + size;
     return call->arena + off;
   }
-  return malloc(size);
+  const ProtobufCAllocator *x = call->ext;
+  void *p = x ? x->alloc(x->allocator_data, size) : malloc(size);
+  if (!p) call->alloc_failed = 1;
+  return p;
 }
 
 static void arena_free(void *data, void *ptr) {
   rpc_call *call = data;
   uintptr_t p = (uintptr_t)ptr, lo = (uintptr_t)call->arena;
   if (p >= lo && p < lo + CALL_ARENA) return; /* the arena goes with the call */
-  free(ptr);
+  const ProtobufCAllocator *x = call->ext;
+  if (x) x->free(x->allocator_data, ptr);
+  else free(ptr);
 }
 
 /* A zeroed call (its arena aside) from the worker's cache, or a new one; NULL on -ENOMEM. A
@@ -307,6 +463,7 @@ static rpc_call *call_get(worker *wk) {
   call->alloc.free = arena_free;
   call->alloc.allocator_data = call;
   call->arena_used = 0;
+  call->ext = wk->srv->opts.allocator;
   return call;
 }
 
@@ -379,9 +536,6 @@ static int admit(conn *c, const rpc_frame *f, const char **why) {
 
 static void on_request(conn *c, const rpc_frame *f) {
   rpc_server *s = c->wk->srv;
-  /* After a GOAWAY: its id is above the GOAWAY's, the client fails it UNAVAILABLE itself
-   * (WIRE.md section 11), so it is dropped without a response. */
-  if (c->goaway) return;
   const srv_method *m = srv_find_method(s, f->method_id);
   if (!m) {
     send_status(c, f->request_id, RPC_STATUS_UNIMPLEMENTED, "unknown method");
@@ -401,17 +555,31 @@ static void on_request(conn *c, const rpc_frame *f) {
   }
   call->input = protobuf_c_message_unpack(m->md->input, &call->alloc, f->body_len, f->body);
   if (!call->input) {
+    int oom = call->alloc_failed;
     atomic_fetch_sub(&s->calls, 1);
     call_put(c->wk, call);
-    send_status(c, f->request_id, RPC_STATUS_INVALID_ARGUMENT, "request does not unpack");
+    if (oom)
+      send_status(c, f->request_id, RPC_STATUS_RESOURCE_EXHAUSTED, "out of memory unpacking the request");
+    else
+      send_status(c, f->request_id, RPC_STATUS_INVALID_ARGUMENT, "request does not unpack");
     return;
   }
-  if (f->request_id - c->last_id < 0x80000000u) c->last_id = f->request_id;
   if (call_new(c, call, f, m) < 0) {
     atomic_fetch_sub(&s->calls, 1);
     call_put(c->wk, call);
     send_status(c, f->request_id, RPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
   }
+}
+
+/* A REQUEST before any GOAWAY is accepted: it is answered, by its handler or by the framework
+ * (UNIMPLEMENTED, INVALID_ARGUMENT, RESOURCE_EXHAUSTED), so the GOAWAY's id covers it. Ids are
+ * compared as plain numbers: the highest one seen is the GOAWAY's (WIRE.md section 11). After a
+ * GOAWAY, a request is above its id: dropped without a response, as the client fails it
+ * UNAVAILABLE itself. Returns 1 when accepted. */
+static int accept_id(conn *c, uint32_t request_id) {
+  if (c->goaway) return 0;
+  if (request_id > c->last_id) c->last_id = request_id;
+  return 1;
 }
 
 static void on_cancel(conn *c, uint32_t request_id) {
@@ -424,15 +592,19 @@ static void on_cancel(conn *c, uint32_t request_id) {
 static int on_frame(void *owner, const rpc_frame *f, int oversize) {
   conn *c = owner;
   if (c->freed || c->closing) return -ECANCELED;
+  if (c->qbytes >= c->wk->srv->opts.max_write_bytes_per_conn) {
+    c->paused = 1; /* the peer is not reading: neither do we, until half of it is written */
+    return RPC__FRAME_PAUSE;
+  }
   if (oversize) {
     if (f->type != RPC_TYPE_REQUEST) return -EPROTO;
-    if (c->goaway) return 0; /* dropped, as any request after a GOAWAY */
-    send_status(c, f->request_id, RPC_STATUS_RESOURCE_EXHAUSTED, "message larger than the server's limit");
+    if (accept_id(c, f->request_id))
+      send_status(c, f->request_id, RPC_STATUS_RESOURCE_EXHAUSTED, "message larger than the server's limit");
     return 0;
   }
   switch (f->type) {
     case RPC_TYPE_REQUEST:
-      on_request(c, f);
+      if (accept_id(c, f->request_id)) on_request(c, f);
       return 0;
     case RPC_TYPE_CANCEL:
       on_cancel(c, f->request_id);
@@ -441,7 +613,7 @@ static int on_frame(void *owner, const rpc_frame *f, int oversize) {
       rpc_frame p = {0};
       p.type = RPC_TYPE_PONG;
       p.request_id = f->request_id;
-      send_wbuf(c, rpc__wbuf_frame(&p, NULL, 0));
+      send_frame(c, &p, NULL, 0);
       return 0;
     }
     default: /* RESPONSE, PONG, GOAWAY: a client may not send them */
@@ -449,39 +621,57 @@ static int on_frame(void *owner, const rpc_frame *f, int oversize) {
   }
 }
 
-/* Closing a connection frees it once nothing is pending; a function that may close it and
- * still use it afterwards holds it for its duration. */
-static void conn_hold(conn *c) { c->pending++; }
+/* A protocol error (WIRE.md section 8): GOAWAY, the calls are cancelled with no RESPONSE, and
+ * the connection ends. */
+static void protocol_error(conn *c) {
+  send_goaway(c, "protocol error");
+  conn_orphan_calls(c);
+  conn_finish(c);
+}
 
-static void conn_release(conn *c) {
-  c->pending--;
-  conn_maybe_free(c);
+/* Hand the frames of n new bytes (0: resume after a pause) to on_frame, then read on. */
+static void conn_parse(conn *c, size_t n) {
+  int rc = rpc__rbuf_consume(&c->rb, n, c->wk->srv->opts.max_body, on_frame, c);
+  if (c->freed || c->closing) return;
+  if (rc == -EPROTO) protocol_error(c);
+  else if (rc < 0) conn_close(c); /* -ENOMEM */
+  else conn_read(c);              /* unless paused */
+}
+
+/* Half of what was queued is written: parse what waits in the buffer, and read again. */
+static void conn_resume(conn *c) {
+  c->paused = 0;
+  conn_hold(c);
+  conn_parse(c, 0);
+  conn_release(c);
+}
+
+/* The read ended: the peer closed its side (GAIO_EOF) or the socket failed. */
+static void read_end(conn *c, int error) {
+  c->eof = 1;
+  if (c->closing) {
+    if (c->shut_done || error != GAIO_EOF) conn_close(c); /* the FIN after our half-close */
+    return;
+  }
+  /* A reset, or a frame cut short, ends the connection and cancels its calls (WIRE.md
+   * section 8). A plain half-close after whole frames gets every answer, then the end. */
+  if (error != GAIO_EOF || c->rb.len > 0 || c->rb.skip > 0) conn_close(c);
+  else if (c->ncalls == 0) conn_finish(c);
 }
 
 static void read_done(conn *c, const gaio_result *r) {
   if (c->freed) return;
   if (r->error != 0) {
-    /* EOF with calls in flight: the client may have half-closed after its requests; answer
-     * them first. Anything else (or a truncated frame) ends the connection. */
-    c->eof = 1;
-    if (!(r->error == GAIO_EOF && c->ncalls > 0 && c->rb.len == 0 && c->rb.skip == 0))
-      conn_close(c);
+    read_end(c, r->error);
     return;
   }
-  if (c->closing) return; /* bytes after a protocol error or GOAWAY+close: ignored */
   c->last_active = gaio_now();
-  size_t max_body = c->wk->srv->opts.max_body;
-  int rc = rpc__rbuf_consume(&c->rb, r->size, max_body, on_frame, c);
-  if (rc == -EPROTO) {
-    send_goaway(c, "protocol error");
-    conn_close_soon(c);
+  if (c->closing) { /* finishing: the bytes are discarded */
+    c->rb.len = 0;
+    conn_read(c);
     return;
   }
-  if (rc < 0) {
-    conn_close(c);
-    return;
-  }
-  conn_read(c);
+  conn_parse(c, r->size);
 }
 
 static void on_read(conn *c, const gaio_result *r) {
@@ -492,9 +682,24 @@ static void on_read(conn *c, const gaio_result *r) {
 
 static void on_write(rpc__wbuf *b, const gaio_result *r) {
   conn *c = b->conn;
-  free(b);
+  assert(c->writes > 0);
   c->writes--; /* the write's pending count holds c until the end */
-  if (!c->freed && (r->error != 0 || (c->closing && c->writes == 0))) conn_close(c);
+  c->qbytes -= b->len;
+  if (b->coalesced) {
+    c->out_busy--;
+    if (!c->out && b->cap <= OUT_KEEP_MAX) { /* reused as the next output buffer */
+      b->len = 0;
+      c->out = b;
+      b = NULL;
+    }
+  }
+  free(b);
+  if (!c->freed && r->error != 0) {
+    conn_close(c);
+  } else if (!c->freed) {
+    if (c->out && c->out->len > 0) conn_mark_dirty(c);
+    if (c->paused && c->qbytes <= c->wk->srv->opts.max_write_bytes_per_conn / 2) conn_resume(c);
+  }
   conn_release(c);
 }
 
@@ -517,17 +722,12 @@ static void call_finish(rpc_call *call) {
       if (call->reply) {
         rpc__wbuf *b = call->reply;
         call->reply = NULL;
-        rpc_frame f = {0};
-        f.type = RPC_TYPE_RESPONSE;
-        f.request_id = call->request_id;
-        f.body_len = (uint32_t)(b->len - RPC_FRAME_HEADER_SIZE);
-        rpc_frame_encode(&f, b->data);
-        send_wbuf(c, b);
+        send_reply(c, call->request_id, b);
       } else {
         send_status(c, call->request_id, call->status, call->msg);
       }
     }
-    if (c->ncalls == 0 && (c->goaway || c->eof)) conn_close_soon(c);
+    if (c->ncalls == 0 && (c->goaway || c->eof)) conn_finish(c);
     conn_release(c);
   }
   call_put(wk, call);
@@ -663,18 +863,23 @@ static void begin_stop(worker *wk) {
     next = c->next;
     conn_hold(c);
     send_goaway(c, "server shutting down");
-    if (c->ncalls == 0) conn_close_soon(c);
+    if (c->ncalls == 0) conn_finish(c);
     conn_release(c);
   }
   rpc__timer_init(&wk->drain, TIMER_DRAIN);
   rpc__timer_arm(&wk->timers, &wk->drain, wk->drain_at);
 }
 
+/* The drain deadline: the calls still running are cancelled (nothing more is sent for them)
+ * and every connection ends as conn_finish() ends it, within close_linger_ms. */
 static void drain_expired(worker *wk) {
   wk->drained = 1;
   for (conn *c = wk->conns, *next; c; c = next) {
     next = c->next;
-    conn_close(c);
+    conn_hold(c);
+    conn_orphan_calls(c);
+    conn_finish(c);
+    conn_release(c);
   }
 }
 
@@ -708,6 +913,9 @@ static void on_result(worker *wk, const gaio_result *r) {
     case RPC__CTX_WRITE:
       on_write(r->ctx, r);
       break;
+    case RPC__CTX_SHUT:
+      on_shutdown(rpc__container_of(r->ctx, conn, shut_kind), r);
+      break;
     case RPC__CTX_INBOX:
       if (r->error == 0) on_inbox(wk);
       break;
@@ -738,7 +946,7 @@ static void on_timers(worker *wk) {
       } else {
         conn_hold(c);
         send_goaway(c, "idle timeout");
-        conn_close_soon(c);
+        conn_finish(c);
         conn_release(c);
       }
     }
@@ -759,6 +967,7 @@ static void *worker_main(void *arg) {
     if (n < 0) break;
     for (int i = 0; i < n; i++) on_result(wk, &res[i]);
     on_timers(wk);
+    flush_dirty(wk);
   }
   /* Close the inbox (nothing more can arrive for this worker: no calls, no listener), then
    * collect the watcher's last results (the eventfd read) so every request is accounted for. */

@@ -24,7 +24,11 @@ int rpc_server_create(rpc_server **out, const rpc_server_options *opts) {
   if (o.max_calls_per_conn == 0) o.max_calls_per_conn = RPC_DEFAULT_MAX_CALLS_PER_CONN;
   if (o.max_calls == 0) o.max_calls = RPC_DEFAULT_MAX_CALLS;
   if (o.idle_timeout_ms == 0) o.idle_timeout_ms = RPC_DEFAULT_IDLE_TIMEOUT_MS;
-  if (o.workers > RPC_MAX_WORKERS || o.max_body > RPC_MAX_BODY_HARD) return -EINVAL;
+  if (o.max_write_bytes_per_conn == 0) o.max_write_bytes_per_conn = RPC_DEFAULT_MAX_WRITE_BYTES_PER_CONN;
+  if (o.close_linger_ms == 0) o.close_linger_ms = RPC_DEFAULT_CLOSE_LINGER_MS;
+  if (o.workers > RPC_MAX_WORKERS || o.max_body > RPC_MAX_BODY_HARD || o.close_linger_ms < 0)
+    return -EINVAL;
+  if (o.allocator && (!o.allocator->alloc || !o.allocator->free)) return -EINVAL;
   rpc_server *s = calloc(1, sizeof *s);
   if (!s) return -ENOMEM;
   s->workers = calloc(o.workers, srv_worker_size());

@@ -1,4 +1,5 @@
 /* Shared internals of //rpc: timers, id map, buffers, inbox, addresses. See internal.h. */
+#include <assert.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -183,8 +184,9 @@ rpc__wbuf *rpc__wbuf_new(size_t body_len) {
   rpc__wbuf *w = malloc(sizeof *w + RPC_FRAME_HEADER_SIZE + body_len);
   if (!w) return NULL;
   w->kind = RPC__CTX_WRITE;
+  w->coalesced = 0;
   w->conn = NULL;
-  w->len = RPC_FRAME_HEADER_SIZE + body_len;
+  w->len = w->cap = RPC_FRAME_HEADER_SIZE + body_len;
   return w;
 }
 
@@ -237,10 +239,40 @@ static size_t grown_cap(size_t need) {
 static void drop(rpc__rbuf *b, size_t n) {
   if (n < b->len) memmove(b->data, b->data + n, b->len - n);
   b->len -= n;
+  b->scanned = b->scanned > n ? b->scanned - n : 0;
+}
+
+/* Hand the whole frames of type b->urgent found in the buffer past b->scanned to fn, starting
+ * where the main parse will resume (at an oversize body being skipped, past it). Stops at the
+ * first incomplete or malformed frame: the main parse reaches it and handles it. */
+static int scan_urgent(rpc__rbuf *b, size_t max_body, rpc__frame_fn fn, void *owner) {
+  size_t pos = b->skip <= b->len ? (size_t)b->skip : b->len;
+  if (pos < b->scanned) pos = b->scanned;
+  for (;;) {
+    rpc_frame f;
+    long r = rpc_frame_parse(b->data + pos, b->len - pos, max_body, &f);
+    if (r == -EMSGSIZE) {
+      uint64_t whole = (uint64_t)RPC_FRAME_HEADER_SIZE + f.body_len;
+      if (whole > b->len - pos) return 0;
+      r = (long)whole;
+    } else if (r <= 0) {
+      return 0;
+    } else if (f.type == b->urgent) {
+      int rc = fn(owner, &f, 0);
+      if (rc != 0) return rc < 0 ? rc : 0; /* paused: the main parse hands it over later */
+    }
+    pos += (size_t)r;
+    b->scanned = pos;
+  }
 }
 
 int rpc__rbuf_consume(rpc__rbuf *b, size_t n, size_t max_body, rpc__frame_fn fn, void *owner) {
   b->len += n;
+  assert(b->len <= b->cap);
+  if (b->urgent) {
+    int rc = scan_urgent(b, max_body, fn, owner);
+    if (rc < 0) return rc;
+  }
   size_t pos = 0;
   int rc = 0;
   for (;;) {
@@ -253,10 +285,13 @@ int rpc__rbuf_consume(rpc__rbuf *b, size_t n, size_t max_body, rpc__frame_fn fn,
     rpc_frame f;
     long r = rpc_frame_parse(b->data + pos, b->len - pos, max_body, &f);
     if (r > 0) {
-      rc = fn(owner, &f, 0);
+      /* An urgent frame before `scanned` was handed over by scan_urgent already. */
+      rc = (f.type == b->urgent && pos < b->scanned) ? 0 : fn(owner, &f, 0);
+      if (rc == RPC__FRAME_PAUSE) break;
       pos += (size_t)r;
     } else if (r == -EMSGSIZE) {
       rc = fn(owner, &f, 1);
+      if (rc == RPC__FRAME_PAUSE) break;
       b->skip = (uint64_t)RPC_FRAME_HEADER_SIZE + f.body_len;
     } else if (r == -EAGAIN) {
       if (b->len - pos >= RPC_FRAME_HEADER_SIZE) {
@@ -275,7 +310,7 @@ int rpc__rbuf_consume(rpc__rbuf *b, size_t n, size_t max_body, rpc__frame_fn fn,
   /* A buffer grown for one large frame goes back to its first size once it is empty, so that
    * an idle connection does not keep megabytes. */
   if (b->len == 0 && b->cap > RPC__RBUF_KEEP_MAX) resize(b, RPC__RBUF_INITIAL);
-  return 0;
+  return rc == RPC__FRAME_PAUSE ? RPC__FRAME_PAUSE : 0;
 }
 
 /* ---- Inbox ------------------------------------------------------------------------------- */
