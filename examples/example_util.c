@@ -172,32 +172,6 @@ int ex_watcher_create(gaio_watcher **out, const gaio_options *opts, const char *
 
 /* ---- Accepting through gaio ---- */
 
-/* What an accept error means for the listener. */
-enum accept_error_kind {
-  ACCEPT_SKIP,     /* that one connection failed: try the next */
-  ACCEPT_RESOURCE, /* out of fds or memory: count, and pause if it goes on */
-  ACCEPT_GONE,     /* the listener was freed or the watcher closed */
-  ACCEPT_BROKEN    /* the listener itself is unusable */
-};
-
-static enum accept_error_kind accept_error_kind(int error) {
-  switch (-error) {
-    /* accept(2), Linux: errors already pending on the new connection are returned by accept,
-     * "treat them like EAGAIN by retrying"; ECONNABORTED is a connection reset while queued,
-     * EPERM a firewall rule against it. */
-    case ECONNABORTED: case EAGAIN: case EINTR: case EPERM: case EPROTO: case ENETDOWN:
-    case ENOPROTOOPT: case EHOSTDOWN: case ENONET: case EHOSTUNREACH: case EOPNOTSUPP:
-    case ENETUNREACH: case ETIMEDOUT:
-      return ACCEPT_SKIP;
-    case EMFILE: case ENFILE: case ENOBUFS: case ENOMEM:
-      return ACCEPT_RESOURCE;
-    case ECANCELED: case ESHUTDOWN:
-      return ACCEPT_GONE;
-    default:
-      return ACCEPT_BROKEN;
-  }
-}
-
 /* Stop accepting for EX_ACCEPT_PAUSE_MS: the queued accepts are delivered and not re-armed.
  * Only the first pause of a run of errors is printed, so that a long shortage of fds prints
  * three lines (first error, pause, recovery) rather than one per pause. */
@@ -266,19 +240,19 @@ int ex_listener_on_result(ex_listener *l, const gaio_result *r) {
     listener_fill(l);
     return r->conn_fd;
   }
-  switch (accept_error_kind(error)) {
-    case ACCEPT_SKIP:
+  switch (gaio_accept_verdict(error)) {
+    case GAIO_ACCEPT_NEXT:
       break;
-    case ACCEPT_RESOURCE:
+    case GAIO_ACCEPT_BACKOFF:
       l->errors++;
       /* Printed once per run of them: the pause message tells how it went on. */
       if (!l->quiet && l->errors_in_row == 0) ex_err("accept", error);
       if (++l->errors_in_row % EX_ACCEPT_ERRORS_IN_ROW == 0) listener_pause(l, error);
       break;
-    case ACCEPT_GONE:
+    case GAIO_ACCEPT_GONE:
       l->open = 0;
       break;
-    case ACCEPT_BROKEN:
+    default: /* GAIO_ACCEPT_BROKEN */
       l->errors++;
       listener_break(l, "accept", error);
       break;

@@ -31,6 +31,24 @@ const char *gaio_strerror(int error) {
   return "unknown error";
 }
 
+int gaio_accept_verdict(int error) {
+  switch (-error) {
+    /* accept(2), Linux: errors already pending on the new connection are returned by accept,
+     * "treat them like EAGAIN by retrying"; ECONNABORTED is a connection reset while queued,
+     * EPERM a firewall rule against it. */
+    case 0: case ECONNABORTED: case EAGAIN: case EINTR: case EPERM: case EPROTO: case ENETDOWN:
+    case ENOPROTOOPT: case EHOSTDOWN: case ENONET: case EHOSTUNREACH: case EOPNOTSUPP:
+    case ENETUNREACH: case ETIMEDOUT:
+      return GAIO_ACCEPT_NEXT;
+    case EMFILE: case ENFILE: case ENOBUFS: case ENOMEM:
+      return GAIO_ACCEPT_BACKOFF;
+    case ECANCELED: case ESHUTDOWN:
+      return GAIO_ACCEPT_GONE;
+    default:
+      return GAIO_ACCEPT_BROKEN;
+  }
+}
+
 /* ---- Options and the backend choice ---- */
 
 static const struct gaio__backend *backend_by_name(const char *name) {

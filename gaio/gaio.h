@@ -224,6 +224,23 @@ int gaio_write_deadline(gaio_watcher *w, int fd, const void *buf, size_t len, vo
  * or -EBADF, -ENOBUFS, -ENOMEM, -ESHUTDOWN (no result). */
 int gaio_accept(gaio_watcher *w, int fd, struct sockaddr_storage *peer, void *ctx);
 
+/* What an accept result's error means for the listener (the one policy of gaio-c's servers and
+ * examples). GAIO_ACCEPT_NEXT: 0, or that one connection failed before it was accepted
+ * (-ECONNABORTED, -EPERM, -EPROTO, network errors, ...: accept(2) on Linux returns errors
+ * pending on the new connection): accept again at once. GAIO_ACCEPT_BACKOFF: out of fds or
+ * memory (-EMFILE, -ENFILE, -ENOBUFS, -ENOMEM): accepting at once would spin, so pause the
+ * listener (100 ms is a good figure) and then accept again. GAIO_ACCEPT_GONE: the listener was
+ * freed or the watcher closed (-ECANCELED, -ESHUTDOWN): stop. GAIO_ACCEPT_BROKEN: anything else
+ * (-EINVAL after a shutdown(2) of the listener, -EBADF, ...): the listener is unusable; report
+ * it and free it instead of retrying forever. Pure function, any thread. */
+enum gaio_accept_verdict {
+  GAIO_ACCEPT_NEXT = 0,
+  GAIO_ACCEPT_BACKOFF = 1,
+  GAIO_ACCEPT_GONE = 2,
+  GAIO_ACCEPT_BROKEN = 3
+};
+int gaio_accept_verdict(int error);
+
 /* Start a non-blocking connect of fd (a socket attached to w, not yet connected) to addr, and
  * queue a request that completes when the connection is established (error 0) or has failed
  * (-ECONNREFUSED, -ENETUNREACH, ... also when connect(2) fails at once), or on the deadline

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -103,6 +104,7 @@ struct stub {
 struct rpc_cq {
   pthread_mutex_t mu;
   pthread_cond_t cv;
+  atomic_uint outstanding; /* submitted into this queue and not yet taken by rpc_cq_wait() */
   ccall *head, *tail;
   ccall *batch; /* the previous batch, freed by the next wait */
 };
@@ -123,6 +125,7 @@ struct rpc_channel {
   rpc__item close_item;
   int closing;
   atomic_uint_fast64_t next_id;
+  atomic_uint pending_calls; /* accepted by submit and not yet completed */
   uint64_t rng;
   pthread_mutex_t stub_mu;
   struct stub *stubs;
@@ -202,6 +205,9 @@ static void complete(rpc_channel *ch, ccall *call, int status, const char *msg, 
   wq_unlink(ch, call);
   free(call->req);
   call->req = NULL;
+  unsigned was = atomic_fetch_sub(&ch->pending_calls, 1);
+  assert(was > 0);
+  (void)was;
   call->status = status;
   call->msg = rpc__msgdup(msg, msg ? len : 0);
   call->reply = reply;
@@ -546,10 +552,22 @@ static int on_frame(void *owner, const rpc_frame *f, int oversize) {
   }
 }
 
+/* Fail c for a socket error, naming the operation and the errno ("read: Connection reset by
+ * peer"), so that the caller's message says what broke. */
+static void conn_fail_errno(cconn *c, const char *op, int error) {
+  if (error == GAIO_EOF) {
+    conn_fail(c, "connection closed by the server");
+    return;
+  }
+  char why[128];
+  snprintf(why, sizeof why, "%s: %s", op, gaio_strerror(error));
+  conn_fail(c, why);
+}
+
 static void read_done(cconn *c, const gaio_result *r) {
   if (c->freed) return;
   if (r->error != 0) {
-    conn_fail(c, r->error == GAIO_EOF ? "connection closed by the server" : "connection error");
+    conn_fail_errno(c, "read", r->error);
     return;
   }
   c->last_rx = gaio_now();
@@ -575,7 +593,7 @@ static void on_read(cconn *c, const gaio_result *r) {
 static void on_write(rpc__wbuf *b, const gaio_result *r) {
   cconn *c = b->conn;
   free(b);
-  if (!c->freed && r->error != 0) conn_fail(c, "connection error");
+  if (!c->freed && r->error != 0) conn_fail_errno(c, "write", r->error);
   conn_release(c);
 }
 
@@ -583,7 +601,11 @@ static void on_write(rpc__wbuf *b, const gaio_result *r) {
 
 static void on_submit(rpc_channel *ch, ccall *call) {
   call->cnode.key = call->id;
-  rpc__idmap_put(&ch->calls, &call->cnode);
+  if (rpc__idmap_put(&ch->calls, &call->cnode) < 0) {
+    /* Not in the map, the call could be neither cancelled nor found again: end it now. */
+    complete_str(ch, call, RPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    return;
+  }
   if (call->deadline) {
     if (call->deadline <= gaio_now()) {
       complete_str(ch, call, RPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
@@ -756,6 +778,7 @@ static int check_options(rpc_channel_options *o) {
   if (o->connect_timeout_ms == 0) o->connect_timeout_ms = RPC_DEFAULT_CONNECT_TIMEOUT_MS;
   if (o->backoff_initial_ms == 0) o->backoff_initial_ms = RPC_DEFAULT_BACKOFF_INITIAL_MS;
   if (o->backoff_max_ms == 0) o->backoff_max_ms = RPC_DEFAULT_BACKOFF_MAX_MS;
+  if (o->max_pending_calls == 0) o->max_pending_calls = RPC_DEFAULT_MAX_PENDING_CALLS;
   if (o->max_body > RPC_MAX_BODY_HARD || o->default_timeout_ms < 0 || o->connect_timeout_ms < 0 ||
       o->keepalive_ms < 0 ||
       o->backoff_initial_ms < 0 || o->backoff_max_ms < o->backoff_initial_ms)
@@ -825,12 +848,20 @@ static int submit(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *
   if (m->input && req->descriptor != m->input) return -EINVAL;
   size_t len = protobuf_c_message_get_packed_size(req);
   if (len > ch->opts.max_body) return -EMSGSIZE;
+  if (atomic_fetch_add(&ch->pending_calls, 1) >= ch->opts.max_pending_calls) {
+    atomic_fetch_sub(&ch->pending_calls, 1);
+    return -ENOBUFS;
+  }
   ccall *call = malloc(sizeof *call);
-  if (!call) return -ENOMEM;
+  if (!call) {
+    atomic_fetch_sub(&ch->pending_calls, 1);
+    return -ENOMEM;
+  }
   *call = *proto;
   call->req = rpc__wbuf_new(len);
   if (!call->req) {
     free(call);
+    atomic_fetch_sub(&ch->pending_calls, 1);
     return -ENOMEM;
   }
   protobuf_c_message_pack(req, call->req->data + RPC_FRAME_HEADER_SIZE);
@@ -845,6 +876,7 @@ static int submit(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *
   if (rpc__inbox_post(&ch->inbox, &call->item) < 0) {
     free(call->req);
     free(call);
+    atomic_fetch_sub(&ch->pending_calls, 1);
     return -ESHUTDOWN;
   }
   if (call_id) *call_id = id; /* the call may be complete and freed already: use the copy */
@@ -854,11 +886,17 @@ static int submit(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *
 int rpc_channel_submit(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *req,
                        int timeout_ms, rpc_cq *cq, void *ctx, uint64_t *call_id) {
   if (!cq) return -EINVAL;
+  if (atomic_fetch_add(&cq->outstanding, 1) >= RPC_CQ_MAX_OUTSTANDING) {
+    atomic_fetch_sub(&cq->outstanding, 1);
+    return -ENOBUFS;
+  }
   ccall proto = {0};
   proto.mode = MODE_CQ;
   proto.cq = cq;
   proto.ctx = ctx;
-  return submit(ch, m, req, timeout_ms, &proto, call_id);
+  int rc = submit(ch, m, req, timeout_ms, &proto, call_id);
+  if (rc < 0) atomic_fetch_sub(&cq->outstanding, 1);
+  return rc;
 }
 
 static int post_id(rpc_channel *ch, int kind, uint64_t id) {
@@ -939,6 +977,7 @@ static void stub_invoke(ProtobufCService *svc, unsigned index, const ProtobufCMe
     tls_status = rc == -ESHUTDOWN ? RPC_STATUS_UNAVAILABLE
                  : rc == -EMSGSIZE ? RPC_STATUS_RESOURCE_EXHAUSTED
                  : rc == -ENOMEM   ? RPC_STATUS_RESOURCE_EXHAUSTED
+                 : rc == -ENOBUFS  ? RPC_STATUS_RESOURCE_EXHAUSTED
                                    : RPC_STATUS_INVALID_ARGUMENT;
     tls_msg = "call not submitted";
     closure(NULL, closure_data);
@@ -1033,6 +1072,7 @@ int rpc_cq_wait(rpc_cq *cq, rpc_completion *out, int max, int timeout_ms) {
   if (!cq->head) cq->tail = NULL;
   if (last) last->qnext = NULL;
   pthread_mutex_unlock(&cq->mu);
+  atomic_fetch_sub(&cq->outstanding, (unsigned)n);
   cq->batch = n ? taken : NULL;
   ccall *c = taken;
   for (int i = 0; i < n; i++, c = c->qnext) {

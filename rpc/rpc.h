@@ -66,6 +66,10 @@ extern "C" {
 #define RPC_BACKOFF_MULTIPLIER 1.6             /* client: delay growth per failed attempt */
 #define RPC_BACKOFF_JITTER 0.2                 /* client: delay randomised by +-20% */
 #define RPC_MAX_ENDPOINTS 64u                  /* client: endpoints in one target string */
+#define RPC_DEFAULT_MAX_PENDING_CALLS 65536u   /* client: calls accepted by a channel and not
+                                                  yet completed; more: -ENOBUFS at submit */
+#define RPC_CQ_MAX_OUTSTANDING 65536u          /* client: calls submitted into one rpc_cq and
+                                                  not yet collected; more: -ENOBUFS at submit */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Methods                                                                                     */
@@ -154,6 +158,13 @@ void rpc_server_set_serving(rpc_server *s, int serving);
  * -ENOSPC (too many listeners), or the error of socket/bind/listen (-EADDRINUSE, ...). */
 int rpc_server_listen(rpc_server *s, const char *address);
 
+/* 0 while every listener works, or the negative errno that made one unusable (an accept
+ * error that is not about one connection nor a shortage: gaio_accept_verdict() says
+ * GAIO_ACCEPT_BROKEN). Such a listener is closed instead of retried forever; the server goes on
+ * serving its connections and its other listeners. Shortages of fds or memory (-EMFILE, ...)
+ * only pause accepting for 100 ms. Any thread. */
+int rpc_server_listen_error(const rpc_server *s);
+
 /* The TCP port of the first TCP listener (the one the kernel chose for port 0), or -ENOENT. */
 int rpc_server_port(const rpc_server *s);
 
@@ -220,6 +231,9 @@ typedef struct rpc_channel_options {
                               close it (its calls complete UNAVAILABLE "keepalive timeout").
                               Keeps idle connections under a server's idle timeout. 0: off */
   const char *backend;     /* gaio backend; NULL: automatic */
+  unsigned max_pending_calls; /* calls accepted and not yet completed (waiting for a
+                              connection, or in flight); beyond it a submit returns -ENOBUFS
+                              (a stub's closure gets RESOURCE_EXHAUSTED) */
 } rpc_channel_options;
 
 /* Open a channel to target: endpoints separated by commas, each "host:port" or "unix:/path"
@@ -258,7 +272,8 @@ int rpc_last_status(const char **message);
  * *reply is NULL and the message is copied into msg (msg_len bytes, NUL-terminated; msg may be
  * NULL). Returns a negative errno when the call was not made: -EINVAL (bad argument or a
  * request of another type than m->input), -EMSGSIZE (request over max_body), -ESHUTDOWN
- * (channel closing), -EDEADLK (called on the channel thread), -ENOMEM. Any other thread. */
+ * (channel closing), -EDEADLK (called on the channel thread), -ENOMEM, -ENOBUFS (the channel's
+ * max_pending_calls reached). Any other thread. */
 int rpc_channel_call(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *req,
                      int timeout_ms, ProtobufCMessage **reply, char *msg, size_t msg_len);
 
@@ -285,7 +300,8 @@ void rpc_cq_destroy(rpc_cq *cq);
  * < 0: none); its completion goes to cq with ctx. If call_id is not NULL the call's id (for
  * rpc_channel_cancel()) is stored there. req is packed before the call returns. Any thread.
  * Returns 0 (exactly one completion will follow) or a negative errno (none will follow):
- * -EINVAL, -EMSGSIZE, -ESHUTDOWN, -ENOMEM. */
+ * -EINVAL, -EMSGSIZE, -ESHUTDOWN, -ENOMEM, -ENOBUFS (max_pending_calls calls pending on the
+ * channel, or RPC_CQ_MAX_OUTSTANDING calls submitted into cq and not yet collected). */
 int rpc_channel_submit(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *req,
                        int timeout_ms, rpc_cq *cq, void *ctx, uint64_t *call_id);
 

@@ -794,9 +794,21 @@ void rpc_call_fail(rpc_call *c, int status, const char *message) {
 
 /* ---- Listeners (worker 0) ---------------------------------------------------------------- */
 
+static void listener_break(worker *wk, srv_listener *l, int error);
+
+/* Queue accepts up to ACCEPTS_QUEUED. A submit refused for a shortage (-ENOBUFS, -ENOMEM) with
+ * no accept left queued would leave the listener idle for good: retry it after a pause. */
 static void accept_more(worker *wk, srv_listener *l) {
-  while (!wk->stopping && l->queued < ACCEPTS_QUEUED) {
-    if (gaio_accept(wk->w, l->fd, NULL, l) < 0) return;
+  while (!wk->stopping && !l->closed && l->queued < ACCEPTS_QUEUED) {
+    int rc = gaio_accept(wk->w, l->fd, NULL, l);
+    if (rc < 0) {
+      if (rc == -ESHUTDOWN) return;
+      if (rc != -ENOBUFS && rc != -ENOMEM) listener_break(wk, l, rc);
+      else if (l->queued == 0 && l->retry.idx == RPC__TIMER_OFF &&
+               rpc__timer_arm(&wk->timers, &l->retry, gaio_now() + ACCEPT_RETRY_MS * 1000000ull) < 0)
+        listener_break(wk, l, rc);
+      return;
+    }
     l->queued++;
     wk->accepts++;
   }
@@ -822,6 +834,16 @@ static void hand_over(worker *wk, int fd) {
   }
 }
 
+/* The listener is unusable: free it (its queued accepts complete -ECANCELED) and keep the
+ * first such error for rpc_server_listen_error(), instead of retrying forever. */
+static void listener_break(worker *wk, srv_listener *l, int error) {
+  int none = 0;
+  atomic_compare_exchange_strong(&wk->srv->listen_error, &none, error);
+  l->closed = 1;
+  rpc__timer_disarm(&wk->timers, &l->retry);
+  if (l->attached) gaio_free(wk->w, l->fd);
+}
+
 static void on_accept(worker *wk, srv_listener *l, const gaio_result *r) {
   l->queued--;
   wk->accepts--;
@@ -836,12 +858,21 @@ static void on_accept(worker *wk, srv_listener *l, const gaio_result *r) {
       hand_over(wk, r->conn_fd);
     }
   }
-  if (r->error == -ECANCELED || r->error == -ESHUTDOWN || l->closed) return;
-  if (r->error == 0) {
-    accept_more(wk, l);
-  } else if (l->retry.idx == RPC__TIMER_OFF) {
-    /* Out of fds or memory: accepting again at once would spin; pause the listener. */
-    rpc__timer_arm(&wk->timers, &l->retry, gaio_now() + ACCEPT_RETRY_MS * 1000000ull);
+  if (l->closed) return;
+  switch (gaio_accept_verdict(r->error)) {
+    case GAIO_ACCEPT_NEXT:
+      accept_more(wk, l);
+      break;
+    case GAIO_ACCEPT_BACKOFF: /* out of fds or memory: accepting at once would spin */
+      if (l->retry.idx == RPC__TIMER_OFF &&
+          rpc__timer_arm(&wk->timers, &l->retry, gaio_now() + ACCEPT_RETRY_MS * 1000000ull) < 0)
+        listener_break(wk, l, -ENOMEM);
+      break;
+    case GAIO_ACCEPT_GONE:
+      break;
+    default: /* GAIO_ACCEPT_BROKEN */
+      listener_break(wk, l, r->error);
+      break;
   }
 }
 

@@ -46,6 +46,7 @@ struct rpc_server {
   atomic_uint calls;    /* calls in flight, all connections */
   atomic_int serving;
   atomic_int stopping;
+  atomic_int listen_error; /* the error that broke a listener first, 0 if none */
   int started;
   int stopped;
   struct health_service *health;

@@ -40,6 +40,7 @@ int rpc_server_create(rpc_server **out, const rpc_server_options *opts) {
   atomic_init(&s->calls, 0);
   atomic_init(&s->serving, 1);
   atomic_init(&s->stopping, 0);
+  atomic_init(&s->listen_error, 0);
   *out = s;
   return 0;
 }
@@ -251,4 +252,8 @@ void rpc_server_destroy(rpc_server *s) {
   free(s->services);
   free(s->workers);
   free(s);
+}
+
+int rpc_server_listen_error(const rpc_server *s) {
+  return s ? atomic_load(&((rpc_server *)s)->listen_error) : -EINVAL;
 }

@@ -6,6 +6,7 @@
 // (rpc_hostile_test_epoll).
 #include <errno.h>
 #include <malloc.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -487,6 +488,45 @@ TEST_F(RpcHostileTest, StringThatIsNotUtf8ReachesTheHandler) {
   EXPECT_EQ(RPC_STATUS_OK, g.status);
   std::lock_guard<std::mutex> lk(g_mu);
   EXPECT_EQ(1u, g_applied.count("\xff\xfe"));
+}
+
+}  // namespace
+
+namespace {
+
+// The fd of this process's listening TCP socket on port, or -1.
+int FindListener(int port) {
+  for (int fd = 0; fd < 1024; fd++) {
+    int acc = 0;
+    socklen_t len = sizeof acc;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) != 0 || !acc) continue;
+    sockaddr_in a = {};
+    len = sizeof a;
+    if (getsockname(fd, reinterpret_cast<sockaddr *>(&a), &len) == 0 && a.sin_family == AF_INET &&
+        ntohs(a.sin_port) == port)
+      return fd;
+  }
+  return -1;
+}
+
+// An accept error that is about the listener itself is reported and the listener closed, not
+// retried every 100 ms forever; the server keeps serving its connections.
+TEST_F(RpcHostileTest, BrokenListenerIsReportedNotRetried) {
+  Watchdog wd("BrokenListener", 30000);
+  Start();
+  ASSERT_EQ(RPC_STATUS_OK, Say("before"));
+  EXPECT_EQ(0, rpc_server_listen_error(s_));
+  int lfd = FindListener(port_);
+  ASSERT_GE(lfd, 0);
+  ASSERT_EQ(0, shutdown(lfd, SHUT_RD));  // Linux: accept() now fails with EINVAL
+  int err = 0;
+  for (int i = 0; i < 500 && err == 0; i++) {
+    err = rpc_server_listen_error(s_);
+    if (err == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(-EINVAL, err);
+  EXPECT_EQ(-1, FindListener(port_)) << "the broken listener was not closed";
+  EXPECT_EQ(RPC_STATUS_OK, Say("after"));
 }
 
 }  // namespace

@@ -1557,3 +1557,98 @@ TEST_F(RpcClientWireTest, GoawayIdsComparePlainAndASecondGoawayLowersTheId) {
 }
 
 }  // namespace
+
+// ---- Client limits and error messages -------------------------------------------------------
+
+namespace {
+
+// A socket error reaches the caller with the operation and its errno, not "connection error".
+TEST_F(RpcClientWireTest, ResetByTheServerNamesTheErrnoInTheMessage) {
+  Watchdog wd("ClientResetMessage", 20000);
+  Submit(1);
+  {
+    RawConn a(listener_.Accept());
+    Request(&a);
+    ASSERT_TRUE(gaio_test::SetLingerZero(a.fd()));
+  }  // closed with RST
+  rpc_completion c[1];
+  ASSERT_EQ(1, rpc_cq_wait(cq_, c, 1, 5000));
+  EXPECT_EQ(RPC_STATUS_UNAVAILABLE, c[0].status);
+  EXPECT_STREQ("read: Connection reset by peer", c[0].message);
+}
+
+TEST_F(RpcTest, ChannelRefusesCallsBeyondMaxPendingCalls) {
+  Watchdog wd("ChannelPendingLimit", 20000);
+  rpc_channel_options co = {};
+  co.max_pending_calls = 4;
+  rpc_channel *ch = nullptr;
+  ASSERT_EQ(0, rpc_channel_create(&ch, Target(srv_.port).c_str(), &co));
+  rpc_method hold = Method("Hold");
+  Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
+  req.text = const_cast<char *>("h");
+  for (int i = 0; i < 4; i++) {
+    ASSERT_EQ(0, rpc_channel_submit(ch, &hold, &req.base, 5000, cq_, nullptr, nullptr));
+  }
+  EXPECT_EQ(-ENOBUFS, rpc_channel_submit(ch, &hold, &req.base, 5000, cq_, nullptr, nullptr));
+  ProtobufCMessage *reply = nullptr;
+  EXPECT_EQ(-ENOBUFS, rpc_channel_call(ch, &hold, &req.base, 5000, &reply, nullptr, 0));
+  StubResult stub;  // a stub's closure runs at once with RESOURCE_EXHAUSTED
+  ProtobufCService *svc = rpc_channel_service(ch, &test__v1__echo__descriptor);
+  ASSERT_NE(nullptr, svc);
+  test__v1__echo__say(svc, &req, OnEchoReply, &stub);
+  EXPECT_TRUE(stub.done);
+  EXPECT_EQ(RPC_STATUS_RESOURCE_EXHAUSTED, stub.status);
+  ASSERT_TRUE(WaitHeld(4, 5000));
+  ReleaseHeldReversed();
+  rpc_completion c[4];
+  int got = 0;
+  while (got < 4) {
+    int n = rpc_cq_wait(cq_, c, 4, 5000);
+    ASSERT_GT(n, 0);
+    for (int i = 0; i < n; i++) {
+      EXPECT_EQ(RPC_STATUS_OK, c[i].status);
+      protobuf_c_message_free_unpacked(c[i].reply, nullptr);
+    }
+    got += n;
+  }
+  std::string out;  // room again
+  rpc_method say = Method("Say");
+  req.text = const_cast<char *>("again");
+  ASSERT_EQ(RPC_STATUS_OK, rpc_channel_call(ch, &say, &req.base, 5000, &reply, nullptr, 0));
+  protobuf_c_message_free_unpacked(reply, nullptr);
+  rpc_channel_destroy(ch);
+}
+
+TEST(RpcClientLimits, CompletionQueueRefusesSubmitsBeyondItsOutstandingLimit) {
+  Watchdog wd("CqLimit", 60000);
+  int port = 0;
+  {
+    gaio_test::Listener dead;
+    ASSERT_TRUE(dead.ok());
+    port = dead.port();
+  }  // closed: connections are refused, and every call fails UNAVAILABLE
+  rpc_channel_options co = {};
+  co.max_pending_calls = 2 * RPC_CQ_MAX_OUTSTANDING;
+  co.backoff_initial_ms = 5;
+  co.backoff_max_ms = 20;
+  rpc_channel *ch = nullptr;
+  ASSERT_EQ(0, rpc_channel_create(&ch, ("127.0.0.1:" + std::to_string(port)).c_str(), &co));
+  rpc_cq *cq = nullptr;
+  ASSERT_EQ(0, rpc_cq_create(&cq));
+  rpc_method say;
+  ASSERT_EQ(0, rpc_method_find(&say, &test__v1__echo__descriptor, "Say"));
+  Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
+  for (unsigned i = 0; i < RPC_CQ_MAX_OUTSTANDING; i++) {
+    ASSERT_EQ(0, rpc_channel_submit(ch, &say, &req.base, 5000, cq, nullptr, nullptr));
+  }
+  EXPECT_EQ(-ENOBUFS, rpc_channel_submit(ch, &say, &req.base, 5000, cq, nullptr, nullptr));
+  std::vector<rpc_completion> c(1024);
+  int n = rpc_cq_wait(cq, c.data(), 1024, 10000);
+  ASSERT_GT(n, 0);
+  EXPECT_EQ(RPC_STATUS_UNAVAILABLE, c[0].status);
+  EXPECT_EQ(0, rpc_channel_submit(ch, &say, &req.base, 5000, cq, nullptr, nullptr));
+  rpc_channel_destroy(ch);
+  rpc_cq_destroy(cq);
+}
+
+}  // namespace
