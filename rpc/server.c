@@ -60,7 +60,7 @@ struct rpc_call {
   conn *cn;         /* NULL once the connection is gone */
   uint32_t request_id;
   uint64_t deadline; /* 0: none */
-  const srv_method *method;
+  const rpc__srv_method *method;
   ProtobufCMessage *input;
   atomic_int state;
   atomic_int cancelled;
@@ -483,7 +483,7 @@ static void call_put(worker *wk, rpc_call *call) {
 
 /* Start call (from call_get(), input unpacked into call->input). Returns 0 or -ENOMEM (the
  * caller still has the call). */
-static int call_new(conn *c, rpc_call *call, const rpc_frame *f, const srv_method *m) {
+static int call_new(conn *c, rpc_call *call, const rpc_frame *f, const rpc__srv_method *m) {
   ProtobufCMessage *in = call->input;
   call->node.key = f->request_id;
   call->item.kind = ITEM_CALL;
@@ -509,7 +509,7 @@ static int call_new(conn *c, rpc_call *call, const rpc_frame *f, const srv_metho
   }
   /* The closure may run on another thread before invoke returns; from here on the call
    * belongs to the state machine. */
-  m->svc->invoke(m->svc, m->index, in, srv_closure, call);
+  m->svc->invoke(m->svc, m->index, in, rpc__srv_closure, call);
   int expected = CALL_INVOKING;
   if (!atomic_compare_exchange_strong(&call->state, &expected, CALL_WAITING)) call_finish(call);
   return 0;
@@ -536,7 +536,7 @@ static int admit(conn *c, const rpc_frame *f, const char **why) {
 
 static void on_request(conn *c, const rpc_frame *f) {
   rpc_server *s = c->wk->srv;
-  const srv_method *m = srv_find_method(s, f->method_id);
+  const rpc__srv_method *m = rpc__srv_find_method(s, f->method_id);
   if (!m) {
     send_status(c, f->request_id, RPC_STATUS_UNIMPLEMENTED, "unknown method");
     return;
@@ -748,7 +748,7 @@ static void call_complete(rpc_call *call) {
 }
 
 /* Closure of every handler invocation. Any thread. */
-void srv_closure(const ProtobufCMessage *reply, void *closure_data) {
+void rpc__srv_closure(const ProtobufCMessage *reply, void *closure_data) {
   rpc_call *call = closure_data;
   if (atomic_flag_test_and_set(&call->done)) return; /* a second completion is ignored */
   if (reply) {
@@ -782,7 +782,7 @@ int64_t rpc_call_remaining_us(const rpc_call *c) {
 
 int rpc_call_cancelled(const rpc_call *c) { return atomic_load(&c->cancelled); }
 
-void rpc_call_reply(rpc_call *c, const ProtobufCMessage *reply) { srv_closure(reply, c); }
+void rpc_call_reply(rpc_call *c, const ProtobufCMessage *reply) { rpc__srv_closure(reply, c); }
 
 void rpc_call_fail(rpc_call *c, int status, const char *message) {
   if (atomic_flag_test_and_set(&c->done)) return;
@@ -794,11 +794,11 @@ void rpc_call_fail(rpc_call *c, int status, const char *message) {
 
 /* ---- Listeners (worker 0) ---------------------------------------------------------------- */
 
-static void listener_break(worker *wk, srv_listener *l, int error);
+static void listener_break(worker *wk, rpc__srv_listener *l, int error);
 
 /* Queue accepts up to ACCEPTS_QUEUED. A submit refused for a shortage (-ENOBUFS, -ENOMEM) with
  * no accept left queued would leave the listener idle for good: retry it after a pause. */
-static void accept_more(worker *wk, srv_listener *l) {
+static void accept_more(worker *wk, rpc__srv_listener *l) {
   while (!wk->stopping && !l->closed && l->queued < ACCEPTS_QUEUED) {
     int rc = gaio_accept(wk->w, l->fd, NULL, l);
     if (rc < 0) {
@@ -836,7 +836,7 @@ static void hand_over(worker *wk, int fd) {
 
 /* The listener is unusable: free it (its queued accepts complete -ECANCELED) and keep the
  * first such error for rpc_server_listen_error(), instead of retrying forever. */
-static void listener_break(worker *wk, srv_listener *l, int error) {
+static void listener_break(worker *wk, rpc__srv_listener *l, int error) {
   int none = 0;
   atomic_compare_exchange_strong(&wk->srv->listen_error, &none, error);
   l->closed = 1;
@@ -844,7 +844,7 @@ static void listener_break(worker *wk, srv_listener *l, int error) {
   if (l->attached) gaio_free(wk->w, l->fd);
 }
 
-static void on_accept(worker *wk, srv_listener *l, const gaio_result *r) {
+static void on_accept(worker *wk, rpc__srv_listener *l, const gaio_result *r) {
   l->queued--;
   wk->accepts--;
   if (r->error == 0 && r->conn_fd >= 0) {
@@ -884,7 +884,7 @@ static void begin_stop(worker *wk) {
   rpc_server *s = wk->srv;
   if (wk->index == 0) {
     for (unsigned i = 0; i < s->nlisteners; i++) {
-      srv_listener *l = &s->listeners[i];
+      rpc__srv_listener *l = &s->listeners[i];
       if (!l->closed && l->attached) gaio_free(wk->w, l->fd);
       l->closed = 1;
       rpc__timer_disarm(&wk->timers, &l->retry);
@@ -965,7 +965,7 @@ static void on_timers(worker *wk) {
     } else if (t->kind == TIMER_DRAIN) {
       drain_expired(wk);
     } else if (t->kind == TIMER_ACCEPT) {
-      srv_listener *l = rpc__container_of(t, srv_listener, retry);
+      rpc__srv_listener *l = rpc__container_of(t, rpc__srv_listener, retry);
       if (!l->closed) accept_more(wk, l);
     } else {
       conn *c = rpc__container_of(t, conn, idle);
@@ -1019,7 +1019,7 @@ static void *worker_main(void *arg) {
 
 /* ---- Lifecycle (the rest is in server_setup.c) ------------------------------------------- */
 
-int srv_start_workers(rpc_server *s) {
+int rpc__srv_start_workers(rpc_server *s) {
   /* Every watcher and inbox exists before any thread runs: worker 0 hands connections to the
    * others as soon as it starts. */
   int rc = 0;
@@ -1052,7 +1052,7 @@ int srv_start_workers(rpc_server *s) {
   return rc;
 }
 
-void srv_stop_workers(rpc_server *s, int drain_ms) {
+void rpc__srv_stop_workers(rpc_server *s, int drain_ms) {
   uint64_t at = gaio_now() + (uint64_t)(drain_ms > 0 ? drain_ms : 0) * 1000000u;
   for (unsigned i = 0; i < s->nworkers; i++) {
     worker *wk = &s->workers[i];
@@ -1084,4 +1084,4 @@ void srv_stop_workers(rpc_server *s, int drain_ms) {
   s->nlisteners = 0;
 }
 
-size_t srv_worker_size(void) { return sizeof(worker); }
+size_t rpc__srv_worker_size(void) { return sizeof(worker); }

@@ -10,14 +10,14 @@
 #include "rpc/internal.h"
 #include "rpc/rpc.h"
 
-typedef struct srv_method {
+typedef struct rpc__srv_method {
   uint32_t id;
   ProtobufCService *svc;
   unsigned index;
   const ProtobufCMethodDescriptor *md;
-} srv_method;
+} rpc__srv_method;
 
-typedef struct srv_listener {
+typedef struct rpc__srv_listener {
   int kind; /* RPC__CTX_LISTEN */
   int fd;
   int is_unix;
@@ -27,18 +27,18 @@ typedef struct srv_listener {
   rpc__timer retry; /* armed after a failed accept */
   int port;
   char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-} srv_listener;
+} rpc__srv_listener;
 
 struct worker;
 struct health_service;
 
 struct rpc_server {
   rpc_server_options opts;
-  srv_method *methods; /* sorted by id */
+  rpc__srv_method *methods; /* sorted by id */
   size_t nmethods;
   ProtobufCService **services;
   size_t nservices;
-  srv_listener listeners[RPC_MAX_LISTENERS];
+  rpc__srv_listener listeners[RPC_MAX_LISTENERS];
   unsigned nlisteners;
   struct worker *workers;
   unsigned nworkers;
@@ -52,10 +52,10 @@ struct rpc_server {
   struct health_service *health;
 };
 
-const srv_method *srv_find_method(const rpc_server *s, uint32_t id);
-void srv_closure(const ProtobufCMessage *reply, void *closure_data);
-int srv_start_workers(rpc_server *s);
-void srv_stop_workers(rpc_server *s, int drain_ms);
-size_t srv_worker_size(void);
+const rpc__srv_method *rpc__srv_find_method(const rpc_server *s, uint32_t id);
+void rpc__srv_closure(const ProtobufCMessage *reply, void *closure_data);
+int rpc__srv_start_workers(rpc_server *s);
+void rpc__srv_stop_workers(rpc_server *s, int drain_ms);
+size_t rpc__srv_worker_size(void);
 
 #endif /* GAIO_RPC_SERVER_INTERNAL_H */

@@ -31,7 +31,7 @@ int rpc_server_create(rpc_server **out, const rpc_server_options *opts) {
   if (o.allocator && (!o.allocator->alloc || !o.allocator->free)) return -EINVAL;
   rpc_server *s = calloc(1, sizeof *s);
   if (!s) return -ENOMEM;
-  s->workers = calloc(o.workers, srv_worker_size());
+  s->workers = calloc(o.workers, rpc__srv_worker_size());
   if (!s->workers) {
     free(s);
     return -ENOMEM;
@@ -45,7 +45,7 @@ int rpc_server_create(rpc_server **out, const rpc_server_options *opts) {
   return 0;
 }
 
-const srv_method *srv_find_method(const rpc_server *s, uint32_t id) {
+const rpc__srv_method *rpc__srv_find_method(const rpc_server *s, uint32_t id) {
   size_t lo = 0, hi = s->nmethods;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
@@ -69,7 +69,7 @@ static int check_handlers(const ProtobufCService *svc) {
 }
 
 static int cmp_method(const void *a, const void *b) {
-  uint32_t x = ((const srv_method *)a)->id, y = ((const srv_method *)b)->id;
+  uint32_t x = ((const rpc__srv_method *)a)->id, y = ((const rpc__srv_method *)b)->id;
   return x < y ? -1 : x > y;
 }
 
@@ -81,7 +81,7 @@ int rpc_server_add_service(rpc_server *s, ProtobufCService *svc) {
   int rc = check_handlers(svc);
   if (rc < 0) return rc;
   size_t n = s->nmethods + d->n_methods;
-  srv_method *m = malloc((n ? n : 1) * sizeof *m);
+  rpc__srv_method *m = malloc((n ? n : 1) * sizeof *m);
   ProtobufCService **sv = realloc(s->services, (s->nservices + 1) * sizeof *sv);
   if (!m || !sv) {
     free(m);
@@ -95,7 +95,7 @@ int rpc_server_add_service(rpc_server *s, ProtobufCService *svc) {
       free(m);
       return -EINVAL; /* optimize_for = CODE_SIZE: no names, so no method ids */
     }
-    srv_method *e = &m[s->nmethods + i];
+    rpc__srv_method *e = &m[s->nmethods + i];
     e->id = rpc__method_id_of(d, i);
     e->svc = svc;
     e->index = i;
@@ -164,7 +164,7 @@ void rpc_server_set_serving(rpc_server *s, int serving) { atomic_store(&s->servi
 
 /* ---- Listeners --------------------------------------------------------------------------- */
 
-static int open_listener(srv_listener *l, const struct sockaddr_storage *ss, socklen_t sl) {
+static int open_listener(rpc__srv_listener *l, const struct sockaddr_storage *ss, socklen_t sl) {
   int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return -errno;
   if (ss->ss_family == AF_UNIX) {
@@ -201,7 +201,7 @@ int rpc_server_listen(rpc_server *s, const char *address) {
   struct sockaddr_storage ss;
   socklen_t sl;
   if (rpc__parse_addr(address, strlen(address), &ss, &sl) < 0) return -EINVAL;
-  srv_listener *l = &s->listeners[s->nlisteners];
+  rpc__srv_listener *l = &s->listeners[s->nlisteners];
   memset(l, 0, sizeof *l);
   l->kind = RPC__CTX_LISTEN;
   rpc__timer_init(&l->retry, 0);
@@ -224,9 +224,9 @@ int rpc_server_start(rpc_server *s) {
   if (s->started) return -EBUSY;
   if (s->nlisteners == 0 || s->nmethods == 0) return -EINVAL;
   s->started = 1;
-  int rc = srv_start_workers(s);
+  int rc = rpc__srv_start_workers(s);
   if (rc < 0) {
-    srv_stop_workers(s, 0);
+    rpc__srv_stop_workers(s, 0);
     s->stopped = 1;
   }
   return rc;
@@ -237,7 +237,7 @@ int rpc_server_shutdown(rpc_server *s, int drain_ms) {
   if (s->stopped) return 0;
   s->stopped = 1;
   atomic_store(&s->stopping, 1);
-  srv_stop_workers(s, drain_ms);
+  rpc__srv_stop_workers(s, drain_ms);
   return 0;
 }
 
