@@ -1,5 +1,6 @@
 /* The portable core: submissions, the fd table, deadlines, the swap buffer, delivery and close.
  * The kernel side (readiness or completion) is behind the backend table (backend.h). */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -113,6 +114,7 @@ int gaio_watcher_create(gaio_watcher **out, const gaio_options *opts) {
   gaio__queue_init(&w->kicks);
   gaio__queue_init(&w->deferred);
   gaio__heap_init(&w->timers);
+  gaio__queue_init(&w->timer_q);
   w->nchunks = (fd_table_size() + GAIO__FD_CHUNK - 1) / GAIO__FD_CHUNK;
   w->chunks = calloc(w->nchunks, sizeof(*w->chunks));
   w->swap = malloc(w->swap_size);
@@ -223,11 +225,11 @@ static void submit_locked(gaio_watcher *w, gaio__req *r) {
 }
 
 /* Under the lock: the checks every submit makes, then a request from the free list. */
-static gaio__req *submit_begin(gaio_watcher *w, int fd, int *rc) {
+static gaio__req *submit_begin(gaio_watcher *w, int op, int fd, int *rc) {
   *rc = 0;
   if (atomic_load_explicit(&w->closed, memory_order_relaxed))
     *rc = -ESHUTDOWN;
-  else if (fd_owned(w, fd) != GAIO__OWNED_YES)
+  else if (!gaio__is_core_op(op) && fd_owned(w, fd) != GAIO__OWNED_YES)
     *rc = -EBADF;
   else
     return req_alloc(w, 1, rc);
@@ -239,7 +241,7 @@ static int submit_io(gaio_watcher *w, const gaio__req *t) {
   if (w == NULL) return -EINVAL;
   pthread_mutex_lock(&w->lock);
   int rc;
-  gaio__req *r = submit_begin(w, t->fd, &rc);
+  gaio__req *r = submit_begin(w, t->op, t->fd, &rc);
   if (r == NULL) {
     pthread_mutex_unlock(&w->lock);
     return rc;
@@ -326,6 +328,19 @@ int gaio_shutdown(gaio_watcher *w, int fd, void *ctx) {
   return submit_io(w, &t);
 }
 
+/* 0 is "no deadline" everywhere else; a timer without one would never fire, so it is refused
+ * rather than read as "now" (gaio_post() is the way to be called back at once). */
+int gaio_timer(gaio_watcher *w, void *ctx, uint64_t deadline) {
+  if (deadline == 0) return -EINVAL;
+  gaio__req t = req_template(GAIO_OP_TIMER, GAIO_NO_FD, NULL, 0, ctx, deadline);
+  return submit_io(w, &t);
+}
+
+int gaio_post(gaio_watcher *w, void *ctx) {
+  gaio__req t = req_template(GAIO_OP_POST, GAIO_NO_FD, NULL, 0, ctx, 0);
+  return submit_io(w, &t);
+}
+
 /* connect(2) runs here, in the caller's thread, so that addr need not outlive the call. The
  * request is allocated first, so that a started connect always has its result; what connect(2)
  * said travels in r->error (-EINPROGRESS: the loop waits for the outcome). */
@@ -334,7 +349,7 @@ int gaio_connect(gaio_watcher *w, int fd, const struct sockaddr *addr, socklen_t
   if (w == NULL || addr == NULL || addr_len == 0) return -EINVAL;
   pthread_mutex_lock(&w->lock);
   int rc;
-  gaio__req *r = submit_begin(w, fd, &rc);
+  gaio__req *r = submit_begin(w, GAIO_OP_CONNECT, fd, &rc);
   pthread_mutex_unlock(&w->lock);
   if (r == NULL) return rc;
   gaio__queue link = r->link;
@@ -425,6 +440,12 @@ static int deadline_less(const gaio__heap_node *a, const gaio__heap_node *b) {
   return x->deadline < y->deadline || (x->deadline == y->deadline && x->seq < y->seq);
 }
 
+static void heap_link(gaio_watcher *w, gaio__req *r) {
+  assert(r->deadline != 0 && !(r->flags & GAIO__REQ_IN_HEAP));
+  gaio__heap_insert(&w->timers, &r->heap, deadline_less);
+  r->flags |= GAIO__REQ_IN_HEAP;
+}
+
 static void heap_unlink(gaio_watcher *w, gaio__req *r) {
   if (r->flags & GAIO__REQ_IN_HEAP) {
     gaio__heap_remove(&w->timers, &r->heap, deadline_less);
@@ -455,6 +476,7 @@ void gaio__complete(gaio_watcher *w, gaio__req *r, int error) {
 }
 
 void gaio__cancel(gaio_watcher *w, gaio__req *r, int error) {
+  assert(r->f != NULL); /* the backend cancels what is queued on an fd, never a core op */
   heap_unlink(w, r);
   w->be->cancel(w, r, error);
 }
@@ -557,13 +579,22 @@ static void start_io(gaio_watcher *w, gaio__req *r, int closed) {
     f->wbytes += r->len;
     q = &f->wq;
   }
-  if (r->deadline != 0) {
-    gaio__heap_insert(&w->timers, &r->heap, deadline_less);
-    r->flags |= GAIO__REQ_IN_HEAP;
-  }
+  if (r->deadline != 0) heap_link(w, r);
   r->f = f;
   if (gaio__queue_empty(q)) kick_later(w, f);
   gaio__queue_push(q, &r->link);
+}
+
+/* A timer waits in the deadline heap (and in timer_q, which gaio_timer_cancel() and close
+ * search); a post is complete as soon as the loop takes it in. */
+static void start_core(gaio_watcher *w, gaio__req *r, int closed) {
+  assert(gaio__is_core_op(r->op) && r->f == NULL);
+  if (closed || r->op == GAIO_OP_POST) {
+    gaio__complete(w, r, closed ? -ESHUTDOWN : 0);
+    return;
+  }
+  heap_link(w, r);
+  gaio__queue_push(&w->timer_q, &r->link);
 }
 
 /* Take everything submitted so far and put it where it belongs. Returns the closed flag as
@@ -586,6 +617,8 @@ static int flush(gaio_watcher *w) {
       else if (f->state & GAIO__FD_LIVE)
         fd_release(w, f, -ECANCELED, RELEASE_CLOSE);
       gaio__queue_push(&w->spent, &r->link);
+    } else if (gaio__is_core_op(r->op)) {
+      start_core(w, r, closed);
     } else {
       start_io(w, r, closed);
     }
@@ -602,18 +635,27 @@ static void run_kicks(gaio_watcher *w) {
 }
 
 /* Finish every request whose deadline has passed (at once, or when the kernel gives it back).
- * This runs no user code, so the heap can be popped directly. */
+ * A timer fires with error 0: reaching its deadline is its success. This runs no user code, so
+ * the heap can be popped directly. */
 static void expire(gaio_watcher *w, uint64_t now) {
   gaio__heap_node *n;
   while ((n = gaio__heap_min(&w->timers)) != NULL) {
     gaio__req *r = gaio__container_of(n, gaio__req, heap);
     if (r->deadline > now) break;
-    gaio__cancel(w, r, -ETIMEDOUT);
+    if (r->op == GAIO_OP_TIMER)
+      gaio__complete(w, r, 0);
+    else
+      gaio__cancel(w, r, -ETIMEDOUT);
+    assert(!(r->flags & GAIO__REQ_IN_HEAP)); /* else this loop would never end */
   }
 }
 
-/* Carry out a close: every fd is released (its requests get -ESHUTDOWN) and closed. */
+/* Carry out a close: every fd is released (its requests get -ESHUTDOWN) and closed, and every
+ * pending timer gets -ESHUTDOWN. */
 static void sweep(gaio_watcher *w) {
+  while (!gaio__queue_empty(&w->timer_q))
+    gaio__complete(w, gaio__container_of(gaio__queue_head(&w->timer_q), gaio__req, link),
+                   -ESHUTDOWN);
   for (size_t c = 0; c < w->nchunks; c++) {
     gaio__fd *chunk = atomic_load_explicit(&w->chunks[c], memory_order_acquire);
     if (chunk == NULL) continue;
@@ -833,6 +875,25 @@ int gaio_cancel(gaio_watcher *w, int fd, void *ctx) {
     /* With io_uring the kernel's answer is on its way: poll until r is settled. */
     while (r->f != NULL && rc == 0) rc = w->be->poll(w, -1);
     if (rc == 0) rc = r->error == -ECANCELED ? 0 : -ENOENT;
+  }
+  loop_leave(w);
+  return rc;
+}
+
+/* No kernel holds a timer, so the answer needs no round trip. timer_q is in submission order:
+ * the first match is the oldest. */
+int gaio_timer_cancel(gaio_watcher *w, void *ctx) {
+  int rc = loop_enter(w);
+  if (rc != 0) return rc;
+  rc = -ENOENT;
+  for (gaio__queue *q = w->timer_q.next; q != &w->timer_q; q = q->next) {
+    gaio__req *r = gaio__container_of(q, gaio__req, link);
+    assert(r->op == GAIO_OP_TIMER && (r->flags & GAIO__REQ_IN_HEAP));
+    if (r->ctx == ctx) {
+      gaio__complete(w, r, -ECANCELED);
+      rc = 0;
+      break;
+    }
   }
   loop_leave(w);
   return rc;

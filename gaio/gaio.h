@@ -4,7 +4,8 @@
  * once those are written") on sockets the watcher owns, each with a context pointer. Then you
  * collect the completions in batches with gaio_wait(). You never see readiness events. The
  * thread that calls gaio_wait() runs the event loop itself, so there is no internal thread and no
- * hand-off between threads on the hot path.
+ * hand-off between threads on the hot path. Two requests have no socket: a timer (gaio_timer())
+ * and a user completion that any thread can hand to the loop (gaio_post()).
  *
  * THE CONTRACT (it holds for every submit call below)
  *   - A submit call returns 0 or a negative errno. If it returns < 0, no result will ever be
@@ -26,9 +27,9 @@
  * THREADS
  *   Submit calls, gaio_attach(), gaio_free(), gaio_watcher_close() and gaio_watcher_stats() are
  *   safe from any thread. gaio_wait() is single-consumer: one thread at a time (a second
- *   concurrent caller gets -EBUSY). gaio_cancel() and gaio_detach() answer synchronously, so
- *   they belong to that same loop thread, between waits. Watchers are independent: there is no
- *   file-scope state.
+ *   concurrent caller gets -EBUSY). gaio_cancel(), gaio_timer_cancel() and gaio_detach() answer
+ *   synchronously, so they belong to that same loop thread, between waits. Watchers are
+ *   independent: there is no file-scope state.
  *
  * BACKENDS
  *   Two on Linux, with the same observable behaviour (one test suite runs over both):
@@ -64,8 +65,13 @@ enum gaio_op {
   GAIO_OP_CONNECT = 5,   /* gaio_connect */
   GAIO_OP_RECVFROM = 6,  /* gaio_recvfrom */
   GAIO_OP_SENDTO = 7,    /* gaio_sendto */
-  GAIO_OP_SHUTDOWN = 8   /* gaio_shutdown */
+  GAIO_OP_SHUTDOWN = 8,  /* gaio_shutdown */
+  GAIO_OP_TIMER = 9,     /* gaio_timer */
+  GAIO_OP_POST = 10      /* gaio_post */
 };
+
+/* gaio_result.fd of a request that has no fd: a timer or a post. */
+#define GAIO_NO_FD (-1)
 
 /* gaio_result.flags: the bytes are in the watcher's swap buffer (the read was submitted with a
  * NULL buffer and got size > 0 bytes). They stay valid until the next call of gaio_wait() on this
@@ -80,7 +86,7 @@ typedef struct gaio_result {
   void *ctx;      /* the context pointer given at submit, unchanged */
   void *buf;      /* the buffer given at submit, or the swap slice (GAIO_RESULT_SWAP) */
   size_t size;    /* bytes read or written, also on error (partial progress) */
-  int fd;         /* the fd the request was submitted on */
+  int fd;         /* the fd the request was submitted on; GAIO_NO_FD for a timer or a post */
   int op;         /* enum gaio_op */
   int error;      /* 0, a negative errno, or GAIO_EOF */
   unsigned flags; /* GAIO_RESULT_* */
@@ -111,8 +117,9 @@ typedef struct gaio_options {
   size_t read_max;
   /* Readiness events taken from the kernel per poll. */
   unsigned max_events;
-  /* Accepted I/O requests that have not been delivered yet (this also bounds the queued
-   * results). A submit beyond it returns -ENOBUFS synchronously. Attach and free do not count. */
+  /* Accepted requests (I/O, timers, posts) that have not been delivered yet (this also bounds
+   * the queued results). A submit beyond it returns -ENOBUFS synchronously. Attach and free do
+   * not count. */
   unsigned max_requests;
   /* Bytes of writes queued on one fd and not yet written. A write that would exceed it completes
    * with -ENOBUFS (and writes nothing). */
@@ -282,6 +289,30 @@ int gaio_sendto(gaio_watcher *w, int fd, const void *buf, size_t len, const stru
  * -ESHUTDOWN (no result). */
 int gaio_shutdown(gaio_watcher *w, int fd, void *ctx);
 
+/* Queue a timer that completes at deadline (absolute, gaio_now() time base). Its result has op
+ * GAIO_OP_TIMER, fd GAIO_NO_FD, size 0 and error 0 when it fires (reaching the deadline is what
+ * a timer is for, so it is not -ETIMEDOUT), -ECANCELED after gaio_timer_cancel(), or -ESHUTDOWN
+ * if the watcher is closed first. It never fires early: gaio_now() >= deadline when
+ * gaio_wait() returns it; it may fire late by the poll's resolution (whole milliseconds, rounded
+ * up) and by scheduling. A deadline already past fires in the next gaio_wait(), without blocking.
+ * Timers share the deadline heap of the I/O deadlines: O(log n), FIFO among equal deadlines, no
+ * allocation beyond the request. A gaio_wait(-1) wakes for it, also when another thread submits
+ * it while the loop sleeps. Counts against max_requests until delivered. Safe from any thread.
+ * Returns 0 (exactly one result will follow) or -EINVAL (deadline 0, which means "none" for
+ * every other request), -ENOBUFS, -ENOMEM, -ESHUTDOWN (no result). */
+int gaio_timer(gaio_watcher *w, void *ctx, uint64_t deadline);
+
+/* Queue a user completion: ctx comes back in a result with op GAIO_OP_POST, fd GAIO_NO_FD, size
+ * 0 and error 0, delivered by the gaio_wait() in progress (a sleeping one is woken) or the next.
+ * This hands work to the loop thread from any thread, as libuv's uv_async_send() does, but posts
+ * are never coalesced: each accepted post has its own result, and the posts of one thread come
+ * back in the order they were made. A post completes when the loop takes it in, so it cannot be
+ * cancelled; one still queued when gaio_watcher_close() is called completes with -ESHUTDOWN,
+ * like every request accepted before the close (one taken in already keeps error 0). Counts
+ * against max_requests until delivered. Safe from any thread. Returns 0 (exactly one result will
+ * follow) or -ENOBUFS (max_requests reached), -ENOMEM, -ESHUTDOWN (no result). */
+int gaio_post(gaio_watcher *w, void *ctx);
+
 /* Cancel the oldest pending request on fd whose context pointer is ctx. Returns 0 when it was
  * still pending: its one result then carries -ECANCELED (with size = the bytes already
  * transferred). Returns -ENOENT when no request on fd with that ctx is pending: it has
@@ -289,8 +320,18 @@ int gaio_shutdown(gaio_watcher *w, int fd, void *ctx);
  * there never was one. The answer is exact on every backend: with io_uring the call waits for
  * the kernel's verdict on a request it holds. Loop-thread only: call it from the thread that
  * calls gaio_wait() (between calls), or when no thread is in gaio_wait() (else -EBUSY). Also
- * -EBADF (fd not attached), -ENOMEM, -ESHUTDOWN. */
+ * -EBADF (fd not attached), -ENOMEM, -ESHUTDOWN. Timers have gaio_timer_cancel(). */
 int gaio_cancel(gaio_watcher *w, int fd, void *ctx);
+
+/* Cancel the oldest pending timer (by submission) whose context pointer is ctx. Returns 0 when
+ * it was still pending: its one result then carries -ECANCELED. Returns -ENOENT when no timer
+ * with that ctx is pending: it has fired already (its result is delivered or queued, and nothing
+ * more will come), or there never was one. A timer is pending until a gaio_wait() sees its
+ * deadline pass. The answer is exact and immediate (no kernel holds a timer). Requests on fds
+ * and posts are never touched. A call of its own rather than gaio_cancel(w, -1, ctx): -1 is the
+ * usual failed fd, and gaio_cancel() must keep answering -EBADF for it. Loop-thread only, like
+ * gaio_cancel() (else -EBUSY). Also -ESHUTDOWN. */
+int gaio_timer_cancel(gaio_watcher *w, void *ctx);
 
 /* Give fd back to the caller without closing it: every pending request on it completes with
  * -ECANCELED (results delivered by the next gaio_wait(); a request that had already finished in

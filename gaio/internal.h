@@ -30,11 +30,12 @@ enum {
 };
 
 /* One submitted operation. Lives in a slab; linked in exactly one queue at a time: the
- * submission queue, an fd's read or write queue, the done queue, or the free list. */
+ * submission queue, an fd's read or write queue, the pending timers, the done queue, or the free
+ * list. */
 typedef struct gaio__req {
   gaio__queue link;
   gaio__heap_node heap;   /* deadline heap, when deadline != 0 */
-  struct gaio__fd *f;     /* the fd entry, once queued on it */
+  struct gaio__fd *f;     /* the fd entry, once queued on it; always NULL for core ops */
   void *ctx;
   char *buf;
   size_t len;
@@ -65,6 +66,10 @@ static inline int gaio__is_write_op(int op) {
   return op == GAIO_OP_WRITE || op == GAIO_OP_SENDTO || op == GAIO_OP_CONNECT ||
          op == GAIO_OP_SHUTDOWN;
 }
+
+/* Requests with no fd (timers, posts): the core completes them itself, so no backend ever sees
+ * one, and they need no attached fd at submit. */
+static inline int gaio__is_core_op(int op) { return op == GAIO_OP_TIMER || op == GAIO_OP_POST; }
 
 /* gaio__fd.state, loop-owned. */
 enum {
@@ -141,7 +146,8 @@ struct gaio_watcher {
   gaio__queue spent;    /* delivered or internal requests, to return to the free list */
   gaio__queue kicks;    /* fds whose queues changed */
   gaio__queue deferred; /* fds whose head NULL-buffer read waits for swap space */
-  gaio__heap timers;
+  gaio__heap timers;    /* every pending deadline (I/O and timers), keyed (deadline, seq) */
+  gaio__queue timer_q;  /* pending timers in submission order, for gaio_timer_cancel(), close */
   char *swap;
   size_t swap_used;
   unsigned swap_out;    /* undelivered results that point into the swap buffer */
