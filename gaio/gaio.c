@@ -114,7 +114,7 @@ int gaio_watcher_create(gaio_watcher **out, const gaio_options *opts) {
   gaio__queue_init(&w->kicks);
   gaio__queue_init(&w->deferred);
   gaio__heap_init(&w->timers);
-  gaio__queue_init(&w->timer_q);
+  for (unsigned i = 0; i < GAIO__TIMER_BUCKETS; i++) gaio__queue_init(&w->timer_q[i]);
   w->nchunks = (fd_table_size() + GAIO__FD_CHUNK - 1) / GAIO__FD_CHUNK;
   w->chunks = calloc(w->nchunks, sizeof(*w->chunks));
   w->swap = malloc(w->swap_size);
@@ -585,8 +585,15 @@ static void start_io(gaio_watcher *w, gaio__req *r, int closed) {
   gaio__queue_push(q, &r->link);
 }
 
-/* A timer waits in the deadline heap (and in timer_q, which gaio_timer_cancel() and close
- * search); a post is complete as soon as the loop takes it in. */
+/* The bucket of pending timers with this ctx (Fibonacci hashing of the pointer). */
+static gaio__queue *timer_bucket(gaio_watcher *w, const void *ctx) {
+  uint64_t h = ((uint64_t)(uintptr_t)ctx >> 3) * 0x9E3779B97F4A7C15ull;
+  return &w->timer_q[h >> (64 - 10)];
+}
+_Static_assert(GAIO__TIMER_BUCKETS == 1u << 10, "timer_bucket() takes 10 bits");
+
+/* A timer waits in the deadline heap (and in its timer_q bucket, which gaio_timer_cancel()
+ * searches and close sweeps); a post is complete as soon as the loop takes it in. */
 static void start_core(gaio_watcher *w, gaio__req *r, int closed) {
   assert(gaio__is_core_op(r->op) && r->f == NULL);
   if (closed || r->op == GAIO_OP_POST) {
@@ -594,7 +601,7 @@ static void start_core(gaio_watcher *w, gaio__req *r, int closed) {
     return;
   }
   heap_link(w, r);
-  gaio__queue_push(&w->timer_q, &r->link);
+  gaio__queue_push(timer_bucket(w, r->ctx), &r->link);
 }
 
 /* Take everything submitted so far and put it where it belongs. Returns the closed flag as
@@ -653,9 +660,10 @@ static void expire(gaio_watcher *w, uint64_t now) {
 /* Carry out a close: every fd is released (its requests get -ESHUTDOWN) and closed, and every
  * pending timer gets -ESHUTDOWN. */
 static void sweep(gaio_watcher *w) {
-  while (!gaio__queue_empty(&w->timer_q))
-    gaio__complete(w, gaio__container_of(gaio__queue_head(&w->timer_q), gaio__req, link),
-                   -ESHUTDOWN);
+  for (unsigned i = 0; i < GAIO__TIMER_BUCKETS; i++)
+    while (!gaio__queue_empty(&w->timer_q[i]))
+      gaio__complete(w, gaio__container_of(gaio__queue_head(&w->timer_q[i]), gaio__req, link),
+                     -ESHUTDOWN);
   for (size_t c = 0; c < w->nchunks; c++) {
     gaio__fd *chunk = atomic_load_explicit(&w->chunks[c], memory_order_acquire);
     if (chunk == NULL) continue;
@@ -880,13 +888,15 @@ int gaio_cancel(gaio_watcher *w, int fd, void *ctx) {
   return rc;
 }
 
-/* No kernel holds a timer, so the answer needs no round trip. timer_q is in submission order:
- * the first match is the oldest. */
+/* No kernel holds a timer, so the answer needs no round trip. A bucket is in submission order:
+ * the first match is the oldest. Only timers whose ctx hashes alike are looked at, so the cost
+ * does not grow with the other timers pending (an RPC server cancels one per call). */
 int gaio_timer_cancel(gaio_watcher *w, void *ctx) {
   int rc = loop_enter(w);
   if (rc != 0) return rc;
   rc = -ENOENT;
-  for (gaio__queue *q = w->timer_q.next; q != &w->timer_q; q = q->next) {
+  gaio__queue *b = timer_bucket(w, ctx);
+  for (gaio__queue *q = b->next; q != b; q = q->next) {
     gaio__req *r = gaio__container_of(q, gaio__req, link);
     assert(r->op == GAIO_OP_TIMER && (r->flags & GAIO__REQ_IN_HEAP));
     if (r->ctx == ctx) {

@@ -110,6 +110,7 @@ typedef struct gaio__fd {
 } gaio__fd;
 
 #define GAIO__FD_CHUNK 256u
+#define GAIO__TIMER_BUCKETS 1024u /* a power of two */
 
 /* A single-writer counter: written by one thread at a time (the loop, or a submitter holding
  * the lock), read from any thread. Relaxed atomics keep the reads race-free at no cost. */
@@ -147,7 +148,9 @@ struct gaio_watcher {
   gaio__queue kicks;    /* fds whose queues changed */
   gaio__queue deferred; /* fds whose head NULL-buffer read waits for swap space */
   gaio__heap timers;    /* every pending deadline (I/O and timers), keyed (deadline, seq) */
-  gaio__queue timer_q;  /* pending timers in submission order, for gaio_timer_cancel(), close */
+  /* Pending timers, hashed by ctx, each bucket in submission order: gaio_timer_cancel()
+   * searches one bucket (the first match is the oldest timer with that ctx), close sweeps all. */
+  gaio__queue timer_q[GAIO__TIMER_BUCKETS];
   char *swap;
   size_t swap_used;
   unsigned swap_out;    /* undelivered results that point into the swap buffer */
