@@ -21,7 +21,7 @@
 enum { EP_IDLE, EP_CONNECTING, EP_READY, EP_BACKOFF };
 enum { MODE_CLOSURE, MODE_CQ, MODE_SYNC };
 enum { ITEM_SUBMIT = 1, ITEM_CANCEL = 2, ITEM_CLOSE = 3, ITEM_NEXT_WIRE = 4 };
-enum { TIMER_CALL = 1, TIMER_BACKOFF = 2, TIMER_KEEPALIVE = 3 };
+enum { TIMER_BACKOFF = 2, TIMER_KEEPALIVE = 3 }; /* a call's deadline timer has an id as ctx */
 
 typedef struct cconn cconn;
 typedef struct ccall ccall;
@@ -54,7 +54,7 @@ struct cconn {
   uint64_t last_rx;    /* when bytes last arrived (keepalive) */
   uint64_t ping_sent;  /* when the outstanding PING went out; 0: none outstanding */
   uint32_t ping_token;
-  rpc__timer keepalive;
+  rpc__timer keepalive; /* its pending results are counted in `pending` too */
 };
 
 typedef struct sync_wait {
@@ -68,7 +68,7 @@ struct ccall {
   rpc__idnode cnode; /* key = call id, in ch->calls */
   rpc__idnode wnode; /* key = wire id, in conn->calls */
   rpc__item item;
-  rpc__timer timer;
+  int timed; /* a deadline timer is set: its ctx is RPC__TIMER_ID(id) */
   ccall *qprev, *qnext; /* waiting queue, or the completion queue's list */
   int queued;
   uint64_t id;
@@ -118,7 +118,6 @@ struct rpc_channel {
   pthread_t th;
   int started;
   rpc__inbox inbox;
-  rpc__theap timers;
   rpc__idmap calls;
   ccall *wq_head, *wq_tail; /* calls waiting for a connection */
   cconn *conns;
@@ -196,7 +195,11 @@ static void deliver(ccall *call) {
  * passed with status OK only. Channel thread. */
 static void complete(rpc_channel *ch, ccall *call, int status, const char *msg, size_t len,
                      ProtobufCMessage *reply) {
-  rpc__timer_disarm(&ch->timers, &call->timer);
+  if (call->timed) {
+    /* Cancelled, its result is ignored; fired already, its result finds no call by id. */
+    gaio_timer_cancel(ch->w, RPC__TIMER_ID(call->id));
+    call->timed = 0;
+  }
   rpc__idmap_del(&ch->calls, call->id);
   if (call->conn) {
     rpc__idmap_del(&call->conn->calls, call->wnode.key);
@@ -329,6 +332,9 @@ static void fail_waiting_if_hopeless(rpc_channel *ch) {
 
 static void dispatch(rpc_channel *ch, ccall *call) {
   cconn *c = pick_conn(ch);
+  if (!c)
+    for (unsigned i = 0; i < ch->neps && !ch->closing; i++)
+      if (ch->eps[i].state == EP_IDLE && !ch->eps[i].conn) ep_connect(&ch->eps[i]);
   if (c) {
     send_call(c, call);
   } else if (ch->opts.wait_for_ready || any_connecting(ch)) {
@@ -365,7 +371,10 @@ static void ep_backoff(endpoint *ep) {
   if (ep->delay_ms > ch->opts.backoff_max_ms) ep->delay_ms = ch->opts.backoff_max_ms;
   double r = (double)(rnd(ch) >> 11) / (double)(1ull << 53); /* [0, 1) */
   double d = ep->delay_ms * (1.0 + RPC_BACKOFF_JITTER * (2.0 * r - 1.0));
-  rpc__timer_arm(&ch->timers, &ep->backoff, gaio_now() + (uint64_t)(d * 1e6));
+  /* Without a timer (no gaio request to spare) the endpoint is idle: the next call that finds
+   * no connection ready connects it (dispatch). */
+  if (rpc__timer_arm(ch->w, &ep->backoff, gaio_now() + (uint64_t)(d * 1e6)) < 0)
+    ep->state = EP_IDLE;
   fail_waiting_if_hopeless(ch);
 }
 
@@ -385,7 +394,7 @@ static void conn_fail(cconn *c, const char *why) {
   if (c->freed) return;
   rpc_channel *ch = c->ch;
   c->freed = 1;
-  rpc__timer_disarm(&ch->timers, &c->keepalive);
+  rpc__timer_disarm(ch->w, &c->keepalive);
   rpc__idnode *n;
   while ((n = rpc__idmap_pop(&c->calls)) != NULL) {
     ccall *call = rpc__container_of(n, ccall, wnode);
@@ -459,6 +468,21 @@ static void conn_release(cconn *c) {
   conn_maybe_free(c);
 }
 
+/* Keepalive is a promise to notice a dead server: a connection that cannot set its timer
+ * fails rather than go on without. Returns 0 or -1 (c failed). */
+static int keepalive_arm(cconn *c, uint64_t from) {
+  uint64_t ka = (uint64_t)c->ch->opts.keepalive_ms * 1000000u;
+  int rc = rpc__timer_arm(c->ch->w, &c->keepalive, from + ka);
+  if (rc == 0) {
+    c->pending++; /* the timer's result holds c */
+    return 0;
+  }
+  char why[96];
+  snprintf(why, sizeof why, "keepalive timer: %s", gaio_strerror(rc));
+  conn_fail(c, why);
+  return -1;
+}
+
 static void connect_done(cconn *c, const gaio_result *r) {
   if (c->freed) return;
   if (r->error != 0) {
@@ -467,9 +491,7 @@ static void connect_done(cconn *c, const gaio_result *r) {
   }
   c->ready = 1;
   c->last_rx = gaio_now();
-  if (c->ch->opts.keepalive_ms > 0)
-    rpc__timer_arm(&c->ch->timers, &c->keepalive,
-                   c->last_rx + (uint64_t)c->ch->opts.keepalive_ms * 1000000u);
+  if (c->ch->opts.keepalive_ms > 0 && keepalive_arm(c, c->last_rx) < 0) return;
   endpoint *ep = c->ep;
   if (ep) {
     ep->state = EP_READY;
@@ -611,7 +633,12 @@ static void on_submit(rpc_channel *ch, ccall *call) {
       complete_str(ch, call, RPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
       return;
     }
-    rpc__timer_arm(&ch->timers, &call->timer, call->deadline);
+    int rc = gaio_timer(ch->w, RPC__TIMER_ID(call->id), call->deadline);
+    if (rc < 0) {
+      complete_str(ch, call, RPC_STATUS_RESOURCE_EXHAUSTED, "no timer for the deadline");
+      return;
+    }
+    call->timed = 1;
   }
   dispatch(ch, call);
 }
@@ -663,7 +690,13 @@ static void on_items(rpc_channel *ch, rpc__item *it) {
   }
 }
 
+static void on_timer(rpc_channel *ch, const gaio_result *r);
+
 static void on_result(rpc_channel *ch, const gaio_result *r) {
+  if (r->op == GAIO_OP_TIMER) {
+    on_timer(ch, r);
+    return;
+  }
   switch (*(const int *)r->ctx) {
     case RPC__CTX_CONN:
       if (r->op == GAIO_OP_CONNECT) on_connect(r->ctx, r);
@@ -673,11 +706,10 @@ static void on_result(rpc_channel *ch, const gaio_result *r) {
       on_write(r->ctx, r);
       break;
     case RPC__CTX_INBOX:
-      if (r->error == 0) {
-        rpc__inbox_rearm(&ch->inbox, ch->w);
-        on_items(ch, rpc__inbox_take(&ch->inbox, 0));
-      }
+      if (r->error == 0) on_items(ch, rpc__inbox_take(&ch->inbox, 0));
       break;
+    default:
+      assert(!"a result with an unknown ctx kind");
   }
 }
 
@@ -692,29 +724,34 @@ static void on_keepalive(cconn *c, uint64_t now) {
   }
   c->ping_sent = 0;
   if (now - c->last_rx < ka) {
-    rpc__timer_arm(&ch->timers, &c->keepalive, c->last_rx + ka);
+    keepalive_arm(c, c->last_rx);
     return;
   }
   rpc_frame f = {0};
   f.type = RPC_TYPE_PING;
   f.request_id = ++c->ping_token;
   c->ping_sent = now;
-  rpc__timer_arm(&ch->timers, &c->keepalive, now + ka);
-  send_frame(c, rpc__wbuf_frame(&f, NULL, 0));
+  if (keepalive_arm(c, now) == 0) send_frame(c, rpc__wbuf_frame(&f, NULL, 0));
 }
 
-static void on_timers(rpc_channel *ch) {
-  uint64_t now = gaio_now();
-  rpc__timer *t;
-  while ((t = rpc__timer_pop_due(&ch->timers, now)) != NULL) {
-    if (t->kind == TIMER_CALL) {
-      abandon(ch, rpc__container_of(t, ccall, timer), RPC_STATUS_DEADLINE_EXCEEDED,
-              "deadline exceeded");
-    } else if (t->kind == TIMER_KEEPALIVE) {
-      on_keepalive(rpc__container_of(t, cconn, keepalive), now);
-    } else if (!ch->closing) {
-      ep_connect(rpc__container_of(t, endpoint, backoff));
-    }
+static void on_timer(rpc_channel *ch, const gaio_result *r) {
+  if (rpc__timer_is_id(r->ctx)) { /* a call's deadline, if the call is still there */
+    rpc__idnode *n = r->error ? NULL : rpc__idmap_get(&ch->calls, rpc__timer_id(r->ctx));
+    if (!n) return;
+    ccall *call = rpc__container_of(n, ccall, cnode);
+    call->timed = 0; /* it fired: nothing to cancel */
+    abandon(ch, call, RPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
+    return;
+  }
+  rpc__timer *t = r->ctx;
+  if (t->kind == TIMER_KEEPALIVE) {
+    cconn *c = rpc__container_of(t, cconn, keepalive);
+    if (rpc__timer_fired(t, r) && !c->freed) on_keepalive(c, gaio_now());
+    conn_release(c); /* the timer's hold */
+  } else {
+    assert(t->kind == TIMER_BACKOFF);
+    endpoint *ep = rpc__container_of(t, endpoint, backoff);
+    if (rpc__timer_fired(t, r) && !ch->closing) ep_connect(ep);
   }
 }
 
@@ -741,10 +778,9 @@ static void *chan_main(void *arg) {
   gaio_result res[RESULTS_PER_WAIT];
   for (unsigned i = 0; i < ch->neps; i++) ep_connect(&ch->eps[i]);
   while (!ch->closing) {
-    int n = gaio_wait(ch->w, res, RESULTS_PER_WAIT, rpc__theap_timeout_ms(&ch->timers, gaio_now()));
+    int n = gaio_wait(ch->w, res, RESULTS_PER_WAIT, -1);
     if (n < 0) break;
     for (int i = 0; i < n; i++) on_result(ch, &res[i]);
-    on_timers(ch);
   }
   ch->closing = 1;
   close_all(ch);
@@ -793,9 +829,8 @@ static void chan_free(rpc_channel *ch) {
     free(st);
     st = next;
   }
+  rpc__inbox_destroy(&ch->inbox); /* first: it waits for posters still using the watcher */
   if (ch->w) gaio_watcher_destroy(ch->w);
-  rpc__inbox_destroy(&ch->inbox);
-  rpc__theap_free(&ch->timers);
   rpc__idmap_free(&ch->calls);
   pthread_mutex_destroy(&ch->stub_mu);
   free(ch->eps);
@@ -809,7 +844,6 @@ int rpc_channel_create(rpc_channel **out, const char *target, const rpc_channel_
   if (!ch) return -ENOMEM;
   if (opts) ch->opts = *opts;
   pthread_mutex_init(&ch->stub_mu, NULL);
-  pthread_mutex_init(&ch->inbox.mu, NULL);
   atomic_init(&ch->next_id, 1);
   ch->close_item.kind = ITEM_CLOSE;
   ch->rng = gaio_now() ^ (uint64_t)(uintptr_t)ch ^ 0x9E3779B97F4A7C15ull;
@@ -818,10 +852,7 @@ int rpc_channel_create(rpc_channel **out, const char *target, const rpc_channel_
   gaio_options go = {0};
   go.backend = ch->opts.backend;
   if (rc == 0) rc = gaio_watcher_create(&ch->w, &go);
-  if (rc == 0) {
-    pthread_mutex_destroy(&ch->inbox.mu);
-    rc = rpc__inbox_init(&ch->inbox, ch->w);
-  }
+  rpc__inbox_init(&ch->inbox, ch->w); /* without a watcher, it is only destroyed */
   if (rc == 0) rc = -pthread_create(&ch->th, NULL, chan_main, ch);
   if (rc < 0) {
     chan_free(ch);
@@ -866,7 +897,6 @@ static int submit(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *
   }
   protobuf_c_message_pack(req, call->req->data + RPC_FRAME_HEADER_SIZE);
   call->item.kind = ITEM_SUBMIT;
-  rpc__timer_init(&call->timer, TIMER_CALL);
   call->id = atomic_fetch_add(&ch->next_id, 1);
   call->method_id = m->id;
   call->out = m->output;

@@ -1,30 +1,28 @@
-/* The inbox: items posted from any thread to a loop, woken through an eventfd. See
- * internal.h. */
+/* The inbox: items posted from any thread to a loop, woken with gaio_post(). See internal.h. */
 #include <errno.h>
-#include <stdlib.h>
+#include <sched.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
+#include <time.h>
 
 #include "rpc/internal.h"
 
-/* ---- Inbox ------------------------------------------------------------------------------- */
-
-int rpc__inbox_init(rpc__inbox *ib, gaio_watcher *w) {
+void rpc__inbox_init(rpc__inbox *ib, gaio_watcher *w) {
   memset(ib, 0, sizeof *ib);
   ib->kind = RPC__CTX_INBOX;
+  ib->w = w;
   pthread_mutex_init(&ib->mu, NULL);
-  ib->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (ib->efd < 0) return -errno;
-  int rc = gaio_attach(w, ib->efd);
-  if (rc < 0) {
-    close(ib->efd);
-    ib->efd = -1;
-    return rc;
+}
+
+/* One wakeup for the items queued since the loop last took them. A watcher out of requests
+ * (-ENOBUFS) or memory frees them as its loop delivers results, so waiting is enough; a closed
+ * watcher (-ESHUTDOWN) takes the items in its last rpc__inbox_take(). */
+static void wake(rpc__inbox *ib) {
+  for (;;) {
+    int rc = gaio_post(ib->w, ib);
+    if (rc == 0 || rc == -ESHUTDOWN) return;
+    struct timespec ms = {0, 1000000};
+    nanosleep(&ms, NULL);
   }
-  rc = gaio_read(w, ib->efd, &ib->rbuf, sizeof ib->rbuf, ib);
-  if (rc < 0) return rc; /* the watcher closes the eventfd */
-  return 0;
 }
 
 int rpc__inbox_post(rpc__inbox *ib, rpc__item *it) {
@@ -39,15 +37,16 @@ int rpc__inbox_post(rpc__inbox *ib, rpc__item *it) {
   else
     ib->head = it;
   ib->tail = it;
-  int wake = !ib->signalled;
+  int need = !ib->signalled;
   ib->signalled = 1;
-  if (wake) {
-    uint64_t one = 1;
-    /* The counter cannot overflow: it is written once per drain. */
-    ssize_t r = write(ib->efd, &one, sizeof one);
-    (void)r;
-  }
+  ib->posting += need;
   pthread_mutex_unlock(&ib->mu);
+  if (need) {
+    wake(ib);
+    pthread_mutex_lock(&ib->mu);
+    ib->posting--;
+    pthread_mutex_unlock(&ib->mu);
+  }
   return 0;
 }
 
@@ -61,8 +60,15 @@ rpc__item *rpc__inbox_take(rpc__inbox *ib, int close_it) {
   return h;
 }
 
-void rpc__inbox_rearm(rpc__inbox *ib, gaio_watcher *w) {
-  gaio_read(w, ib->efd, &ib->rbuf, sizeof ib->rbuf, ib);
+/* A posting thread may still be inside gaio_post() for items the loop has taken already: wait
+ * for it, so that the watcher outlives every use. */
+void rpc__inbox_destroy(rpc__inbox *ib) {
+  pthread_mutex_lock(&ib->mu);
+  while (ib->posting > 0) {
+    pthread_mutex_unlock(&ib->mu);
+    sched_yield();
+    pthread_mutex_lock(&ib->mu);
+  }
+  pthread_mutex_unlock(&ib->mu);
+  pthread_mutex_destroy(&ib->mu);
 }
-
-void rpc__inbox_destroy(rpc__inbox *ib) { pthread_mutex_destroy(&ib->mu); }

@@ -1,5 +1,6 @@
-/* Internals shared by the RPC server and client: timers, an id map, receive buffers, write
- * buffers, a cross-thread inbox and address parsing. Private to //rpc. */
+/* Internals shared by the RPC server and client, one mechanism per file: timers (timer.c), an
+ * id map (idmap.c), write and receive buffers (buf.c), a cross-thread inbox (inbox.c), address
+ * parsing (addr.c), method ids and status messages (method.c). Private to //rpc. */
 #ifndef GAIO_RPC_INTERNAL_H
 #define GAIO_RPC_INTERNAL_H
 
@@ -18,37 +19,38 @@
 enum rpc__ctx_kind {
   RPC__CTX_CONN = 1,   /* a connection's read (and the client's connect) */
   RPC__CTX_WRITE = 2,  /* an rpc__wbuf */
-  RPC__CTX_INBOX = 3,  /* the inbox eventfd read */
+  RPC__CTX_INBOX = 3,  /* the inbox's gaio_post() */
   RPC__CTX_LISTEN = 4, /* an accept on a listener */
   RPC__CTX_SHUT = 5,   /* a server connection's half-close */
 };
 
-/* ---- Timers: a binary min-heap of (when, seq), the node knows its index. ---------------- */
-
-#define RPC__TIMER_OFF ((size_t)-1)
+/* ---- Timers: gaio_timer() requests ------------------------------------------------------
+ * A timer of a long-lived object (a connection, an endpoint, a listener) is an rpc__timer
+ * inside it: the gaio ctx points at it, and its owner keeps the object until `pending` is 0.
+ * A timer of an object that may go away first (a call) has an id as its ctx instead
+ * (RPC__TIMER_ID): the owner looks the id up when it fires, and a call that is gone is not
+ * found. Timer results are told apart from others by op == GAIO_OP_TIMER. */
 
 typedef struct rpc__timer {
-  uint64_t when; /* gaio_now() nanoseconds */
-  uint64_t seq;  /* FIFO among equal times */
-  size_t idx;    /* position in the heap, RPC__TIMER_OFF when not armed */
-  int kind;      /* owner's tag */
+  int kind;         /* owner's tag, at offset 0: the ctx of its gaio timers points here */
+  int armed;        /* a timer is set and not disarmed */
+  unsigned stale;   /* fired timers whose result is still to come, disarmed meanwhile */
+  unsigned pending; /* gaio timers of this struct whose result is still to come */
 } rpc__timer;
 
-typedef struct rpc__theap {
-  rpc__timer **a;
-  size_t n, cap;
-  uint64_t seq;
-} rpc__theap;
-
 void rpc__timer_init(rpc__timer *t, int kind);
-/* (Re)arm t at when. Returns 0 or -ENOMEM. */
-int rpc__timer_arm(rpc__theap *h, rpc__timer *t, uint64_t when);
-void rpc__timer_disarm(rpc__theap *h, rpc__timer *t);
-/* Pop the earliest timer if it is due at now, else NULL. */
-rpc__timer *rpc__timer_pop_due(rpc__theap *h, uint64_t now);
-/* Milliseconds (rounded up) until the earliest timer, -1 when none. */
-int rpc__theap_timeout_ms(const rpc__theap *h, uint64_t now);
-void rpc__theap_free(rpc__theap *h);
+/* Set t to fire at when (disarming a timer already set). Loop thread. Returns 0, or the error of
+ * gaio_timer() (-ENOBUFS, -ENOMEM, -ESHUTDOWN): then t is not armed. */
+int rpc__timer_arm(gaio_watcher *w, rpc__timer *t, uint64_t when);
+/* Disarm t if armed: its result will be ignored. Loop thread. */
+void rpc__timer_disarm(gaio_watcher *w, rpc__timer *t);
+/* The result r of one of t's timers arrived: 1 if it is t firing (act on it), 0 if it is a
+ * disarmed or cancelled one (ignore it). Decrements pending. */
+int rpc__timer_fired(rpc__timer *t, const gaio_result *r);
+
+#define RPC__TIMER_ID(id) ((void *)(uintptr_t)(((uint64_t)(id) << 1) | 1u))
+static inline int rpc__timer_is_id(const void *ctx) { return (int)((uintptr_t)ctx & 1u); }
+static inline uint64_t rpc__timer_id(const void *ctx) { return (uint64_t)(uintptr_t)ctx >> 1; }
 
 /* ---- Id map: intrusive chained hash table keyed by a 64-bit id. -------------------------- */
 
@@ -119,7 +121,7 @@ typedef int (*rpc__frame_fn)(void *owner, const rpc_frame *f, int oversize);
  * grow). */
 int rpc__rbuf_consume(rpc__rbuf *b, size_t n, size_t max_body, rpc__frame_fn fn, void *owner);
 
-/* ---- Inbox: items posted from any thread to a loop, with an eventfd wakeup. --------------- */
+/* ---- Inbox: items posted from any thread to a loop, woken with gaio_post(). --------------- */
 
 typedef struct rpc__item {
   struct rpc__item *next;
@@ -127,24 +129,26 @@ typedef struct rpc__item {
 } rpc__item;
 
 typedef struct rpc__inbox {
-  int kind; /* RPC__CTX_INBOX */
-  int efd;
-  uint64_t rbuf;
+  int kind; /* RPC__CTX_INBOX: the ctx of its gaio_post() */
+  gaio_watcher *w;
   pthread_mutex_t mu;
   rpc__item *head, *tail;
-  int signalled;
+  int signalled; /* a post is on its way and the loop has not taken the items yet */
   int closed;
+  unsigned posting; /* threads inside gaio_post() for this inbox */
 } rpc__inbox;
 
-/* Creates the eventfd, attaches it to w and queues the first read. */
-int rpc__inbox_init(rpc__inbox *ib, gaio_watcher *w);
-/* Queue it. Returns 0, or -ESHUTDOWN when the inbox is closed (the caller keeps it). */
+/* Set up an inbox that wakes the loop of w. Never fails. */
+void rpc__inbox_init(rpc__inbox *ib, gaio_watcher *w);
+/* Queue it and wake the loop (one gaio_post() per batch of items). Any thread. Returns 0, or
+ * -ESHUTDOWN when the inbox is closed (the caller keeps it). While the watcher has no request
+ * to spare (-ENOBUFS, -ENOMEM), the posting thread waits and retries: the item is queued
+ * already and must not be lost. */
 int rpc__inbox_post(rpc__inbox *ib, rpc__item *it);
 /* Loop thread: take every queued item (in posting order); with close set, also close the
  * inbox so later posts fail. */
 rpc__item *rpc__inbox_take(rpc__inbox *ib, int close);
-/* Loop thread, on the eventfd read's result: queue the next read (unless closing). */
-void rpc__inbox_rearm(rpc__inbox *ib, gaio_watcher *w);
+/* Waits for threads still inside gaio_post() on it: call it before destroying the watcher. */
 void rpc__inbox_destroy(rpc__inbox *ib);
 
 /* ---- Addresses. ---------------------------------------------------------------------------- */

@@ -43,7 +43,7 @@ enum { CALL_INVOKING = 0, CALL_WAITING = 1, CALL_REPLIED = 2 };
 /* Inbox item kinds of a worker. */
 enum { ITEM_CALL = 1, ITEM_CONN = 2, ITEM_SHUTDOWN = 3 };
 /* Timer kinds. */
-enum { TIMER_CALL = 1, TIMER_IDLE = 2, TIMER_DRAIN = 3, TIMER_ACCEPT = 4 };
+enum { TIMER_IDLE = 2, TIMER_DRAIN = 3, TIMER_ACCEPT = 4 };
 
 typedef struct conn conn;
 typedef struct worker worker;
@@ -55,7 +55,8 @@ struct rpc_call {
   rpc__item item;   /* posted to the worker when the reply comes from another thread */
   const ProtobufCAllocator *ext; /* the server's allocator beyond the arena (NULL: malloc) */
   int alloc_failed; /* an allocation for the input failed: unpacking it was out of memory */
-  rpc__timer timer; /* deadline */
+  rpc__idnode dnode; /* key = the call's serial in wk->deadlines while its deadline timer is set:
+                        the timer's ctx is RPC__TIMER_ID(serial), found there when it fires */
   worker *wk;
   conn *cn;         /* NULL once the connection is gone */
   uint32_t request_id;
@@ -119,7 +120,8 @@ struct worker {
   pthread_t th;
   int started;
   rpc__inbox inbox;
-  rpc__theap timers;
+  rpc__idmap deadlines; /* calls with a deadline timer set, by serial */
+  uint64_t serial;      /* the last serial given to a call's deadline */
   rpc__item shutdown_item;
   rpc__timer drain;
   conn *conns;       /* live connections (not yet freed) */
@@ -286,6 +288,28 @@ static void conn_unlink(conn *c) {
   c->prev = c->next = NULL;
 }
 
+/* ---- Call deadlines: one gaio timer per call with a deadline, its ctx the call's serial, so
+ * that a timer that fires after the call is gone finds nothing. */
+
+static int call_deadline_set(worker *wk, rpc_call *call) {
+  call->dnode.key = ++wk->serial;
+  if (rpc__idmap_put(&wk->deadlines, &call->dnode) == 0) {
+    if (gaio_timer(wk->w, RPC__TIMER_ID(call->dnode.key), call->deadline) == 0) return 0;
+    rpc__idmap_del(&wk->deadlines, call->dnode.key);
+  }
+  call->dnode.key = 0;
+  return -ENOMEM;
+}
+
+static void call_deadline_clear(worker *wk, rpc_call *call) {
+  if (!call->dnode.key) return;
+  rpc__idmap_del(&wk->deadlines, call->dnode.key);
+  /* Cancelled, its result (-ECANCELED) is ignored; fired already (-ENOENT), its result finds
+   * no call. */
+  gaio_timer_cancel(wk->w, RPC__TIMER_ID(call->dnode.key));
+  call->dnode.key = 0;
+}
+
 /* The call is answered (DEADLINE_EXCEEDED sent, or CANCEL received, or the connection is
  * going): it is no longer in flight, so its id may be used again (WIRE.md section 9), but the
  * handler still runs and the call still counts against the limits. */
@@ -312,7 +336,7 @@ static void conn_orphan_calls(conn *c) {
     live_del(c, call);
     call_answered(c, call);
     call->cn = NULL;
-    rpc__timer_disarm(&c->wk->timers, &call->timer);
+    call_deadline_clear(c->wk, call);
     atomic_fetch_sub(&c->wk->srv->calls, 1);
   }
   c->ncalls = 0;
@@ -324,7 +348,7 @@ static void conn_close(conn *c) {
   c->freed = 1;
   c->eof = 1;
   conn_orphan_calls(c);
-  rpc__timer_disarm(&c->wk->timers, &c->idle);
+  rpc__timer_disarm(c->wk->w, &c->idle);
   /* A closed watcher (-ESHUTDOWN) closes the fd itself. */
   gaio_free(c->wk->w, c->fd);
   conn_maybe_free(c);
@@ -369,7 +393,8 @@ static void conn_finish(conn *c) {
   if (rc == 0) {
     c->pending++;
     uint64_t linger = (uint64_t)wk->srv->opts.close_linger_ms * 1000000u;
-    rc = rpc__timer_arm(&wk->timers, &c->idle, gaio_now() + linger);
+    rc = rpc__timer_arm(wk->w, &c->idle, gaio_now() + linger);
+    if (rc == 0) c->pending++; /* the timer's result holds c */
   }
   if (rc < 0) {
     conn_close(c);
@@ -387,9 +412,13 @@ static void on_shutdown(conn *c, const gaio_result *r) {
   conn_release(c);
 }
 
+/* A connection whose idle timer cannot be set (no gaio request to spare) would never be
+ * closed for idleness: close it now instead. */
 static void conn_arm_idle(conn *c, uint64_t now) {
   int ms = c->wk->srv->opts.idle_timeout_ms;
-  if (ms > 0 && !c->closing) rpc__timer_arm(&c->wk->timers, &c->idle, now + (uint64_t)ms * 1000000u);
+  if (ms <= 0 || c->closing) return;
+  if (rpc__timer_arm(c->wk->w, &c->idle, now + (uint64_t)ms * 1000000u) < 0) conn_close(c);
+  else c->pending++; /* the timer's result holds c */
 }
 
 static void conn_adopt(worker *wk, int fd) {
@@ -469,6 +498,7 @@ static rpc_call *call_get(worker *wk) {
 
 /* Free what the call holds and give the struct back to the worker's cache. Worker thread. */
 static void call_put(worker *wk, rpc_call *call) {
+  call_deadline_clear(wk, call);
   if (call->input) protobuf_c_message_free_unpacked(call->input, &call->alloc);
   free(call->reply);
   free(call->msg);
@@ -487,7 +517,6 @@ static int call_new(conn *c, rpc_call *call, const rpc_frame *f, const rpc__srv_
   ProtobufCMessage *in = call->input;
   call->node.key = f->request_id;
   call->item.kind = ITEM_CALL;
-  rpc__timer_init(&call->timer, TIMER_CALL);
   call->wk = c->wk;
   call->cn = c;
   call->request_id = f->request_id;
@@ -505,7 +534,15 @@ static int call_new(conn *c, rpc_call *call, const rpc_frame *f, const rpc__srv_
   c->wk->ncalls++;
   if (f->timeout_us) {
     call->deadline = gaio_now() + (uint64_t)f->timeout_us * 1000u;
-    rpc__timer_arm(&c->wk->timers, &call->timer, call->deadline);
+    if (call_deadline_set(c->wk, call) < 0) {
+      /* No deadline timer, no call: it is refused before its handler runs. */
+      live_del(c, call);
+      c->ncalls--;
+      c->wk->ncalls--;
+      rpc__idmap_del(&c->calls, call->request_id);
+      call->in_map = 0;
+      return -ENOMEM;
+    }
   }
   /* The closure may run on another thread before invoke returns; from here on the call
    * belongs to the state machine. */
@@ -710,7 +747,7 @@ static void on_write(rpc__wbuf *b, const gaio_result *r) {
 static void call_finish(rpc_call *call) {
   worker *wk = call->wk;
   conn *c = call->cn;
-  rpc__timer_disarm(&wk->timers, &call->timer);
+  call_deadline_clear(wk, call);
   wk->ncalls--;
   if (c) {
     conn_hold(c);
@@ -742,8 +779,9 @@ static void on_call_timer(rpc_call *call) {
 /* Hand the completed call to its worker (or let the worker take it after invoke). */
 static void call_complete(rpc_call *call) {
   if (atomic_exchange(&call->state, CALL_REPLIED) == CALL_WAITING) {
-    /* Cannot fail: a worker keeps its inbox open while it has calls. */
-    rpc__inbox_post(&call->wk->inbox, &call->item);
+    int rc = rpc__inbox_post(&call->wk->inbox, &call->item);
+    assert(rc == 0); /* a worker keeps its inbox open while it has calls */
+    (void)rc;
   }
 }
 
@@ -804,8 +842,8 @@ static void accept_more(worker *wk, rpc__srv_listener *l) {
     if (rc < 0) {
       if (rc == -ESHUTDOWN) return;
       if (rc != -ENOBUFS && rc != -ENOMEM) listener_break(wk, l, rc);
-      else if (l->queued == 0 && l->retry.idx == RPC__TIMER_OFF &&
-               rpc__timer_arm(&wk->timers, &l->retry, gaio_now() + ACCEPT_RETRY_MS * 1000000ull) < 0)
+      else if (l->queued == 0 && !l->retry.armed &&
+               rpc__timer_arm(wk->w, &l->retry, gaio_now() + ACCEPT_RETRY_MS * 1000000ull) < 0)
         listener_break(wk, l, rc);
       return;
     }
@@ -840,7 +878,7 @@ static void listener_break(worker *wk, rpc__srv_listener *l, int error) {
   int none = 0;
   atomic_compare_exchange_strong(&wk->srv->listen_error, &none, error);
   l->closed = 1;
-  rpc__timer_disarm(&wk->timers, &l->retry);
+  rpc__timer_disarm(wk->w, &l->retry);
   if (l->attached) gaio_free(wk->w, l->fd);
 }
 
@@ -864,8 +902,8 @@ static void on_accept(worker *wk, rpc__srv_listener *l, const gaio_result *r) {
       accept_more(wk, l);
       break;
     case GAIO_ACCEPT_BACKOFF: /* out of fds or memory: accepting at once would spin */
-      if (l->retry.idx == RPC__TIMER_OFF &&
-          rpc__timer_arm(&wk->timers, &l->retry, gaio_now() + ACCEPT_RETRY_MS * 1000000ull) < 0)
+      if (!l->retry.armed &&
+          rpc__timer_arm(wk->w, &l->retry, gaio_now() + ACCEPT_RETRY_MS * 1000000ull) < 0)
         listener_break(wk, l, -ENOMEM);
       break;
     case GAIO_ACCEPT_GONE:
@@ -878,6 +916,8 @@ static void on_accept(worker *wk, rpc__srv_listener *l, const gaio_result *r) {
 
 /* ---- Shutdown ---------------------------------------------------------------------------- */
 
+static void drain_expired(worker *wk);
+
 static void begin_stop(worker *wk) {
   if (wk->stopping) return;
   wk->stopping = 1;
@@ -887,7 +927,7 @@ static void begin_stop(worker *wk) {
       rpc__srv_listener *l = &s->listeners[i];
       if (!l->closed && l->attached) gaio_free(wk->w, l->fd);
       l->closed = 1;
-      rpc__timer_disarm(&wk->timers, &l->retry);
+      rpc__timer_disarm(wk->w, &l->retry);
     }
   }
   for (conn *c = wk->conns, *next; c; c = next) {
@@ -897,8 +937,8 @@ static void begin_stop(worker *wk) {
     if (c->ncalls == 0) conn_finish(c);
     conn_release(c);
   }
-  rpc__timer_init(&wk->drain, TIMER_DRAIN);
-  rpc__timer_arm(&wk->timers, &wk->drain, wk->drain_at);
+  /* Without a drain timer the drain could never end: end it now. */
+  if (rpc__timer_arm(wk->w, &wk->drain, wk->drain_at) < 0) drain_expired(wk);
 }
 
 /* The drain deadline: the calls still running are cancelled (nothing more is sent for them)
@@ -917,7 +957,6 @@ static void drain_expired(worker *wk) {
 /* ---- The loop ---------------------------------------------------------------------------- */
 
 static void on_inbox(worker *wk) {
-  rpc__inbox_rearm(&wk->inbox, wk->w);
   rpc__item *it = rpc__inbox_take(&wk->inbox, 0);
   while (it) {
     rpc__item *next = it->next;
@@ -935,7 +974,47 @@ static void on_inbox(worker *wk) {
   }
 }
 
+/* The idle timer of c fired: close c if it is idle, else look again when it could be. Once
+ * closing, the same timer is the linger. */
+static void on_idle(worker *wk, conn *c) {
+  uint64_t now = gaio_now();
+  int ms = wk->srv->opts.idle_timeout_ms;
+  if (c->freed) return;
+  if (c->closing) {
+    conn_close(c); /* the linger time is over */
+  } else if (c->ncalls > 0 || c->last_active + (uint64_t)ms * 1000000u > now) {
+    conn_arm_idle(c, c->ncalls > 0 ? now : c->last_active);
+  } else {
+    send_goaway(c, "idle timeout");
+    conn_finish(c);
+  }
+}
+
+static void on_timer(worker *wk, const gaio_result *r) {
+  if (rpc__timer_is_id(r->ctx)) { /* a call's deadline, if the call is still there */
+    rpc__idnode *n = r->error ? NULL : rpc__idmap_get(&wk->deadlines, rpc__timer_id(r->ctx));
+    if (n) on_call_timer(rpc__container_of(n, rpc_call, dnode));
+    return;
+  }
+  rpc__timer *t = r->ctx;
+  if (t->kind == TIMER_IDLE) {
+    conn *c = rpc__container_of(t, conn, idle);
+    if (rpc__timer_fired(t, r)) on_idle(wk, c);
+    conn_release(c); /* the timer's hold */
+  } else if (t->kind == TIMER_DRAIN) {
+    if (rpc__timer_fired(t, r)) drain_expired(wk);
+  } else {
+    assert(t->kind == TIMER_ACCEPT);
+    rpc__srv_listener *l = rpc__container_of(t, rpc__srv_listener, retry);
+    if (rpc__timer_fired(t, r) && !l->closed) accept_more(wk, l);
+  }
+}
+
 static void on_result(worker *wk, const gaio_result *r) {
+  if (r->op == GAIO_OP_TIMER) {
+    on_timer(wk, r);
+    return;
+  }
   int kind = *(const int *)r->ctx;
   switch (kind) {
     case RPC__CTX_CONN:
@@ -953,34 +1032,8 @@ static void on_result(worker *wk, const gaio_result *r) {
     case RPC__CTX_LISTEN:
       on_accept(wk, r->ctx, r);
       break;
-  }
-}
-
-static void on_timers(worker *wk) {
-  uint64_t now = gaio_now();
-  rpc__timer *t;
-  while ((t = rpc__timer_pop_due(&wk->timers, now)) != NULL) {
-    if (t->kind == TIMER_CALL) {
-      on_call_timer(rpc__container_of(t, rpc_call, timer));
-    } else if (t->kind == TIMER_DRAIN) {
-      drain_expired(wk);
-    } else if (t->kind == TIMER_ACCEPT) {
-      rpc__srv_listener *l = rpc__container_of(t, rpc__srv_listener, retry);
-      if (!l->closed) accept_more(wk, l);
-    } else {
-      conn *c = rpc__container_of(t, conn, idle);
-      int ms = wk->srv->opts.idle_timeout_ms;
-      if (c->closing) {
-        conn_close(c); /* the linger time is over */
-      } else if (c->ncalls > 0 || c->last_active + (uint64_t)ms * 1000000u > now) {
-        conn_arm_idle(c, c->ncalls > 0 ? now : c->last_active);
-      } else {
-        conn_hold(c);
-        send_goaway(c, "idle timeout");
-        conn_finish(c);
-        conn_release(c);
-      }
-    }
+    default:
+      assert(!"a result with an unknown ctx kind");
   }
 }
 
@@ -994,14 +1047,14 @@ static void *worker_main(void *arg) {
   if (wk->index == 0)
     for (unsigned i = 0; i < wk->srv->nlisteners; i++) accept_more(wk, &wk->srv->listeners[i]);
   while (!finished(wk)) {
-    int n = gaio_wait(wk->w, res, RESULTS_PER_WAIT, rpc__theap_timeout_ms(&wk->timers, gaio_now()));
+    int n = gaio_wait(wk->w, res, RESULTS_PER_WAIT, -1);
     if (n < 0) break;
     for (int i = 0; i < n; i++) on_result(wk, &res[i]);
-    on_timers(wk);
     flush_dirty(wk);
   }
   /* Close the inbox (nothing more can arrive for this worker: no calls, no listener), then
-   * collect the watcher's last results (the eventfd read) so every request is accounted for. */
+   * collect the watcher's last results (timers, a last post) so every request is accounted
+   * for. */
   rpc__item *it = rpc__inbox_take(&wk->inbox, 1);
   while (it) {
     rpc__item *next = it->next;
@@ -1033,11 +1086,7 @@ int rpc__srv_start_workers(rpc_server *s) {
     go.backend = s->opts.backend;
     s->nworkers = i + 1;
     rc = gaio_watcher_create(&wk->w, &go);
-    if (rc == 0) {
-      rc = rpc__inbox_init(&wk->inbox, wk->w);
-    } else {
-      pthread_mutex_init(&wk->inbox.mu, NULL); /* so that stop can destroy it */
-    }
+    rpc__inbox_init(&wk->inbox, wk->w); /* without a watcher, it is only destroyed */
   }
   for (unsigned j = 0; j < s->nlisteners && rc == 0; j++) {
     rpc__timer_init(&s->listeners[j].retry, TIMER_ACCEPT);
@@ -1058,7 +1107,9 @@ void rpc__srv_stop_workers(rpc_server *s, int drain_ms) {
     worker *wk = &s->workers[i];
     if (!wk->started) continue;
     wk->drain_at = at;
-    rpc__inbox_post(&wk->inbox, &wk->shutdown_item);
+    int rc = rpc__inbox_post(&wk->inbox, &wk->shutdown_item);
+    assert(rc == 0); /* the inbox closes when its worker ends, after the shutdown item */
+    (void)rc;
   }
   for (unsigned i = 0; i < s->nworkers; i++) {
     worker *wk = &s->workers[i];
@@ -1067,9 +1118,9 @@ void rpc__srv_stop_workers(rpc_server *s, int drain_ms) {
   }
   for (unsigned i = 0; i < s->nworkers; i++) {
     worker *wk = &s->workers[i];
+    rpc__inbox_destroy(&wk->inbox); /* first: it waits for posters still using the watcher */
     gaio_watcher_destroy(wk->w);
-    rpc__inbox_destroy(&wk->inbox);
-    rpc__theap_free(&wk->timers);
+    rpc__idmap_free(&wk->deadlines);
     wk->w = NULL;
     while (wk->cache) {
       rpc_call *call = wk->cache;
