@@ -2,6 +2,7 @@
  * attached. The loop tries the syscall first and waits for an edge only after EAGAIN (or a short
  * read/write on a stream, which means the kernel buffer was drained or filled: any later change
  * raises a new edge, since epoll_wait already consumed the previous one). */
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -67,6 +68,7 @@ static void ep_detach(gaio_watcher *w, gaio__fd *f) {
 
 /* The kernel never holds a request here: the syscalls are made and finished in the loop. */
 static int ep_cancel(gaio_watcher *w, gaio__req *r, int error) {
+  assert(!(r->flags & GAIO__REQ_KERNEL));
   gaio__complete(w, r, error);
   return 0;
 }
@@ -120,7 +122,10 @@ static int read_once(gaio_watcher *w, gaio__fd *f, gaio__req *r) {
     }
     r->len = w->read_max;
   }
+  /* At most GAIO_MAX_IO_CHUNK per call (the kernel stops short of 2 GiB anyway): then a short
+   * read means what it says below, that the socket is drained. */
   size_t want = r->len - r->done;
+  if (want > GAIO_MAX_IO_CHUNK) want = GAIO_MAX_IO_CHUNK;
   ssize_t n;
   if (r->op == GAIO_OP_RECVFROM) {
     n = recv_datagram(f, r);
@@ -199,6 +204,7 @@ static int connect_once(gaio_watcher *w, gaio__fd *f, gaio__req *r) {
 /* Spread n written bytes over the queued writes, completing those fully written. */
 static void writes_advance(gaio_watcher *w, gaio__fd *f, size_t n) {
   while (n > 0) {
+    assert(!gaio__queue_empty(&f->wq)); /* the kernel wrote no more than the iovecs held */
     gaio__req *r = head_of(&f->wq);
     size_t take = r->len - r->done < n ? r->len - r->done : n;
     r->done += take;
@@ -231,12 +237,18 @@ static void run_writes(gaio_watcher *w, gaio__fd *f) {
     int one = message || head->op == GAIO_OP_SENDTO;
     size_t max_iov = one ? 1 : GAIO_MAX_WRITE_IOV;
     size_t cnt = 0, total = 0;
-    for (gaio__queue *q = gaio__queue_head(&f->wq); q != &f->wq && cnt < max_iov;
-         q = q->next) {
+    /* A stream batch carries at most GAIO_MAX_IO_CHUNK bytes, so that a short write means a full
+     * buffer (the kernel would stop short of 2 GiB by itself). Only the last iovec is ever cut,
+     * so the bytes written are a prefix of the batch, as writes_advance assumes. A message is
+     * never cut. */
+    for (gaio__queue *q = gaio__queue_head(&f->wq);
+         q != &f->wq && cnt < max_iov && total < GAIO_MAX_IO_CHUNK; q = q->next) {
       gaio__req *r = gaio__container_of(q, gaio__req, link);
       if (r->op != GAIO_OP_WRITE && cnt > 0) break; /* a connect, sendto or shutdown: alone */
+      size_t len = r->len - r->done;
+      if (!one && len > GAIO_MAX_IO_CHUNK - total) len = GAIO_MAX_IO_CHUNK - total;
       iov[cnt].iov_base = r->buf + r->done;
-      iov[cnt].iov_len = r->len - r->done;
+      iov[cnt].iov_len = len;
       total += iov[cnt++].iov_len;
     }
     ssize_t n;

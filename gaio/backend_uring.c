@@ -15,6 +15,7 @@
  * An operation that answers -EAGAIN (a non-socket fd opened O_NONBLOCK, for instance) is
  * retried after a one-shot readiness poll. Needs Linux 5.19 (buffer rings, cancel by fd);
  * init fails, and the automatic choice falls back to epoll, on anything older. */
+#include <assert.h>
 #include <errno.h>
 #include <liburing.h>
 #include <poll.h>
@@ -51,6 +52,9 @@
 #define FD_MULTISHOT GAIO__FD_BE2    /* armed */
 #define FD_MS_CANCEL GAIO__FD_BE3    /* its cancel is on the way */
 
+/* A cancel asked for on this fd found no free SQE: a kick sends it (see ur_cancel). */
+#define FD_CANCEL_OWED GAIO__FD_BE4
+
 /* The msghdr and iovecs of an operation that needs them (sendmsg, recvmsg): they must stay put
  * until its completion. Kept on a free list, allocated on demand. */
 struct mblock {
@@ -77,6 +81,12 @@ struct uring_state {
   struct mblock *free_blocks;
   gaio__queue stalled; /* fds whose SQE could not be queued (no SQE, no memory): retried after
                           the next poll, by their kick_link */
+  int wake_armed;      /* the read of the wakeup eventfd is queued or in the kernel */
+  int error;           /* an io_uring_enter error met where it cannot be returned (in a kick or
+                          a cancel): the next poll returns it */
+  int dead;            /* io_uring_enter failed for good while a detach waited for the kernel:
+                          requests may still be in the kernel, so completions are never reaped
+                          again, and every poll returns this error */
 };
 
 static struct uring_state *state_of(gaio_watcher *w) { return w->be_state; }
@@ -87,21 +97,40 @@ static gaio__req *head_of(gaio__queue *q) {
 
 /* ---- SQEs ---- */
 
-/* An SQE, flushing the submission queue to the kernel when it is full. */
+/* Does an io_uring_enter result call for more than a retry? -EINTR (a signal), -EAGAIN (the
+ * kernel is short of memory for requests) and -EBUSY (the completion queue is full: reaping
+ * makes room) pass; -ETIME is a wait that timed out. Anything else (-EBADR: the kernel dropped
+ * completions, 5.19; -EFAULT, -EOPNOTSUPP: the ring fd is not a ring any more, ...) must reach
+ * the caller of gaio_wait(). */
+static int enter_failed(int rc) {
+  return rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY;
+}
+
+static void note_error(struct uring_state *s, int rc) {
+  if (enter_failed(rc) && s->error == 0) s->error = rc;
+}
+
+/* An SQE, flushing the submission queue to the kernel when it is full. Completions cannot be
+ * reaped here, in the middle of a kick, so when the kernel takes none (the completion queue is
+ * full, or an error, kept for the next poll) this returns NULL and the caller retries after the
+ * next poll, which reaps first. */
 static struct io_uring_sqe *sqe_get(struct uring_state *s) {
   struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
   if (sqe == NULL) {
-    io_uring_submit(&s->ring);
+    note_error(s, io_uring_submit(&s->ring));
     sqe = io_uring_get_sqe(&s->ring);
   }
-  return sqe; /* NULL only if the kernel took none: the caller retries at the next kick */
+  return sqe;
 }
 
+/* Without it a wakeup (a submit or a close from another thread) would go unseen: when no SQE
+ * is free, wake_armed stays 0 and the next poll arms it, waiting at most 1 ms until it can. */
 static void arm_wakeup(struct uring_state *s) {
   struct io_uring_sqe *sqe = sqe_get(s);
   if (sqe == NULL) return;
   io_uring_prep_read(sqe, s->evfd, &s->evbuf, sizeof(s->evbuf), 0);
   io_uring_sqe_set_data64(sqe, UD_WAKE);
+  s->wake_armed = 1;
 }
 
 static struct mblock *block_get(struct uring_state *s) {
@@ -148,7 +177,11 @@ static int submit_read(gaio_watcher *w, gaio__fd *f, gaio__req *r) {
     }
     return -1;
   }
+  /* The SQE's length field is 32 bits (liburing casts it): a 4 GiB read would become a 0-byte
+   * read, a false end of stream. A read completes on its first bytes anyway; a read-full goes
+   * on with the rest in the next SQE (read_done). */
   size_t want = r->len - r->done;
+  if (want > GAIO_MAX_IO_CHUNK) want = GAIO_MAX_IO_CHUNK;
   if (r->op == GAIO_OP_ACCEPT) {
     r->u.sock.addr_len = sizeof(struct sockaddr_storage);
     io_uring_prep_accept(sqe, f->fd, r->u.sock.addr,
@@ -192,18 +225,20 @@ static int submit_write(gaio_watcher *w, gaio__fd *f, gaio__req *head) {
   }
   int message = head->op == GAIO_OP_SENDTO ||
                 (f->state & (GAIO__FD_SOCK | GAIO__FD_STREAM)) == GAIO__FD_SOCK;
-  if (head->op == GAIO_OP_WRITE && (message || head->link.next == &f->wq ||
-                                    gaio__container_of(head->link.next, gaio__req, link)->op !=
-                                        GAIO_OP_WRITE)) {
-    /* One write alone: no msghdr needed. */
+  size_t left = head->len - head->done;
+  if (head->op == GAIO_OP_WRITE && (!message || left <= GAIO_MAX_IO_CHUNK) &&
+      (message || head->link.next == &f->wq ||
+       gaio__container_of(head->link.next, gaio__req, link)->op != GAIO_OP_WRITE)) {
+    /* One write alone: no msghdr needed. The SQE's length is 32 bits, so a stream write goes
+     * in chunks of GAIO_MAX_IO_CHUNK (writes_advance submits the rest); a message is never
+     * split: a longer one takes the msghdr below, and the kernel's verdict (-EMSGSIZE). */
     struct io_uring_sqe *sqe = sqe_get(s);
     if (sqe == NULL) return -1;
+    if (left > GAIO_MAX_IO_CHUNK) left = GAIO_MAX_IO_CHUNK;
     if (f->state & GAIO__FD_SOCK)
-      io_uring_prep_send(sqe, f->fd, head->buf + head->done, head->len - head->done,
-                         MSG_NOSIGNAL);
+      io_uring_prep_send(sqe, f->fd, head->buf + head->done, left, MSG_NOSIGNAL);
     else
-      io_uring_prep_write(sqe, f->fd, head->buf + head->done, (unsigned)(head->len - head->done),
-                          (uint64_t)-1);
+      io_uring_prep_write(sqe, f->fd, head->buf + head->done, (unsigned)left, (uint64_t)-1);
     head->be_tag = 1;
     hold(head, sqe, UD_OP);
     return 0;
@@ -216,12 +251,19 @@ static int submit_write(gaio_watcher *w, gaio__fd *f, gaio__req *head) {
     block_put(s, head);
     return -1;
   }
-  size_t cnt = 0, max = message ? 1 : GAIO_MAX_WRITE_IOV;
-  for (gaio__queue *q = gaio__queue_head(&f->wq); q != &f->wq && cnt < max; q = q->next) {
+  /* A stream group carries at most GAIO_MAX_IO_CHUNK bytes: the result is an int, and the
+   * kernel cuts a call at 2 GiB anyway. Only the last iovec is ever cut, so the bytes written
+   * are always a prefix of the group, as writes_advance assumes. */
+  size_t cnt = 0, max = message ? 1 : GAIO_MAX_WRITE_IOV, total = 0;
+  for (gaio__queue *q = gaio__queue_head(&f->wq);
+       q != &f->wq && cnt < max && total < GAIO_MAX_IO_CHUNK; q = q->next) {
     gaio__req *r = gaio__container_of(q, gaio__req, link);
     if (r->op != GAIO_OP_WRITE && cnt > 0) break; /* a connect, sendto or shutdown: alone */
+    size_t n = r->len - r->done;
+    if (!message && n > GAIO_MAX_IO_CHUNK - total) n = GAIO_MAX_IO_CHUNK - total;
     b->iov[cnt].iov_base = r->buf + r->done;
-    b->iov[cnt++].iov_len = r->len - r->done;
+    b->iov[cnt++].iov_len = n;
+    total += n;
     r->flags |= GAIO__REQ_KERNEL;
   }
   b->msg.msg_iovlen = cnt;
@@ -334,6 +376,7 @@ static int stash_add(struct uring_state *s, gaio__fd *f, int fd) {
 
 static void accepts_done(gaio_watcher *w, gaio__fd *f, int res, uint32_t cflags) {
   struct uring_state *s = state_of(w);
+  assert((f->state & GAIO__FD_LIVE) && (f->state & FD_MULTISHOT)); /* detach waits for it */
   gaio__req *r = head_of(&f->rq);
   if (res >= 0) {
     if (is_accept(r) && !(r->flags & GAIO__REQ_KERNEL))
@@ -347,7 +390,52 @@ static void accepts_done(gaio_watcher *w, gaio__fd *f, int res, uint32_t cflags)
   gaio__kick(w, f);
 }
 
+/* Leave f to be kicked after the next poll: its SQE could not be queued now. */
+static void stall(gaio_watcher *w, gaio__fd *f) {
+  gaio__queue_remove(&f->kick_link);
+  gaio__queue_push(&state_of(w)->stalled, &f->kick_link);
+}
+
+/* Queue the cancel of what the kernel holds for r: its own SQE, its readiness poll, or the
+ * sendmsg of its write group (cancelled through the group's head). Returns 0, or -1 when no SQE
+ * is free now. */
+static int send_cancel(struct uring_state *s, gaio__req *r) {
+  gaio__req *target = gaio__is_write_op(r->op) ? head_of(&r->f->wq) : r;
+  uint64_t ud = (uint64_t)(uintptr_t)target | ((target->flags & GAIO__REQ_POLL) ? UD_POLL : UD_OP);
+  struct io_uring_sqe *sqe = sqe_get(s);
+  if (sqe == NULL) return -1;
+  io_uring_prep_cancel64(sqe, ud, 0);
+  io_uring_sqe_set_data64(sqe, 0);
+  return 0;
+}
+
+/* Does the write group the kernel holds for f (the KERNEL-marked run at the head) have a
+ * request whose cancel was asked for? At most GAIO_MAX_WRITE_IOV steps. */
+static int group_cancelled(gaio__fd *f) {
+  for (gaio__queue *q = f->wq.next; q != &f->wq; q = q->next) {
+    gaio__req *r = gaio__container_of(q, gaio__req, link);
+    if (!(r->flags & GAIO__REQ_KERNEL)) return 0;
+    if (r->flags & GAIO__REQ_CANCEL) return 1;
+  }
+  return 0;
+}
+
+/* Send the cancels of f that found no SQE (ur_cancel). A second cancel of an SQE that already
+ * has one finds nothing and is harmless. */
+static void owed_cancels(gaio_watcher *w, gaio__fd *f) {
+  struct uring_state *s = state_of(w);
+  gaio__req *r = head_of(&f->rq);
+  int owed = 0;
+  if (r != NULL && (r->flags & GAIO__REQ_KERNEL) && (r->flags & GAIO__REQ_CANCEL))
+    owed |= send_cancel(s, r) != 0;
+  r = head_of(&f->wq);
+  if (r != NULL && (r->flags & GAIO__REQ_KERNEL) && group_cancelled(f))
+    owed |= send_cancel(s, r) != 0;
+  if (!owed) f->state &= (uint16_t)~FD_CANCEL_OWED;
+}
+
 static void ur_kick(gaio_watcher *w, gaio__fd *f) {
+  if (f->state & FD_CANCEL_OWED) owed_cancels(w, f);
   if (f->state & FD_LATE_CANCELS) {
     late_cancels(w, &f->rq);
     late_cancels(w, &f->wq);
@@ -364,10 +452,8 @@ static void ur_kick(gaio_watcher *w, gaio__fd *f) {
    * shutdown(2) does not block, so it runs now, and what follows is submitted in this kick. */
   while ((r = head_of(&f->wq)) != NULL && r->op == GAIO_OP_SHUTDOWN) gaio__shutdown_run(w, r);
   if (r != NULL && !(r->flags & GAIO__REQ_KERNEL)) again |= submit_write(w, f, r);
-  if (again) { /* out of SQEs or memory: retry after the next poll, not in this round */
-    gaio__queue_remove(&f->kick_link);
-    gaio__queue_push(&state_of(w)->stalled, &f->kick_link);
-  }
+  /* Out of SQEs or memory: retry after the next poll, not in this round. */
+  if (again || (f->state & FD_CANCEL_OWED)) stall(w, f);
 }
 
 /* ---- Completions ---- */
@@ -386,6 +472,7 @@ static void gave_back(gaio_watcher *w, gaio__req *r) {
 static void take_buffer(gaio_watcher *w, gaio__req *r, uint32_t cflags) {
   struct uring_state *s = state_of(w);
   uint16_t bid = (uint16_t)(cflags >> IORING_CQE_BUFFER_SHIFT);
+  assert(bid < s->nbufs && s->nused < s->nbufs); /* each slice is handed out once per recycle */
   s->used[s->nused++] = bid;
   r->buf = w->swap + (size_t)bid * w->read_max;
 }
@@ -438,11 +525,27 @@ static void read_done(gaio_watcher *w, gaio__req *r, int res, uint32_t cflags) {
   }
 }
 
+/* The `rest` writes after `from` in f's write queue leave the kernel unsent. Those whose cancel
+ * was asked for complete now: nothing of them was written (the write before them is unfinished),
+ * so taking them out keeps the stream intact, as on epoll. Left queued, they would be submitted
+ * again with no cancel on its way, and gaio_cancel() could wait for them forever. */
+static void release_group(gaio_watcher *w, gaio__fd *f, gaio__queue *from, unsigned rest) {
+  gaio__queue *q = from->next;
+  for (unsigned j = 0; j < rest && q != &f->wq; j++) {
+    gaio__req *r = gaio__container_of(q, gaio__req, link);
+    q = q->next;
+    r->flags &= (uint8_t)~GAIO__REQ_KERNEL;
+    if (r->flags & GAIO__REQ_CANCEL) gaio__complete(w, r, r->error);
+  }
+}
+
 /* Spread n written bytes over the requests of one sendmsg, completing those fully written; the
  * rest are no longer held by the kernel. */
 static void writes_advance(gaio_watcher *w, gaio__fd *f, unsigned cnt, size_t n) {
   for (unsigned i = 0; i < cnt; i++) {
     gaio__req *r = head_of(&f->wq);
+    /* The group is still queued, in order (handle_cqe already unmarked the head). */
+    assert(r != NULL && (i == 0 || (r->flags & GAIO__REQ_KERNEL)));
     size_t take = r->len - r->done < n ? r->len - r->done : n;
     r->done += take;
     n -= take;
@@ -452,13 +555,11 @@ static void writes_advance(gaio_watcher *w, gaio__fd *f, unsigned cnt, size_t n)
     } else if (r->flags & GAIO__REQ_CANCEL) {
       gaio__complete(w, r, r->error);
     } else {
-      /* The rest of the group stays queued behind an unfinished write: unmark it too. */
-      gaio__queue *q = &r->link;
-      for (unsigned j = i + 1; j < cnt && (q = q->next) != &f->wq; j++)
-        gaio__container_of(q, gaio__req, link)->flags &= (uint8_t)~GAIO__REQ_KERNEL;
+      release_group(w, f, &r->link, cnt - i - 1);
       break;
     }
   }
+  assert(n == 0); /* the kernel wrote no more than the group's iovecs */
   gaio__kick(w, f);
 }
 
@@ -488,15 +589,7 @@ static void write_done(gaio_watcher *w, gaio__req *head, int res) {
     return;
   }
   /* Nothing was written: release the group, then settle the head. */
-  gaio__queue *q = &head->link;
-  for (unsigned j = 1; j < cnt && (q = q->next) != &f->wq; j++) {
-    gaio__req *r = gaio__container_of(q, gaio__req, link);
-    r->flags &= (uint8_t)~GAIO__REQ_KERNEL;
-    if (r->flags & GAIO__REQ_CANCEL) {
-      q = q->prev;
-      gaio__complete(w, r, r->error);
-    }
-  }
+  release_group(w, f, &head->link, cnt - 1);
   head->flags &= (uint8_t)~GAIO__REQ_KERNEL;
   if (res == -EAGAIN && !(head->flags & GAIO__REQ_CANCEL)) {
     if (submit_poll(w, head) != 0) gaio__kick(w, f);
@@ -519,6 +612,7 @@ static void poll_done(gaio_watcher *w, gaio__req *r) {
 static void handle_cqe(gaio_watcher *w, uint64_t ud, int res, uint32_t cflags) {
   if (ud == 0) return;
   if (ud == UD_WAKE) {
+    state_of(w)->wake_armed = 0;
     arm_wakeup(state_of(w));
     return;
   }
@@ -527,6 +621,10 @@ static void handle_cqe(gaio_watcher *w, uint64_t ud, int res, uint32_t cflags) {
     return;
   }
   gaio__req *r = (gaio__req *)(uintptr_t)(ud & ~(uint64_t)UD_MASK);
+  /* The kernel answers only for what it holds, and a detach waits for every answer before the
+   * core releases the fd: r is still queued on a live fd. */
+  assert(r->flags & GAIO__REQ_KERNEL);
+  assert(r->f != NULL && (r->f->state & GAIO__FD_LIVE));
   if ((ud & UD_MASK) == UD_POLL) {
     poll_done(w, r);
     return;
@@ -549,25 +647,34 @@ static void reap(gaio_watcher *w) {
   io_uring_cq_advance(&s->ring, n);
 }
 
+/* Submit what is queued, then wait up to timeout_ms (-1 forever, 0 not at all) for one
+ * completion. Returns what io_uring_enter said. */
+static int enter(struct uring_state *s, int timeout_ms) {
+  if (timeout_ms == 0)
+    return io_uring_submit_and_get_events(&s->ring); /* also runs pending completion work */
+  if (timeout_ms < 0) return io_uring_submit_and_wait(&s->ring, 1);
+  struct io_uring_cqe *cqe = NULL;
+  struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
+                                 .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
+  return io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
+}
+
+/* The completions there are are handled whatever io_uring_enter said: with -EBUSY or -EAGAIN
+ * that is what makes room, and the core's next poll submits again (a retry, not a spin here).
+ * A lasting error, or one kept by a kick or a cancel, is returned, once. */
 static int ur_poll(gaio_watcher *w, int timeout_ms) {
   struct uring_state *s = state_of(w);
-  struct io_uring_cqe *cqe = NULL;
-  int rc;
-  if (!gaio__queue_empty(&s->stalled) && (timeout_ms < 0 || timeout_ms > 1)) timeout_ms = 1;
-  if (timeout_ms == 0) {
-    rc = io_uring_submit_and_get_events(&s->ring); /* also runs pending completion work */
-  } else if (timeout_ms < 0) {
-    rc = io_uring_submit_and_wait(&s->ring, 1);
-  } else {
-    struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
-                                   .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
-    rc = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
-  }
-  if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) return rc;
+  if (s->dead != 0) return s->dead;
+  if (!s->wake_armed) arm_wakeup(s);
+  if ((!gaio__queue_empty(&s->stalled) || !s->wake_armed) && (timeout_ms < 0 || timeout_ms > 1))
+    timeout_ms = 1;
+  note_error(s, enter(s, timeout_ms));
   reap(w);
   while (!gaio__queue_empty(&s->stalled))
     gaio__kick(w, gaio__container_of(gaio__queue_head(&s->stalled), gaio__fd, kick_link));
-  return 0;
+  int rc = s->error;
+  s->error = 0;
+  return rc;
 }
 
 static int ur_cancel(gaio_watcher *w, gaio__req *r, int error) {
@@ -585,19 +692,13 @@ static int ur_cancel(gaio_watcher *w, gaio__req *r, int error) {
   r->error = error;
   if (r->flags & GAIO__REQ_CANCEL) return 1;
   r->flags |= GAIO__REQ_CANCEL;
-  /* A write held as part of a sendmsg is cancelled through the group's head. */
-  gaio__req *target = r;
-  if (gaio__is_write_op(r->op)) target = head_of(&r->f->wq);
-  uint64_t ud = (uint64_t)(uintptr_t)target | ((target->flags & GAIO__REQ_POLL) ? UD_POLL : UD_OP);
-  struct io_uring_sqe *sqe = sqe_get(state_of(w));
-  while (sqe == NULL) { /* the queue is full and the kernel is busy: make room */
-    io_uring_submit_and_wait(&state_of(w)->ring, 1);
-    reap(w);
-    if (!(r->flags & GAIO__REQ_KERNEL)) return 0;
-    sqe = sqe_get(state_of(w));
+  /* No SQE free (the kernel took none: a full completion queue, or an error): the cancel is
+   * owed, and sent by a kick after the next poll has reaped. Waiting for room here instead
+   * spun forever when io_uring_enter kept failing. */
+  if (send_cancel(state_of(w), r) != 0) {
+    r->f->state |= FD_CANCEL_OWED;
+    stall(w, r->f);
   }
-  io_uring_prep_cancel64(sqe, ud, 0);
-  io_uring_sqe_set_data64(sqe, 0);
   return 1;
 }
 
@@ -606,23 +707,39 @@ static int held(gaio__fd *f) {
   return (f->state & FD_MULTISHOT) || (r != NULL && (r->flags & GAIO__REQ_KERNEL)) || (q != NULL && (q->flags & GAIO__REQ_KERNEL));
 }
 
-static void ur_detach(gaio_watcher *w, gaio__fd *f) {
+/* One step of a loop that waits for the kernel: submit, wait for a completion, reap. Returns 0
+ * to go on, or the io_uring_enter error that ends the wait. That leaves requests in the kernel,
+ * whose completions may come later for requests the core has reused: so the ring is dead from
+ * then on (no completion is reaped again, every poll returns the error; destroy the watcher,
+ * io_uring_queue_exit cancels what the kernel holds). */
+static int wait_step(gaio_watcher *w) {
   struct uring_state *s = state_of(w);
-  struct io_uring_sqe *sqe = held(f) ? sqe_get(s) : NULL;
-  while (held(f) && sqe == NULL) {
-    io_uring_submit_and_wait(&s->ring, 1);
-    reap(w);
+  int rc = io_uring_submit_and_wait(&s->ring, 1);
+  reap(w);
+  if (!enter_failed(rc)) return 0;
+  s->dead = rc;
+  return rc;
+}
+
+/* Cancel everything the kernel holds for f, and wait until it has all come back. */
+static void settle(gaio_watcher *w, gaio__fd *f) {
+  struct uring_state *s = state_of(w);
+  struct io_uring_sqe *sqe = sqe_get(s);
+  while (sqe == NULL && held(f)) {
+    if (wait_step(w) != 0) return;
     sqe = sqe_get(s);
   }
   if (sqe != NULL) {
     io_uring_prep_cancel_fd(sqe, f->fd, IORING_ASYNC_CANCEL_ALL);
     io_uring_sqe_set_data64(sqe, 0);
   }
-  while (held(f)) {
-    int rc = io_uring_submit_and_wait(&s->ring, 1);
-    if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) break;
-    reap(w);
-  }
+  while (held(f))
+    if (wait_step(w) != 0) return;
+}
+
+static void ur_detach(gaio_watcher *w, gaio__fd *f) {
+  struct uring_state *s = state_of(w);
+  if (held(f) && s->dead == 0) settle(w, f);
   /* Connections taken for accepts that will never come: closed, as a closed listener's
    * backlog would be. */
   unsigned k = 0;
@@ -664,16 +781,19 @@ static int ur_attach(gaio_watcher *w, int fd, uint32_t gen) {
   return S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) ? -EPERM : 0;
 }
 
-/* The swap buffer, cut into read_max slices (a power of two of them, as the kernel wants). */
+/* The swap buffer, cut into read_max slices (a power of two of them, as the kernel wants). Each
+ * resource goes into s as soon as it exists, so that state_free() releases exactly what was
+ * made, whichever step fails (the ring's mmap leaked when the calloc after it failed). */
 static int setup_buffers(gaio_watcher *w, struct uring_state *s) {
   unsigned n = 1;
-  while (n * 2 <= w->swap_size / w->read_max && n * 2 <= 32768) n *= 2;
+  while (n * 2 <= w->swap_size / w->read_max && n * 2 <= GAIO_MAX_SWAP_SLICES) n *= 2;
   s->nbufs = n;
-  s->used = calloc(n, sizeof(*s->used));
   s->br_size = (n * sizeof(struct io_uring_buf) + 4095) & ~(size_t)4095;
   void *mem = mmap(NULL, s->br_size, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-  if (s->used == NULL || mem == MAP_FAILED) return -ENOMEM;
+  if (mem == MAP_FAILED) return -ENOMEM;
   s->br = mem;
+  s->used = calloc(n, sizeof(*s->used));
+  if (s->used == NULL) return -ENOMEM;
   io_uring_buf_ring_init(s->br);
   struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)mem, .ring_entries = n,
                                  .bgid = BGID};

@@ -14,7 +14,6 @@
 #include "gaio/internal.h"
 
 #define REQS_PER_SLAB 256u
-#define MAX_FDS (1u << 22) /* cap on the fd table when RLIMIT_NOFILE is unlimited */
 
 uint64_t gaio_now(void) {
   struct timespec ts;
@@ -85,15 +84,17 @@ static int apply_options(gaio_watcher *w, const gaio_options *o) {
   w->max_write_pending =
       o->max_write_pending ? o->max_write_pending : GAIO_DEFAULT_MAX_WRITE_PENDING;
   w->ring_entries = o->ring_entries ? o->ring_entries : GAIO_DEFAULT_RING_ENTRIES;
-  if (w->swap_size > (1u << 30) || w->max_events > (1u << 20) || w->ring_entries > (1u << 15))
+  if (w->swap_size > GAIO_MAX_SWAP_SIZE || w->max_events > GAIO_MAX_POLL_EVENTS ||
+      w->ring_entries > GAIO_MAX_RING_ENTRIES)
     return -EINVAL;
   return 0;
 }
 
 static size_t fd_table_size(void) {
   struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_max == RLIM_INFINITY || rl.rlim_max > MAX_FDS)
-    return MAX_FDS;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_max == RLIM_INFINITY ||
+      rl.rlim_max > GAIO_MAX_FDS)
+    return GAIO_MAX_FDS;
   return (size_t)rl.rlim_max;
 }
 
@@ -211,6 +212,7 @@ static void reqs_recycle(gaio_watcher *w) {
     n += (unsigned)is_io(gaio__container_of(q, gaio__req, link));
   pthread_mutex_lock(&w->lock);
   gaio__queue_move(&w->spent, &w->free_reqs);
+  assert(w->live_reqs >= n); /* each I/O request is counted in once and out once */
   w->live_reqs -= n;
   pthread_mutex_unlock(&w->lock);
 }
@@ -448,6 +450,7 @@ static void heap_link(gaio_watcher *w, gaio__req *r) {
 
 static void heap_unlink(gaio_watcher *w, gaio__req *r) {
   if (r->flags & GAIO__REQ_IN_HEAP) {
+    assert(w->timers.n > 0);
     gaio__heap_remove(&w->timers, &r->heap, deadline_less);
     r->flags &= (uint8_t)~GAIO__REQ_IN_HEAP;
   }
@@ -460,9 +463,19 @@ static void kick_later(gaio_watcher *w, gaio__fd *f) {
 
 void gaio__complete(gaio_watcher *w, gaio__req *r, int error) {
   gaio__fd *f = r->f;
+  /* Exactly one result per request. r is on its fd's queue (f set), a pending timer (in its
+   * bucket and in the heap), or on no queue at all (start_io and start_core finish it before
+   * queueing it). A request already in the done queue has f NULL, is linked and is out of the
+   * heap: completing it again would deliver a second result. */
+  assert(f != NULL || r->op == GAIO_OP_TIMER ? gaio__queue_linked(&r->link) ==
+                                                   (f != NULL || (r->flags & GAIO__REQ_IN_HEAP))
+                                             : !gaio__queue_linked(&r->link));
+  assert(r->link.next->prev == &r->link && r->link.prev->next == &r->link);
   if (f != NULL) {
+    assert(f->state & GAIO__FD_LIVE); /* fd_release completes the requests, then forgets f */
     gaio__queue *q = gaio__is_write_op(r->op) ? &f->wq : &f->rq;
     if (gaio__queue_head(q) == &r->link && r->link.next != q) kick_later(w, f);
+    assert(!gaio__is_write_op(r->op) || f->wbytes >= r->len);
     if (gaio__is_write_op(r->op)) f->wbytes -= r->len;
     r->f = NULL;
   }
@@ -488,6 +501,11 @@ void gaio__shutdown_run(gaio_watcher *w, gaio__req *r) {
   gaio__complete(w, r, shutdown(r->fd, SHUT_WR) == 0 ? 0 : -errno);
 }
 
+/* slice is a slice handed out by gaio__swap_take() (for asserts; inline: unused with NDEBUG). */
+static inline int swap_slice_ok(const gaio_watcher *w, const char *slice) {
+  return slice >= w->swap && slice + w->read_max <= w->swap + w->swap_size;
+}
+
 char *gaio__swap_take(gaio_watcher *w) {
   if (w->swap_size - w->swap_used < w->read_max) return NULL;
   char *p = w->swap + w->swap_used;
@@ -496,11 +514,13 @@ char *gaio__swap_take(gaio_watcher *w) {
 }
 
 void gaio__swap_trim(gaio_watcher *w, char *slice, size_t used) {
+  assert(swap_slice_ok(w, slice) && used <= w->read_max);
   size_t end = (size_t)(slice - w->swap) + ((used + 63) & ~(size_t)63); /* keep 64-B alignment */
   if (slice + w->read_max == w->swap + w->swap_used && end < w->swap_used) w->swap_used = end;
 }
 
 void gaio__swap_return(gaio_watcher *w, char *slice) {
+  assert(swap_slice_ok(w, slice));
   if (slice + w->read_max == w->swap + w->swap_used) w->swap_used -= w->read_max;
 }
 
@@ -533,9 +553,11 @@ static void fd_release(gaio_watcher *w, gaio__fd *f, int error, int how) {
     gaio__complete(w, gaio__container_of(gaio__queue_head(&f->rq), gaio__req, link), error);
   while (!gaio__queue_empty(&f->wq))
     gaio__complete(w, gaio__container_of(gaio__queue_head(&f->wq), gaio__req, link), error);
+  assert(f->wbytes == 0); /* every queued write gave its bytes back as it completed */
   gaio__queue_remove(&f->kick_link);
   int was_nonblock = f->state & GAIO__FD_WAS_NONBLOCK;
   f->state = 0;
+  assert(atomic_load_explicit(&w->nfds, memory_order_relaxed) > 0);
   atomic_fetch_sub_explicit(&w->nfds, 1, memory_order_relaxed);
   if (how == RELEASE_DETACH && !was_nonblock) {
     int fl = fcntl(f->fd, F_GETFL);
@@ -549,6 +571,8 @@ static void fd_release(gaio_watcher *w, gaio__fd *f, int error, int how) {
 
 static void start_attach(gaio_watcher *w, gaio__req *r) {
   gaio__fd *f = fd_entry(w, r->fd);
+  /* gaio_attach() made the entry, and accepts an fd only once the loop has released it. */
+  assert(f != NULL && !(f->state & GAIO__FD_LIVE));
   f->gen = r->u.attach.gen;
   f->state = (uint16_t)(GAIO__FD_LIVE | r->u.attach.kind);
   f->wbytes = 0;
@@ -619,6 +643,7 @@ static int flush(gaio_watcher *w) {
     gaio__queue_remove(&r->link);
     if (r->op == GAIO__OP_ATTACH || r->op == GAIO__OP_FREE) {
       gaio__fd *f = fd_entry(w, r->fd);
+      assert(f != NULL); /* made by gaio_attach() before either was queued */
       if (r->op == GAIO__OP_ATTACH)
         start_attach(w, r);
       else if (f->state & GAIO__FD_LIVE)
@@ -677,6 +702,8 @@ static int deliver(gaio_watcher *w, gaio_result *out, int max) {
   int n = 0;
   while (n < max && !gaio__queue_empty(&w->done)) {
     gaio__req *r = gaio__container_of(gaio__queue_head(&w->done), gaio__req, link);
+    /* Completed requests left every other place (gaio__complete). */
+    assert(r->f == NULL && !(r->flags & (GAIO__REQ_IN_HEAP | GAIO__REQ_KERNEL)));
     gaio__queue_remove(&r->link);
     gaio_result *res = &out[n++];
     res->ctx = r->ctx;
@@ -695,6 +722,7 @@ static int deliver(gaio_watcher *w, gaio_result *out, int max) {
     if (r->flags & GAIO__REQ_SWAP) {
       if (r->done > 0) {
         res->flags |= GAIO_RESULT_SWAP;
+        assert(w->swap_out > 0); /* counted in by gaio__complete */
         w->swap_out--;
       } else {
         res->buf = NULL;
@@ -703,6 +731,7 @@ static int deliver(gaio_watcher *w, gaio_result *out, int max) {
     gaio__queue_push(&w->spent, &r->link);
   }
   gaio__count(&w->completed, (uint64_t)n);
+  assert(atomic_load_explicit(&w->queued, memory_order_relaxed) >= (uint64_t)n);
   atomic_store_explicit(&w->queued, atomic_load_explicit(&w->queued, memory_order_relaxed) -
                                         (uint64_t)n, memory_order_relaxed);
   reqs_recycle(w);
@@ -720,7 +749,7 @@ static int poll_timeout(gaio_watcher *w, uint64_t until, uint64_t now) {
   if (end == 0) return -1;
   if (end <= now) return 0;
   uint64_t ms = (end - now + 999999u) / 1000000u;
-  return ms > 1000000u ? 1000000 : (int)ms;
+  return ms > GAIO_MAX_POLL_MS ? GAIO_MAX_POLL_MS : (int)ms;
 }
 
 /* Block in the backend, unless a submission slipped in since the flush (then return 1). */
@@ -750,10 +779,9 @@ static void advance(gaio_watcher *w) {
   run_kicks(w);
 }
 
-int gaio_wait(gaio_watcher *w, gaio_result *out, int max, int timeout_ms) {
-  if (w == NULL || out == NULL || max <= 0) return -EINVAL;
-  if (atomic_exchange(&w->in_wait, 1)) return -EBUSY;
-  swap_recycle(w);
+/* Advance and poll until results are ready, the time is up, or the poll fails. Returns 0 or a
+ * negative errno (-ESHUTDOWN, or the backend's poll error). */
+static int wait_loop(gaio_watcher *w, int timeout_ms) {
   uint64_t until = timeout_ms > 0 ? gaio_now() + (uint64_t)timeout_ms * 1000000u : 0;
   int rc = 0;
   for (;;) {
@@ -778,7 +806,30 @@ int gaio_wait(gaio_watcher *w, gaio_result *out, int max, int timeout_ms) {
     if (!gaio__queue_empty(&w->done) || timeout_ms == 0) break;
     if (until != 0 && gaio_now() >= until) break;
   }
-  if (rc == 0 || !gaio__queue_empty(&w->done)) rc = deliver(w, out, max);
+  return rc;
+}
+
+/* A poll error must neither hide results nor be hidden by them (gaio.h, gaio_wait): results
+ * ready when it happens go out first, and the error is held until the done queue is empty. No
+ * wait happens while it is held, so it is returned after exactly the results queued before it.
+ * (Only a failing kernel interface reaches this; tests/fault_test.cc forces one by putting
+ * another file in place of the backend's fd.) */
+int gaio_wait(gaio_watcher *w, gaio_result *out, int max, int timeout_ms) {
+  if (w == NULL || out == NULL || max <= 0) return -EINVAL;
+  if (atomic_exchange(&w->in_wait, 1)) return -EBUSY;
+  swap_recycle(w);
+  int rc = w->poll_error != 0 ? 0 : wait_loop(w, timeout_ms);
+  if (rc < 0 && !gaio__queue_empty(&w->done)) {
+    assert(rc != -ESHUTDOWN); /* given only once every result is delivered */
+    w->poll_error = rc;
+    rc = 0;
+  }
+  if (rc == 0 && !gaio__queue_empty(&w->done)) {
+    rc = deliver(w, out, max);
+  } else if (rc == 0 && w->poll_error != 0) {
+    rc = w->poll_error;
+    w->poll_error = 0;
+  }
   atomic_store(&w->in_wait, 0);
   return rc;
 }
@@ -880,8 +931,14 @@ int gaio_cancel(gaio_watcher *w, int fd, void *ctx) {
   } else {
     /* A request already being cancelled (its deadline passed) keeps that error. */
     if (!(r->flags & GAIO__REQ_CANCEL)) gaio__cancel(w, r, -ECANCELED);
-    /* With io_uring the kernel's answer is on its way: poll until r is settled. */
-    while (r->f != NULL && rc == 0) rc = w->be->poll(w, -1);
+    /* With io_uring the kernel's answer is on its way: poll until r is settled. The answer may
+     * settle r only through a kick (r waits behind a head whose own cancel is pending, or r's
+     * cancel found no free SQE and is sent by a kick), so the kicks run after every poll, as
+     * gaio_wait() runs them; without them this loop waited forever. */
+    while (r->f != NULL && rc == 0) {
+      rc = w->be->poll(w, -1);
+      run_kicks(w);
+    }
     if (rc == 0) rc = r->error == -ECANCELED ? 0 : -ENOENT;
   }
   loop_leave(w);

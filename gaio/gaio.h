@@ -39,7 +39,12 @@
  *   "epoll" (edge-triggered; each operation is tried at once, and waits for an edge only after
  *   EAGAIN). io_uring is chosen when it starts, else epoll; see gaio_options.backend.
  *
- * All times are CLOCK_MONOTONIC nanoseconds; see gaio_now(). A deadline of 0 means "none". */
+ * All times are CLOCK_MONOTONIC nanoseconds; see gaio_now(). A deadline of 0 means "none".
+ *
+ * Internal invariants (one result per request, queue links, counters) are checked with assert():
+ * on in test and debug builds (Bazel's default fastbuild), compiled out when NDEBUG is defined,
+ * as Bazel's -c opt (--config=opt) does. A failed assert is a bug in gaio, never a runtime error
+ * of the caller's: those are returned as negative errno values. */
 #ifndef GAIO_GAIO_H
 #define GAIO_GAIO_H
 
@@ -96,7 +101,8 @@ typedef struct gaio_result {
                         the sockaddr_storage given at submit; 0 if none was given */
 } gaio_result;
 
-/* Limits and their defaults. Every limit is named here; every one is an option below. */
+/* Limits. Every limit is named here: GAIO_DEFAULT_* are the defaults of the options below,
+ * GAIO_MAX_* are fixed. */
 #define GAIO_DEFAULT_SWAP_SIZE (64u * 1024u)          /* swap buffer for NULL-buffer reads */
 #define GAIO_DEFAULT_READ_MAX (16u * 1024u)           /* bytes per read(2) into the swap buffer */
 #define GAIO_DEFAULT_MAX_EVENTS 512u                  /* readiness events taken per poll */
@@ -104,6 +110,27 @@ typedef struct gaio_result {
 #define GAIO_DEFAULT_MAX_WRITE_PENDING (64u << 20)    /* queued write bytes per fd */
 #define GAIO_MAX_WRITE_IOV 64u                        /* queued writes coalesced per writev */
 #define GAIO_DEFAULT_RING_ENTRIES 1024u               /* io_uring submission queue entries */
+/* The largest swap_size, max_events and ring_entries: a larger option gives -EINVAL from
+ * gaio_watcher_create(). GAIO_MAX_RING_ENTRIES is the kernel's own bound (IORING_MAX_ENTRIES). */
+#define GAIO_MAX_SWAP_SIZE (1u << 30)
+#define GAIO_MAX_POLL_EVENTS (1u << 20)
+#define GAIO_MAX_RING_ENTRIES (1u << 15)
+/* io_uring: slices of the swap buffer in the provided-buffer ring, the kernel's bound on a
+ * buffer ring. The ring holds a power of two of slices, so on io_uring up to half of the swap
+ * buffer (and all beyond GAIO_MAX_SWAP_SLICES * read_max) serves no read. */
+#define GAIO_MAX_SWAP_SLICES 32768u
+/* Bytes one read(2), write(2) or sendmsg(2) moves at most. Larger requests are served in
+ * several system calls (io_uring's SQE length field is 32 bits, and the kernel moves less than
+ * 2 GiB per call anyway): a read completes on its first bytes as always, a read-full or a write
+ * goes on with the rest. A write on a datagram or seqpacket socket is one message and is never
+ * split: beyond the socket's limit it fails as the kernel says (-EMSGSIZE). */
+#define GAIO_MAX_IO_CHUNK (1u << 30)
+/* The longest single wait in the kernel, in ms. A longer wait (timeout_ms, or a deadline further
+ * away) is made of several; a wait with no end (timeout_ms -1, no deadline) is not cut. */
+#define GAIO_MAX_POLL_MS 1000000
+/* Entries of the fd table when the hard RLIMIT_NOFILE is unlimited or larger: an fd at or
+ * beyond it gives -ERANGE from gaio_attach(). */
+#define GAIO_MAX_FDS (1u << 22)
 
 /* Watcher options. Zero in any field means its default, so `gaio_options o = {0};` is valid. */
 typedef struct gaio_options {
@@ -111,11 +138,11 @@ typedef struct gaio_options {
    * a slice of read_max bytes (on epoll it gives back what it did not fill, rounded up to 64
    * bytes; on io_uring the kernel picks whole slices from a buffer ring); when the buffer has no
    * room for another slice, the read waits for the next gaio_wait() call, when the buffer is
-   * recycled. Reads are never silently shrunk. */
+   * recycled. Reads are never silently shrunk. At most GAIO_MAX_SWAP_SIZE. */
   size_t swap_size;
   /* Bytes per NULL-buffer read (clamped to swap_size). */
   size_t read_max;
-  /* Readiness events taken from the kernel per poll. */
+  /* Readiness events taken from the kernel per poll (at most GAIO_MAX_POLL_EVENTS). */
   unsigned max_events;
   /* Accepted requests (I/O, timers, posts) that have not been delivered yet (this also bounds
    * the queued results). A submit beyond it returns -ENOBUFS synchronously. Attach and free do
@@ -131,8 +158,9 @@ typedef struct gaio_options {
    * gaio_watcher_create(); a named backend that cannot start gives its setup error (-ENOSYS,
    * -EPERM, ...), never a silent switch to another backend. */
   const char *backend;
-  /* io_uring: submission queue entries (the completion queue has twice as many). Requests
-   * beyond it are submitted in several steps of one wait; nothing is refused. */
+  /* io_uring: submission queue entries (the completion queue has twice as many), at most
+   * GAIO_MAX_RING_ENTRIES. Requests beyond it are submitted in several steps of one wait;
+   * nothing is refused. */
   unsigned ring_entries;
 } gaio_options;
 
@@ -352,7 +380,15 @@ int gaio_pin_thread(int cpu);
  * result that is ready, up to max, in out[0..n). Results left over stay queued for the next call.
  * Calling it invalidates the swap bytes of the previous call's results. Single consumer: one
  * thread at a time. Returns n >= 0 (0 on timeout), -EINVAL (out NULL or max <= 0), -EBUSY
- * (another thread is in gaio_wait(), gaio_cancel() or gaio_detach()), or -ESHUTDOWN (closed and every result delivered). */
+ * (another thread is in gaio_wait(), gaio_cancel() or gaio_detach()), -ESHUTDOWN (closed and
+ * every result delivered), or an error of the kernel interface (the negative errno of
+ * epoll_wait(2) or io_uring_enter(2): -ENOMEM, -EBADR when io_uring dropped completions, ...).
+ * Such an error never hides results, nor is it hidden by them: when results are ready as it
+ * happens, the call returns them and holds the error; the following calls return the results
+ * still queued (without waiting), then the error, once. One kind lasts: when io_uring fails
+ * while an fd is being released and cannot take back what the kernel holds for it, that fd's
+ * requests complete as usual but the kernel may still use their buffers, and every later call
+ * returns the error. Keep those buffers and destroy the watcher. */
 int gaio_wait(gaio_watcher *w, gaio_result *out, int max, int timeout_ms);
 
 /* Read the counters. Safe from any thread; values read while the watcher works are a snapshot of

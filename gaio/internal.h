@@ -156,6 +156,8 @@ struct gaio_watcher {
   unsigned swap_out;    /* undelivered results that point into the swap buffer */
   unsigned unpolled;    /* consecutive waits that returned without polling */
   int swept;            /* close has been carried out by the loop */
+  int poll_error;       /* a backend poll error held back while results were delivered: the
+                           next gaio_wait() returns it once the done queue is empty */
 
   gaio__counter submitted, completed, bytes_read, bytes_written, queued;
   atomic_ullong nfds;

@@ -2133,6 +2133,50 @@ TEST(OpsPin, CpuOutsideAllowedSetIsEINVAL) {
   });
 }
 
+/* Issue 12, defect 5: gaio_cancel() of a read queued behind a read whose own cancel (its
+ * deadline passed) the kernel has not answered yet. On io_uring the second read can complete
+ * only once the first has settled, in a kick of the fd; gaio_cancel() polled without running
+ * the kicks, and waited forever. The second gaio_wait() below returns as soon as a result is
+ * ready (an -ENOBUFS write, finished in the loop), right after expiring the first read and
+ * before polling, so that read's cancel is still on its way when gaio_cancel() runs. */
+TEST_P(OpsTest, CancelBehindAReadWhoseDeadlineCancelIsPending) {
+  gaio_options o = {};
+  o.max_write_pending = 16;
+  gaio_watcher *w = NewWatcher(o);
+  ASSERT_NE(w, nullptr);
+  UniqueFd peer, peer2;
+  int fd = AttachedTcp(&peer, w), fd2 = AttachedTcp(&peer2, w);
+  ASSERT_GE(fd, 0);
+  ASSERT_GE(fd2, 0);
+  static char b1[16], b2[16], big[32];
+  ASSERT_EQ(gaio_read_deadline(w, fd, b1, sizeof b1, Ctx(1), gaio_now() + 50 * kMs), 0);
+  ASSERT_EQ(gaio_read(w, fd, b2, sizeof b2, Ctx(2)), 0);
+  gaio_result r[4];
+  ASSERT_EQ(gaio_wait(w, r, 4, 0), 0); /* this one polls: on io_uring the first read is held */
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_EQ(gaio_write(w, fd2, big, sizeof big, Ctx(3)), 0);
+  int n = gaio_wait(w, r, 4, 0);
+  ASSERT_GE(n, 1);
+  std::vector<gaio_result> got(r, r + n);
+
+  EXPECT_EQ(gaio_cancel(w, fd, Ctx(2)), 0);
+  Collected c = WaitResults(w, 3 - got.size(), 5000);
+  got.insert(got.end(), c.results.begin(), c.results.end());
+  ASSERT_EQ(got.size(), 3u);
+  std::vector<void *> order;
+  for (const gaio_result &x : got) {
+    order.push_back(x.ctx);
+    if (x.ctx == Ctx(1)) ExpectResult(x, Ctx(1), fd, GAIO_OP_READ, -ETIMEDOUT, 0);
+    if (x.ctx == Ctx(2)) ExpectResult(x, Ctx(2), fd, GAIO_OP_READ, -ECANCELED, 0);
+    if (x.ctx == Ctx(3)) ExpectResult(x, Ctx(3), fd2, GAIO_OP_WRITE, -ENOBUFS, 0);
+  }
+  auto at = [&](void *ctx) { return std::find(order.begin(), order.end(), ctx) - order.begin(); };
+  EXPECT_LT(at(Ctx(1)), at(Ctx(2))) << "FIFO on the fd";
+  EXPECT_LT(at(Ctx(2)), 3);
+  EXPECT_LT(at(Ctx(3)), 3);
+  FreeAndFinish({fd, fd2}, w);
+}
+
 const auto kParamName = [](const ::testing::TestParamInfo<std::string> &info) {
   return info.param;
 };
