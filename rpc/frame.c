@@ -1,6 +1,8 @@
 /* The frame codec of rpc/frame.h. Rules of the header: rpc/WIRE.md. */
 #include "rpc/frame.h"
 
+#include "rpc/metadata.h"
+
 #include <errno.h>
 
 /* Header field offsets (WIRE.md, "Header"). */
@@ -63,9 +65,12 @@ static int type_rules_ok(const rpc_frame *f) {
 /* Decodes and checks a complete header into h. Returns 0 or -EPROTO. */
 static int decode_header(const uint8_t *p, rpc_frame *h) {
   if (load16(p + OFF_MAGIC) != RPC_MAGIC || p[OFF_VERSION] != RPC_VERSION) return -EPROTO;
-  if (p[OFF_FLAGS] != 0 || load16(p + OFF_RESERVED) != 0) return -EPROTO;
+  if (load16(p + OFF_RESERVED) != 0) return -EPROTO;
   h->type = p[OFF_TYPE];
-  h->flags = 0;
+  h->flags = p[OFF_FLAGS];
+  /* Only the metadata bit is defined, and only a REQUEST or a RESPONSE carries metadata. */
+  int md_ok = h->type == RPC_TYPE_REQUEST || h->type == RPC_TYPE_RESPONSE;
+  if (h->flags & ~(md_ok ? RPC_FLAG_METADATA : 0u)) return -EPROTO;
   h->status = p[OFF_STATUS];
   h->request_id = load32(p + OFF_REQUEST_ID);
   h->method_id = load32(p + OFF_METHOD_ID);

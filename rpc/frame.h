@@ -59,7 +59,7 @@ enum rpc_status {
  * body points into the parser's input (a view, never a copy); the encoder ignores it. */
 typedef struct rpc_frame {
   uint8_t type;        /* enum rpc_frame_type */
-  uint8_t flags;       /* 0 in v1 */
+  uint8_t flags;       /* RPC_FLAG_METADATA (rpc/metadata.h) or 0 */
   uint8_t status;      /* enum rpc_status for a RESPONSE, else 0 */
   uint32_t request_id; /* the call (REQUEST/RESPONSE/CANCEL), echoed value (PING/PONG), last id (GOAWAY) */
   uint32_t method_id;  /* rpc_method_id() of "package.Service/Method" for a REQUEST, else 0 */
@@ -76,7 +76,8 @@ typedef struct rpc_frame {
  *   -EAGAIN        more bytes are needed. When len < 24, f is not written (the header is only
  *                  checked once all 24 bytes are there); when the header is complete and valid
  *                  but the body is not, f is filled, so f->body_len says how much to wait for.
- *   -EPROTO        the header breaks a rule of WIRE.md (magic, version, type, flags, status,
+ *   -EPROTO        the header breaks a rule of WIRE.md (magic, version, type, flags (only
+ *                  RPC_FLAG_METADATA, only on a REQUEST or a RESPONSE), status,
  *                  reserved, a field that must be 0 for this type, a body on CANCEL/PING/PONG,
  *                  body_len > RPC_MAX_BODY_HARD). f is not written. The connection is unusable.
  *   -EMSGSIZE      the header is valid but body_len > max_body: f is filled (request_id, type

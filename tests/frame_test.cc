@@ -15,6 +15,7 @@
 
 extern "C" {
 #include "rpc/frame.h"
+#include "rpc/metadata.h"
 }
 
 namespace {
@@ -307,7 +308,8 @@ std::vector<Malformed> MalformedFrames() {
     swapped[1] = 0x47;  // 0x4752: the magic written big-endian
     v.push_back({ty + "magic big-endian", swapped});
     for (uint8_t ver : {0, 2, 255}) v.push_back({ty + "version " + std::to_string(ver), Poked(t, 2, ver)});
-    for (int bit = 0; bit < 8; bit++)
+    // Bit 0 is METADATA (WIRE.md section 13), valid on a REQUEST or a RESPONSE only.
+    for (int bit = (t == RPC_TYPE_REQUEST || t == RPC_TYPE_RESPONSE) ? 1 : 0; bit < 8; bit++)
       v.push_back({ty + "flag bit " + std::to_string(bit), Poked(t, 4, uint8_t(1u << bit))});
     v.push_back({ty + "reserved byte 6", Poked(t, 6, 1)});
     v.push_back({ty + "reserved byte 7", Poked(t, 7, 0x80)});
@@ -558,6 +560,195 @@ TEST(WireDoc, DocumentShowsTheseExactBytes) {
   EXPECT_NE(doc.find("2166136261 (`0x811c9dc5`)"), std::string::npos);
   EXPECT_NE(doc.find("3826002220 (`0xe40c292c`)"), std::string::npos);
   EXPECT_NE(doc.find("3214735720 (`0xbf9cf968`)"), std::string::npos);
+}
+
+
+// ---- Metadata (WIRE.md section 13) ---------------------------------------------------------
+
+rpc_md Md(const std::string &k, const std::string &v) {
+  return rpc_md{k.data(), k.size(), v.data(), v.size()};
+}
+
+Bytes Encode(const std::vector<rpc_md> &e) {
+  size_t n = rpc_metadata_size(e.data(), e.size());
+  EXPECT_GT(n, 0u);
+  Bytes out(n);
+  EXPECT_EQ(rpc_metadata_encode(e.data(), e.size(), out.data(), out.size()), long(n));
+  return out;
+}
+
+// Parses b placed against the guard page with the default limits.
+long ParseMd(GuardedBuffer &g, const Bytes &b, rpc_metadata *md, size_t max_bytes = RPC_DEFAULT_MAX_METADATA_BYTES,
+             unsigned max_entries = RPC_DEFAULT_MAX_METADATA_ENTRIES) {
+  return rpc_metadata_parse(g.Place(b), b.size(), max_bytes, max_entries, md);
+}
+
+TEST(Metadata, RoundTripsZeroOneManyAndTheMaximumOfEntries) {
+  GuardedBuffer g(1 << 20);
+  for (size_t n : {size_t(0), size_t(1), size_t(7), size_t(RPC_DEFAULT_MAX_METADATA_ENTRIES)}) {
+    std::vector<std::string> keys, vals;
+    for (size_t i = 0; i < n; i++) {
+      keys.push_back("k-" + std::to_string(i) + ".x_y");
+      vals.push_back(std::string(i % 5, char('a' + i % 26)));
+    }
+    std::vector<rpc_md> e;
+    for (size_t i = 0; i < n; i++) e.push_back(Md(keys[i], vals[i]));
+    Bytes b = Encode(e);
+    b.insert(b.end(), kHelloMessage.begin(), kHelloMessage.end());  // the message follows
+    rpc_metadata md;
+    long used = ParseMd(g, b, &md);
+    ASSERT_EQ(used, long(b.size() - kHelloMessage.size())) << n << " entries";
+    EXPECT_EQ(md.count, n);
+    size_t pos = 0, i = 0;
+    rpc_md got;
+    while (rpc_metadata_next(&md, &pos, &got)) {
+      ASSERT_LT(i, n);
+      EXPECT_EQ(std::string(got.key, got.key_len), keys[i]);
+      EXPECT_EQ(std::string(static_cast<const char *>(got.value), got.value_len), vals[i]);
+      i++;
+    }
+    EXPECT_EQ(i, n);
+  }
+}
+
+TEST(Metadata, ValuesAreBinarySafeAndKeysAndValuesReachTheirLimits) {
+  std::string all;
+  for (int c = 0; c < 256; c++) all += char(c);
+  std::string big(RPC_METADATA_MAX_VALUE, '\0');
+  std::string key255(RPC_METADATA_MAX_KEY, 'k');
+  std::vector<rpc_md> e = {Md("bin", all), Md(key255, ""), Md("big", big)};
+  Bytes b = Encode(e);
+  GuardedBuffer g(1 << 20);
+  rpc_metadata md;
+  ASSERT_EQ(ParseMd(g, b, &md, SIZE_MAX, 64), long(b.size()));
+  rpc_md got;
+  ASSERT_TRUE(rpc_metadata_get(&md, "bin", 3, &got));
+  EXPECT_EQ(std::string(static_cast<const char *>(got.value), got.value_len), all);
+  ASSERT_TRUE(rpc_metadata_get(&md, key255.data(), key255.size(), &got));
+  EXPECT_EQ(got.value_len, 0u);
+  ASSERT_TRUE(rpc_metadata_get(&md, "big", 3, &got));
+  EXPECT_EQ(got.value_len, size_t(RPC_METADATA_MAX_VALUE));
+  EXPECT_FALSE(rpc_metadata_get(&md, "absent", 6, &got));
+}
+
+TEST(Metadata, InvalidEntriesAreRefusedByTheEncoder) {
+  std::string big(RPC_METADATA_MAX_VALUE + 1, 'v');
+  for (const std::string &k : {std::string(""), std::string("Upper"), std::string("sp ace"),
+                               std::string("col:on"), std::string(256, 'k'), std::string("\xc3\xa9")}) {
+    rpc_md e = Md(k, "v");
+    EXPECT_EQ(rpc_metadata_size(&e, 1), 0u) << k;
+    uint8_t out[512];
+    EXPECT_EQ(rpc_metadata_encode(&e, 1, out, sizeof out), -EINVAL) << k;
+  }
+  rpc_md e = Md("ok", big);
+  EXPECT_EQ(rpc_metadata_size(&e, 1), 0u);
+  rpc_md small = Md("ok", "value");
+  uint8_t out[8];
+  EXPECT_EQ(rpc_metadata_encode(&small, 1, out, sizeof out), -ENOSPC);
+}
+
+TEST(Metadata, MalformedBlocksAreEprotoAndNeverReadPastTheBody) {
+  Bytes good = Encode({Md("a", "1"), Md("bb", "22")});
+  GuardedBuffer g(4096);
+  rpc_metadata md;
+  for (size_t n = 0; n < good.size(); n++) {  // every truncation of the block
+    Bytes cut(good.begin(), good.begin() + n);
+    EXPECT_EQ(ParseMd(g, cut, &md), -EPROTO) << n << " bytes";
+  }
+  Bytes longer = good;
+  longer[0] = uint8_t(longer[0] + 1);  // block_len past the body
+  EXPECT_EQ(ParseMd(g, longer, &md), -EPROTO);
+  Bytes entry_past = good;
+  entry_past[4 + 1] = 0x40;  // first value_len runs past block_len
+  EXPECT_EQ(ParseMd(g, entry_past, &md), -EPROTO);
+  Bytes bad_key = good;
+  bad_key[4 + 3] = 'A';  // uppercase key
+  EXPECT_EQ(ParseMd(g, bad_key, &md), -EPROTO);
+  Bytes zero_key = good;
+  zero_key[4] = 0;  // key_len 0
+  EXPECT_EQ(ParseMd(g, zero_key, &md), -EPROTO);
+  EXPECT_EQ(rpc_metadata_parse(nullptr, 0, 8192, 64, &md), -EPROTO);
+  EXPECT_EQ(rpc_metadata_parse(good.data(), good.size(), 8192, 64, nullptr), -EINVAL);
+}
+
+TEST(Metadata, OverTheLimitsIsEmsgsize) {
+  Bytes b = Encode({Md("a", std::string(100, 'x')), Md("b", "y"), Md("c", "z")});
+  GuardedBuffer g(4096);
+  rpc_metadata md;
+  size_t entries = b.size() - RPC_METADATA_PREFIX;
+  EXPECT_EQ(ParseMd(g, b, &md, entries, 3), long(b.size()));  // exactly at both limits
+  EXPECT_EQ(ParseMd(g, b, &md, entries - 1, 3), -EMSGSIZE);
+  EXPECT_EQ(ParseMd(g, b, &md, entries, 2), -EMSGSIZE);
+}
+
+TEST(Metadata, FlagIsValidOnRequestAndResponseOnly) {
+  GuardedBuffer g(4096);
+  for (uint8_t t : kAllTypes) {
+    rpc_frame h = Header(t, 3);
+    h.flags = RPC_FLAG_METADATA;
+    Bytes wire = HeaderOnly(h, 0);
+    rpc_frame f;
+    int rc = ParseGuarded(g, wire, wire.size(), RPC_DEFAULT_MAX_BODY, &f);
+    if (t == RPC_TYPE_REQUEST || t == RPC_TYPE_RESPONSE) {
+      EXPECT_EQ(rc, int(kHeader)) << int(t);
+      EXPECT_EQ(f.flags, RPC_FLAG_METADATA);
+    } else {
+      EXPECT_EQ(rc, -EPROTO) << int(t);
+    }
+  }
+}
+
+// WIRE.md section 13's worked example, built with the encoder.
+const char kMetadataRequestHex[] =
+    "47 52 01 01 01 00 00 00 09 00 00 00 3d 02 8a 52 00 00 00 00 34 00 00 00 29 00 00 00 0d 0c "
+    "00 61 75 74 68 6f 72 69 7a 61 74 69 6f 6e 42 65 61 72 65 72 20 74 30 6b 33 6e 06 04 00 74 "
+    "65 6e 61 6e 74 61 63 6d 65 0a 05 68 65 6c 6c 6f";
+const char kMetadataErrorHex[] =
+    "47 52 01 02 01 0e 00 00 09 00 00 00 00 00 00 00 00 00 00 00 1c 00 00 00 0f 00 00 00 0b 01 "
+    "00 72 65 74 72 79 2d 61 66 74 65 72 33 74 72 79 20 6c 61 74 65 72";
+
+TEST(WireDoc, MetadataExampleMatchesTheEncoderAndTheDocument) {
+  rpc_frame h = Header(RPC_TYPE_REQUEST, 9);
+  h.method_id = rpc_method_id("demo.Echo/Say", strlen("demo.Echo/Say"));
+  h.flags = RPC_FLAG_METADATA;
+  Bytes body = Encode({Md("authorization", "Bearer t0k3n"), Md("tenant", "acme")});
+  body.insert(body.end(), kHelloMessage.begin(), kHelloMessage.end());
+  Bytes wire = Frame(h, body);
+  EXPECT_EQ(Hex(wire.data(), wire.size()), kMetadataRequestHex);
+
+  rpc_frame e = Header(RPC_TYPE_RESPONSE, 9);
+  e.status = RPC_STATUS_UNAVAILABLE;
+  e.flags = RPC_FLAG_METADATA;
+  Bytes ebody = Encode({Md("retry-after", "3")});
+  Bytes text = Str("try later");
+  ebody.insert(ebody.end(), text.begin(), text.end());
+  Bytes ewire = Frame(e, ebody);
+  EXPECT_EQ(Hex(ewire.data(), ewire.size()), kMetadataErrorHex);
+
+  // Parsed back: the frame, then the block, then the message after it.
+  GuardedBuffer g(4096);
+  rpc_frame f;
+  ASSERT_EQ(ParseGuarded(g, wire, wire.size(), RPC_DEFAULT_MAX_BODY, &f), 76);
+  rpc_metadata md;
+  long used = rpc_metadata_parse(f.body, f.body_len, 8192, 64, &md);
+  ASSERT_EQ(used, 45);
+  EXPECT_EQ(md.count, 2u);
+  EXPECT_EQ(Bytes(f.body + used, f.body + f.body_len), kHelloMessage);
+
+  std::string doc = WireDocText();
+  EXPECT_NE(doc.find("\n" + std::string(kMetadataRequestHex) + "\n"), std::string::npos);
+  EXPECT_NE(doc.find("\n" + std::string(kMetadataErrorHex) + "\n"), std::string::npos);
+}
+
+// A frame without metadata is the version 1 frame of sections 2-12, byte for byte.
+TEST(WireDoc, FrameWithoutMetadataIsUnchanged) {
+  rpc_frame h = Header(RPC_TYPE_REQUEST, 7);
+  h.method_id = rpc_method_id("demo.Echo/Say", strlen("demo.Echo/Say"));
+  h.timeout_us = 250000;
+  h.flags = 0;
+  Bytes wire = Frame(h, kHelloMessage);
+  EXPECT_EQ(Hex(wire.data(), wire.size()), kExampleRequestHex);
+  EXPECT_EQ(wire[4], 0);
 }
 
 }  // namespace
