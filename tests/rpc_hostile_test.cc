@@ -175,7 +175,7 @@ struct LoadResult {
 // One client that pipelines Say calls until it sees the GOAWAY (up to 2048 outstanding, so
 // that requests wait in the server's socket when it stops), then sends 50 more (as if they had
 // crossed the GOAWAY) and reads until the server closes.
-void LoadClient(int port, int k, LoadResult *r) {
+void LoadClient(int port, int k, LoadResult *r, std::atomic<int> *answered_conns) {
   RawConn c(port);
   std::string pending;
   uint32_t next = 1;
@@ -207,6 +207,7 @@ void LoadClient(int port, int k, LoadResult *r) {
           r->sent_max = next++;
         }
       } else if (g.type == RPC_TYPE_RESPONSE && g.status == RPC_STATUS_OK) {
+        if (r->answered.empty()) answered_conns->fetch_add(1);
         r->answered.insert(g.id);
       } else {
         r->not_ok++;
@@ -223,8 +224,13 @@ TEST_F(RpcHostileTest, GracefulStopUnderLoadAnswersEveryAcceptedRequestWithoutRe
   const int kConns = 4;
   std::vector<LoadResult> res(kConns);
   std::vector<std::thread> th;
-  for (int k = 0; k < kConns; k++) th.emplace_back(LoadClient, port_, k, &res[k]);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::atomic<int> answered_conns{0};
+  for (int k = 0; k < kConns; k++) th.emplace_back(LoadClient, port_, k, &res[k], &answered_conns);
+  // Under load on every connection (each has had answers), then stop.
+  for (int i = 0; i < 1000 && answered_conns.load() < kConns; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(kConns, answered_conns.load());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
   ASSERT_EQ(0, rpc_server_shutdown(s_, 5000));
   for (auto &t : th) t.join();
   std::lock_guard<std::mutex> lk(g_mu);
