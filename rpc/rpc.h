@@ -38,10 +38,13 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 
 #include <protobuf-c/protobuf-c.h>
 
 #include "rpc/frame.h"
+#include "rpc/metadata.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -68,6 +71,8 @@ extern "C" {
 #define RPC_MAX_ENDPOINTS 64u                  /* client: endpoints in one target string */
 #define RPC_DEFAULT_MAX_PENDING_CALLS 65536u   /* client: calls accepted by a channel and not
                                                   yet completed; more: -ENOBUFS at submit */
+#define RPC_MAX_INTERCEPTORS 8u                /* interceptors per server or channel */
+#define RPC_MAX_CHANNEL_METADATA 16u           /* client: headers set in the channel options */
 #define RPC_CQ_MAX_OUTSTANDING 65536u          /* client: calls submitted into one rpc_cq and
                                                   not yet collected; more: -ENOBUFS at submit */
 
@@ -126,6 +131,10 @@ typedef struct rpc_server_options {
                                   fit in a call's 256-byte arena (NULL: malloc/free); called on
                                   worker threads, concurrently. A failure answers the call
                                   RESOURCE_EXHAUSTED (a body that does not unpack: INVALID_ARGUMENT) */
+  size_t max_metadata_bytes;   /* entry bytes of a request's headers (WIRE.md section 13);
+                                  more: RESOURCE_EXHAUSTED, the handler does not run.
+                                  Default RPC_DEFAULT_MAX_METADATA_BYTES (8 KiB) */
+  unsigned max_metadata_entries; /* headers per request; default 64 */
 } rpc_server_options;
 
 /* Create a server (not yet listening or running). opts may be NULL. Stores it in *out and
@@ -210,6 +219,83 @@ void rpc_call_fail(rpc_call *c, int status, const char *message);
  * UNKNOWN "handler returned no reply". Any thread, exactly once per call. */
 void rpc_call_reply(rpc_call *c, const ProtobufCMessage *reply);
 
+/* ---- Call metadata on the server (WIRE.md section 13) ----------------------------------- */
+
+/* The request's headers (an empty view when it had none). The view belongs to the call: valid
+ * until the call is completed. Any thread that handles the call. */
+const rpc_metadata *rpc_call_metadata(const rpc_call *c);
+
+/* The value of the first header called key (NUL-terminated) in *value / *len: returns 1, or 0
+ * when there is none. A shortcut for rpc_metadata_get() on rpc_call_metadata(). */
+int rpc_call_header(const rpc_call *c, const char *key, const void **value, size_t *len);
+
+/* The method's full name, "package.Service/Method". Static for the life of the server. */
+const char *rpc_call_method(const rpc_call *c);
+
+/* Who called: the connection's peer address and, on a unix socket, its credentials. */
+typedef struct rpc_peer {
+  struct sockaddr_storage addr; /* the client's address (AF_INET, AF_INET6 or AF_UNIX) */
+  socklen_t addr_len;
+  int has_cred;                 /* 1 on a unix socket: SO_PEERCRED of the client process */
+  pid_t pid;
+  uid_t uid;
+  gid_t gid;
+} rpc_peer;
+
+/* Copy the call's peer to *out. Returns 0, or -ENOTCONN when the connection is gone already.
+ * From the worker thread: in an interceptor, or in the handler while it runs inside invoke. */
+int rpc_call_peer(const rpc_call *c, rpc_peer *out);
+
+/* Add a trailer to the call's RESPONSE (key: NUL-terminated, WIRE.md section 13 rules; value
+ * copied). Trailers go with a reply and with an error alike. Call it before completing the
+ * call, from the thread that completes it. Returns 0, -EINVAL (bad key, value over 65535
+ * bytes), -EMSGSIZE (over the client's default limits: RPC_DEFAULT_MAX_METADATA_BYTES or
+ * RPC_DEFAULT_MAX_METADATA_ENTRIES), -ENOMEM. */
+int rpc_call_set_trailer(rpc_call *c, const char *key, const void *value, size_t len);
+
+/* ---- Server interceptors ------------------------------------------------------------------ */
+
+/* How a call ended, as an interceptor's after() sees it. */
+typedef struct rpc_call_outcome {
+  int status;            /* the status sent: OK, the handler's, or the framework's
+                            (DEADLINE_EXCEEDED at the server's deadline, CANCELLED after the
+                            client's CANCEL, UNAVAILABLE when the connection went away first:
+                            then nothing was sent) */
+  uint64_t duration_ns;  /* from the request's arrival to the call's end */
+  size_t request_bytes;  /* body bytes of the REQUEST frame */
+  size_t response_bytes; /* body bytes of the RESPONSE frame; 0 when none was sent */
+} rpc_call_outcome;
+
+/* An interceptor of the server: before() runs on the worker thread for every call, after the
+ * request is unpacked and before the handler. It may read the headers, the method and the peer,
+ * and either return RPC_STATUS_OK (the call goes on) or another status, with a message in
+ * *message (static, or valid until the call ends; NULL: none), to refuse the call: the client
+ * gets that status and the handler does not run. after() runs exactly once for every call whose
+ * before() ran (refused or not), when the call ends, on the worker thread, with its outcome.
+ * Either function may be NULL. Interceptors run before() in the order they were added and
+ * after() in the reverse order; a refusal stops the before() chain. They must not block. */
+typedef struct rpc_server_interceptor {
+  int (*before)(void *arg, rpc_call *call, const char **message);
+  void (*after)(void *arg, const rpc_call *call, const rpc_call_outcome *outcome);
+  void *arg;
+} rpc_server_interceptor;
+
+/* Add an interceptor (copied; arg stays the caller's and must outlive the server). Before start
+ * only. Returns 0, -EINVAL (NULL), -EBUSY (started), -ENOSPC (RPC_MAX_INTERCEPTORS already). */
+int rpc_server_add_interceptor(rpc_server *s, const rpc_server_interceptor *ic);
+
+/* A bearer-token check (RFC 6750), as an interceptor to add: a call without an
+ * `authorization: Bearer <token>` header is refused UNAUTHENTICATED; otherwise verify(arg,
+ * token, len, call) decides: non-zero lets the call pass, 0 refuses it PERMISSION_DENIED. The
+ * handler runs in neither case. verify runs on worker threads, concurrently. */
+typedef int (*rpc_token_verifier)(void *arg, const char *token, size_t len, const rpc_call *call);
+void rpc_auth_bearer_interceptor(rpc_server_interceptor *out, rpc_token_verifier verify,
+                                 void *arg);
+
+/* The trace id (32 lowercase hex digits and a NUL) of the call's W3C `traceparent` header, in
+ * trace_id. Returns 0, or -ENOENT when the call has no valid traceparent. */
+int rpc_call_trace_id(const rpc_call *c, char trace_id[33]);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Client                                                                                      */
 
@@ -234,7 +320,58 @@ typedef struct rpc_channel_options {
   unsigned max_pending_calls; /* calls accepted and not yet completed (waiting for a
                               connection, or in flight); beyond it a submit returns -ENOBUFS
                               (a stub's closure gets RESOURCE_EXHAUSTED) */
+  const rpc_md *metadata;  /* headers sent with every call (copied at create; at most
+                              RPC_MAX_CHANNEL_METADATA), before the call's own */
+  size_t metadata_count;
+  const struct rpc_client_interceptor *interceptors; /* run on every call (copied; at most
+                              RPC_MAX_INTERCEPTORS), in order */
+  size_t interceptor_count;
+  size_t max_metadata_bytes;   /* entry bytes of a response's trailers; more: the call
+                              completes RESOURCE_EXHAUSTED. Default 8 KiB */
+  unsigned max_metadata_entries; /* trailers per response; default 64 */
 } rpc_channel_options;
+
+/* Options of one call. Zero in any field means the channel's default. */
+typedef struct rpc_call_options {
+  int timeout_ms;          /* 0: the channel's default_timeout_ms; < 0: none */
+  const rpc_md *metadata;  /* headers to send, after the channel's */
+  size_t metadata_count;
+  int wait_for_ready;      /* 0: the channel's; 1: wait for a connection until the deadline;
+                              -1: fail UNAVAILABLE at once when no endpoint is reachable */
+  const rpc_call *parent;  /* a server call this one is made for: a `traceparent` header is
+                              sent that continues its trace (see rpc_trace_client_interceptor) */
+} rpc_call_options;
+
+/* A client call as its interceptors see it. */
+typedef struct rpc_client_call {
+  uint32_t method_id;             /* rpc_method_id() of the method */
+  uint64_t call_id;               /* the channel's id of the call */
+  const rpc_call_options *options; /* before() only: the call's options (never NULL) */
+} rpc_client_call;
+
+/* Headers being built for a call, in a client interceptor's before(). */
+typedef struct rpc_headers rpc_headers;
+
+/* Add a header (key NUL-terminated; value copied). Returns 0, -EINVAL (bad key or value),
+ * -EMSGSIZE (over RPC_DEFAULT_MAX_METADATA_BYTES or _ENTRIES for the call), -ENOMEM. */
+int rpc_headers_add(rpc_headers *h, const char *key, const void *value, size_t len);
+
+/* An interceptor of the channel: before() runs on the submitting thread, before the request
+ * is sent; it may add headers, or refuse the call by returning a negative errno (the submit
+ * returns it; no completion follows). after() runs exactly once for every call whose before()
+ * ran and was not refused, on the channel thread, when the call completes, with its status and
+ * the time since the submit. Either may be NULL; neither may block. */
+typedef struct rpc_client_interceptor {
+  int (*before)(void *arg, const rpc_client_call *call, rpc_headers *headers);
+  void (*after)(void *arg, const rpc_client_call *call, int status, uint64_t duration_ns);
+  void *arg;
+} rpc_client_interceptor;
+
+/* W3C trace propagation, as a client interceptor: every call sends a `traceparent` header.
+ * It continues the trace of options.parent, else of the server call being handled on this
+ * thread (a handler that calls another service from inside invoke), else it starts a new trace
+ * (random ids). Each call gets a new span id. */
+void rpc_trace_client_interceptor(rpc_client_interceptor *out);
 
 /* Open a channel to target: endpoints separated by commas, each "host:port" or "unix:/path"
  * (at most RPC_MAX_ENDPOINTS; host names are resolved once, here, with getaddrinfo, which may
@@ -266,6 +403,14 @@ ProtobufCService *rpc_channel_service(rpc_channel *ch, const ProtobufCServiceDes
  * and, if message is not NULL, its message ("" when none; valid until the closure returns). */
 int rpc_last_status(const char **message);
 
+/* Inside a stub closure: the trailers of the call being completed (an empty view when none;
+ * valid until the closure returns). */
+const rpc_metadata *rpc_last_trailers(void);
+
+/* Options for the next stub call made on this thread (copied, with the metadata it points to:
+ * they hold until that call is submitted); NULL clears them. */
+void rpc_stub_options(const rpc_call_options *opts);
+
 /* Blocking call: send req to method m with a deadline of timeout_ms (0: channel default, < 0:
  * none) and wait for the outcome. Returns the status (RPC_STATUS_OK: *reply holds the reply,
  * which the caller frees with protobuf_c_message_free_unpacked(*reply, NULL)); on failure
@@ -277,6 +422,17 @@ int rpc_last_status(const char **message);
 int rpc_channel_call(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *req,
                      int timeout_ms, ProtobufCMessage **reply, char *msg, size_t msg_len);
 
+/* rpc_channel_call() with call options (opts NULL: the defaults). If trailers is not NULL, it
+ * receives the response's trailers: a copy the caller frees with rpc_metadata_free() (empty,
+ * with nothing to free, when there were none). Also -EINVAL for bad options or headers,
+ * -EMSGSIZE for headers over the default limits, or an interceptor's refusal. */
+int rpc_channel_call_opts(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *req,
+                          const rpc_call_options *opts, ProtobufCMessage **reply, char *msg,
+                          size_t msg_len, rpc_metadata *trailers);
+
+/* Free the copy of trailers given by rpc_channel_call_opts() and empty *md. */
+void rpc_metadata_free(rpc_metadata *md);
+
 /* A completion queue: the asynchronous calls submitted with it complete into it. */
 typedef struct rpc_completion {
   void *ctx;               /* the ctx given at submit, unchanged */
@@ -286,6 +442,8 @@ typedef struct rpc_completion {
                               rpc_cq_wait() on this queue or rpc_cq_destroy() */
   ProtobufCMessage *reply; /* status OK: the reply, owned by the caller
                               (protobuf_c_message_free_unpacked(reply, NULL)); else NULL */
+  rpc_metadata trailers;   /* the response's trailers (empty when none); valid until the next
+                              rpc_cq_wait() on this queue or rpc_cq_destroy() */
 } rpc_completion;
 
 /* Create a completion queue. Returns 0 or -ENOMEM. */
@@ -304,6 +462,12 @@ void rpc_cq_destroy(rpc_cq *cq);
  * channel, or RPC_CQ_MAX_OUTSTANDING calls submitted into cq and not yet collected). */
 int rpc_channel_submit(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *req,
                        int timeout_ms, rpc_cq *cq, void *ctx, uint64_t *call_id);
+
+/* rpc_channel_submit() with call options (NULL: the defaults); the completion's trailers view
+ * holds the response's trailers. Returns as rpc_channel_call_opts() does when not submitted. */
+int rpc_channel_submit_opts(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *req,
+                            const rpc_call_options *opts, rpc_cq *cq, void *ctx,
+                            uint64_t *call_id);
 
 /* Cancel a call: unless it completes otherwise first, it completes CANCELLED, and a CANCEL
  * frame tells the server. An id that is unknown or already completed is ignored. Any thread.
