@@ -19,6 +19,7 @@ namespace rpc_test {
 std::string RawFrame::Bytes() const {
   rpc_frame f = {};
   f.type = type;
+  f.flags = flags;
   f.status = status;
   f.request_id = id;
   f.method_id = method;
@@ -55,6 +56,7 @@ bool RawConn::Buffered(Got *g) {
   *g = Got();
   g->ok = true;
   g->type = f.type;
+  g->flags = f.flags;
   g->status = f.status;
   g->id = f.request_id;
   g->body.assign(reinterpret_cast<const char *>(f.body), f.body_len);

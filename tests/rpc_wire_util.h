@@ -17,6 +17,7 @@ namespace rpc_test {
 /* A frame to send; Bytes() encodes it. */
 struct RawFrame {
   uint8_t type = RPC_TYPE_REQUEST;
+  uint8_t flags = 0; /* RPC_FLAG_METADATA: body starts with a metadata block (WIRE.md 13) */
   uint8_t status = 0;
   uint32_t id = 1;
   uint32_t method = 0;
@@ -31,7 +32,7 @@ struct Got {
   bool ok = false;  /* a whole frame arrived */
   bool eof = false; /* the server closed the connection cleanly, after the frames before it */
   int err = 0;      /* the read failed with this errno (ECONNRESET: the server reset it) */
-  uint8_t type = 0, status = 0;
+  uint8_t type = 0, flags = 0, status = 0;
   uint32_t id = 0;
   std::string body;
 };
