@@ -86,6 +86,11 @@ struct ccall {
   int status;
   char *msg;
   ProtobufCMessage *reply;
+  int md_flag;          /* RPC_FLAG_METADATA when req carries headers */
+  int wait_for_ready;   /* resolved at submit: 1 wait, 0 fail at once when hopeless */
+  unsigned ic_ran;      /* interceptors whose before() ran: their after() runs at completion */
+  uint64_t submitted;   /* gaio_now() at submit */
+  rpc_metadata trailers; /* the response's trailers: a copy (malloc) owned by the call */
 };
 
 /* An item that carries one id: a cancel's call id, or the test hook's next wire id. */
@@ -128,10 +133,24 @@ struct rpc_channel {
   uint64_t rng;
   pthread_mutex_t stub_mu;
   struct stub *stubs;
+  uint8_t *md_block;   /* the channel's headers, encoded entries (no prefix) */
+  size_t md_len;
+  unsigned md_count;
+  rpc_client_interceptor ics[RPC_MAX_INTERCEPTORS];
+  unsigned nics;
+};
+
+/* Headers being built for one call (rpc_headers_add): encoded entries, no prefix. */
+struct rpc_headers {
+  uint8_t *buf;
+  size_t len, cap;
+  unsigned count;
+  uint8_t local[512]; /* most calls' headers fit here: no allocation */
 };
 
 static _Thread_local int tls_status;
 static _Thread_local const char *tls_msg;
+static _Thread_local const rpc_metadata *tls_trailers;
 
 static void conn_fail(cconn *c, const char *why);
 static void ep_connect(endpoint *ep);
@@ -141,6 +160,7 @@ static void ep_connect(endpoint *ep);
 static void call_free(ccall *call) {
   free(call->req);
   free(call->msg);
+  free((void *)call->trailers.data);
   if (call->reply) protobuf_c_message_free_unpacked(call->reply, NULL);
   free(call);
 }
@@ -168,9 +188,11 @@ static void deliver(ccall *call) {
   if (call->mode == MODE_CLOSURE) {
     tls_status = call->status;
     tls_msg = call->msg ? call->msg : "";
+    tls_trailers = &call->trailers;
     call->closure(call->status == RPC_STATUS_OK ? call->reply : NULL, call->closure_data);
     tls_status = 0;
     tls_msg = NULL;
+    tls_trailers = NULL;
     call_free(call);
   } else if (call->mode == MODE_CQ) {
     rpc_cq *cq = call->cq;
@@ -214,6 +236,12 @@ static void complete(rpc_channel *ch, ccall *call, int status, const char *msg, 
   call->status = status;
   call->msg = rpc__msgdup(msg, msg ? len : 0);
   call->reply = reply;
+  if (call->ic_ran) {
+    rpc_client_call info = {call->method_id, call->id, NULL};
+    uint64_t took = gaio_now() - call->submitted;
+    for (unsigned i = call->ic_ran; i-- > 0;)
+      if (ch->ics[i].after) ch->ics[i].after(ch->ics[i].arg, &info, status, took);
+  }
   deliver(call);
 }
 
@@ -308,6 +336,7 @@ static void send_call(cconn *c, ccall *call) {
   call->conn = c;
   rpc_frame f = {0};
   f.type = RPC_TYPE_REQUEST;
+  f.flags = (uint8_t)call->md_flag;
   f.request_id = wire;
   f.method_id = call->method_id;
   if (call->deadline) {
@@ -326,8 +355,11 @@ static void send_call(cconn *c, ccall *call) {
 
 /* Fail the waiting calls when no endpoint can take them soon (unless wait_for_ready). */
 static void fail_waiting_if_hopeless(rpc_channel *ch) {
-  if (ch->opts.wait_for_ready || any_connecting(ch)) return;
-  while (ch->wq_head) complete_str(ch, ch->wq_head, RPC_STATUS_UNAVAILABLE, "no endpoint is reachable");
+  if (any_connecting(ch)) return;
+  for (ccall *call = ch->wq_head, *next; call; call = next) {
+    next = call->qnext;
+    if (!call->wait_for_ready) complete_str(ch, call, RPC_STATUS_UNAVAILABLE, "no endpoint is reachable");
+  }
 }
 
 static void dispatch(rpc_channel *ch, ccall *call) {
@@ -337,7 +369,7 @@ static void dispatch(rpc_channel *ch, ccall *call) {
       if (ch->eps[i].state == EP_IDLE && !ch->eps[i].conn) ep_connect(&ch->eps[i]);
   if (c) {
     send_call(c, call);
-  } else if (ch->opts.wait_for_ready || any_connecting(ch)) {
+  } else if (call->wait_for_ready || any_connecting(ch)) {
     wq_push(ch, call);
   } else {
     complete_str(ch, call, RPC_STATUS_UNAVAILABLE, "no endpoint is reachable");
@@ -512,16 +544,46 @@ static void on_connect(cconn *c, const gaio_result *r) {
  * hook rpc__channel_set_next_wire_id() skipped. */
 static int issued(const cconn *c, uint32_t id) { return id != 0 && id < c->next_wire; }
 
+/* The trailers at the start of a RESPONSE body, copied into the call. Returns 0 (body and len
+ * then point past them) or the status to complete the call with (message in *why). */
+static int take_trailers(rpc_channel *ch, ccall *call, const uint8_t **body, size_t *len,
+                         const char **why) {
+  rpc_metadata md;
+  long used = rpc_metadata_parse(*body, *len, ch->opts.max_metadata_bytes,
+                                 ch->opts.max_metadata_entries, &md);
+  if (used < 0) {
+    *why = used == -EPROTO ? "malformed metadata" : "metadata larger than the channel's limit";
+    return used == -EPROTO ? RPC_STATUS_INTERNAL : RPC_STATUS_RESOURCE_EXHAUSTED;
+  }
+  *body += used;
+  *len -= (size_t)used;
+  if (md.len == 0) return 0;
+  uint8_t *copy = malloc(md.len);
+  if (!copy) {
+    *why = "out of memory";
+    return RPC_STATUS_RESOURCE_EXHAUSTED;
+  }
+  memcpy(copy, md.data, md.len);
+  call->trailers = (rpc_metadata){copy, md.len, md.count};
+  return 0;
+}
+
 static void on_response(cconn *c, const rpc_frame *f, int oversize) {
   rpc_channel *ch = c->ch;
   ccall *call = rpc__container_of(rpc__idmap_del(&c->calls, f->request_id), ccall, wnode);
   call->conn = NULL;
+  const uint8_t *body = f->body;
+  size_t len = f->body_len;
+  const char *why = NULL;
+  int st = 0;
   if (oversize) {
     complete_str(ch, call, RPC_STATUS_RESOURCE_EXHAUSTED, "reply larger than the channel's limit");
+  } else if ((f->flags & RPC_FLAG_METADATA) && (st = take_trailers(ch, call, &body, &len, &why))) {
+    complete_str(ch, call, st, why);
   } else if (f->status != RPC_STATUS_OK) {
-    complete(ch, call, f->status, (const char *)f->body, f->body_len, NULL);
+    complete(ch, call, f->status, (const char *)body, len, NULL);
   } else {
-    ProtobufCMessage *m = protobuf_c_message_unpack(call->out, NULL, f->body_len, f->body);
+    ProtobufCMessage *m = protobuf_c_message_unpack(call->out, NULL, len, body);
     if (m) complete(ch, call, RPC_STATUS_OK, "", 0, m);
     else complete_str(ch, call, RPC_STATUS_INTERNAL, "reply does not unpack");
   }
@@ -815,10 +877,37 @@ static int check_options(rpc_channel_options *o) {
   if (o->backoff_initial_ms == 0) o->backoff_initial_ms = RPC_DEFAULT_BACKOFF_INITIAL_MS;
   if (o->backoff_max_ms == 0) o->backoff_max_ms = RPC_DEFAULT_BACKOFF_MAX_MS;
   if (o->max_pending_calls == 0) o->max_pending_calls = RPC_DEFAULT_MAX_PENDING_CALLS;
+  if (o->max_metadata_bytes == 0) o->max_metadata_bytes = RPC_DEFAULT_MAX_METADATA_BYTES;
+  if (o->max_metadata_entries == 0) o->max_metadata_entries = RPC_DEFAULT_MAX_METADATA_ENTRIES;
+  if (o->metadata_count > RPC_MAX_CHANNEL_METADATA || o->interceptor_count > RPC_MAX_INTERCEPTORS ||
+      (o->metadata_count && !o->metadata) || (o->interceptor_count && !o->interceptors))
+    return -EINVAL;
   if (o->max_body > RPC_MAX_BODY_HARD || o->default_timeout_ms < 0 || o->connect_timeout_ms < 0 ||
       o->keepalive_ms < 0 ||
       o->backoff_initial_ms < 0 || o->backoff_max_ms < o->backoff_initial_ms)
     return -EINVAL;
+  return 0;
+}
+
+/* The channel's headers, encoded once (every call copies the block), and its interceptors. The
+ * options' pointers are not kept. Returns 0, -EINVAL (a bad header), -ENOMEM. */
+static int copy_call_defaults(rpc_channel *ch) {
+  const rpc_channel_options *o = &ch->opts;
+  for (size_t i = 0; i < o->interceptor_count; i++) ch->ics[ch->nics++] = o->interceptors[i];
+  ch->opts.interceptors = NULL;
+  size_t n = o->metadata_count;
+  const rpc_md *e = o->metadata;
+  ch->opts.metadata = NULL;
+  if (n == 0) return 0;
+  size_t size = rpc_metadata_size(e, n);
+  if (size == 0) return -EINVAL;
+  if ((ch->md_block = malloc(size)) == NULL) return -ENOMEM;
+  long w = rpc_metadata_encode(e, n, ch->md_block, size);
+  assert(w == (long)size);
+  (void)w;
+  ch->md_len = size - RPC_METADATA_PREFIX;
+  memmove(ch->md_block, ch->md_block + RPC_METADATA_PREFIX, ch->md_len); /* entries only */
+  ch->md_count = (unsigned)n;
   return 0;
 }
 
@@ -831,6 +920,7 @@ static void chan_free(rpc_channel *ch) {
   }
   rpc__inbox_destroy(&ch->inbox); /* first: it waits for posters still using the watcher */
   if (ch->w) gaio_watcher_destroy(ch->w);
+  free(ch->md_block);
   rpc__idmap_free(&ch->calls);
   pthread_mutex_destroy(&ch->stub_mu);
   free(ch->eps);
@@ -848,6 +938,7 @@ int rpc_channel_create(rpc_channel **out, const char *target, const rpc_channel_
   ch->close_item.kind = ITEM_CLOSE;
   ch->rng = gaio_now() ^ (uint64_t)(uintptr_t)ch ^ 0x9E3779B97F4A7C15ull;
   int rc = check_options(&ch->opts);
+  if (rc == 0) rc = copy_call_defaults(ch);
   if (rc == 0) rc = parse_target(ch, target);
   gaio_options go = {0};
   go.backend = ch->opts.backend;
@@ -872,42 +963,150 @@ int rpc_channel_destroy(rpc_channel *ch) {
   return 0;
 }
 
-/* Pack the request and post the call. Any thread. */
-static int submit(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *req, int timeout_ms,
-                  ccall *proto, uint64_t *call_id) {
-  if (!ch || !m || !req || !m->output) return -EINVAL;
-  if (m->input && req->descriptor != m->input) return -EINVAL;
+/* ---- Headers ------------------------------------------------------------------------------ */
+
+static void headers_init(rpc_headers *h) {
+  h->buf = h->local;
+  h->len = 0;
+  h->cap = sizeof h->local;
+  h->count = 0;
+}
+
+static void headers_free(rpc_headers *h) {
+  if (h->buf != h->local) free(h->buf);
+}
+
+/* Room for n more bytes. Returns 0 or -ENOMEM. */
+static int headers_room(rpc_headers *h, size_t n) {
+  if (h->cap - h->len >= n) return 0;
+  size_t cap = h->cap * 2;
+  while (cap - h->len < n) cap *= 2;
+  uint8_t *p = h->buf == h->local ? malloc(cap) : realloc(h->buf, cap);
+  if (!p) return -ENOMEM;
+  if (h->buf == h->local) memcpy(p, h->local, h->len);
+  h->buf = p;
+  h->cap = cap;
+  return 0;
+}
+
+/* Append already encoded entries (the channel's block). */
+static int headers_append(rpc_headers *h, const uint8_t *entries, size_t len, unsigned count) {
+  if (h->len + len > RPC_DEFAULT_MAX_METADATA_BYTES ||
+      h->count + count > RPC_DEFAULT_MAX_METADATA_ENTRIES)
+    return -EMSGSIZE;
+  if (headers_room(h, len) < 0) return -ENOMEM;
+  memcpy(h->buf + h->len, entries, len);
+  h->len += len;
+  h->count += count;
+  return 0;
+}
+
+int rpc_headers_add(rpc_headers *h, const char *key, const void *value, size_t len) {
+  if (!h) return -EINVAL;
+  rpc_md e = {key, key ? strlen(key) : 0, value, len};
+  size_t size = rpc_metadata_size(&e, 1);
+  if (size == 0) return -EINVAL;
+  size -= RPC_METADATA_PREFIX;
+  if (h->len + size > RPC_DEFAULT_MAX_METADATA_BYTES || h->count == RPC_DEFAULT_MAX_METADATA_ENTRIES)
+    return -EMSGSIZE;
+  if (headers_room(h, size) < 0) return -ENOMEM;
+  long n = rpc_metadata_encode_entry(&e, h->buf + h->len, h->cap - h->len);
+  assert(n == (long)size);
+  h->len += (size_t)n;
+  h->count++;
+  return 0;
+}
+
+/* The call's headers: the channel's, the call's own, then what each interceptor adds. Returns
+ * 0 or a negative errno (an interceptor's refusal among them). */
+static int build_headers(rpc_channel *ch, ccall *call, const rpc_call_options *o, rpc_headers *h) {
+  int rc = headers_append(h, ch->md_block, ch->md_len, ch->md_count);
+  for (size_t i = 0; rc == 0 && i < o->metadata_count; i++) {
+    const rpc_md *e = &o->metadata[i];
+    char key[RPC_METADATA_MAX_KEY + 1];
+    if (!e->key || e->key_len == 0 || e->key_len > RPC_METADATA_MAX_KEY) return -EINVAL;
+    memcpy(key, e->key, e->key_len); /* rpc_md keys need no NUL */
+    key[e->key_len] = 0;
+    rc = strlen(key) == e->key_len ? rpc_headers_add(h, key, e->value, e->value_len) : -EINVAL;
+  }
+  rpc_client_call info = {call->method_id, call->id, o};
+  for (unsigned i = 0; rc == 0 && i < ch->nics; i++) {
+    call->ic_ran = i + 1;
+    if (ch->ics[i].before) rc = ch->ics[i].before(ch->ics[i].arg, &info, h);
+    if (rc > 0) rc = -EINVAL; /* not a negative errno: a broken interceptor */
+    if (rc < 0) call->ic_ran = i; /* a refusal gets no after() */
+  }
+  return rc;
+}
+
+/* The REQUEST body: the headers' block (if any), then the packed message. */
+static int pack_request(ccall *call, const rpc_headers *h, const ProtobufCMessage *req,
+                        size_t len, size_t max_body) {
+  size_t md = h->count ? RPC_METADATA_PREFIX + h->len : 0;
+  if (len > max_body || md > max_body - len) return -EMSGSIZE;
+  call->req = rpc__wbuf_new(md + len);
+  if (!call->req) return -ENOMEM;
+  uint8_t *p = call->req->data + RPC_FRAME_HEADER_SIZE;
+  if (md) {
+    uint32_t n = (uint32_t)h->len;
+    p[0] = (uint8_t)n;
+    p[1] = (uint8_t)(n >> 8);
+    p[2] = (uint8_t)(n >> 16);
+    p[3] = (uint8_t)(n >> 24);
+    memcpy(p + RPC_METADATA_PREFIX, h->buf, h->len);
+    call->md_flag = RPC_FLAG_METADATA;
+  }
+  protobuf_c_message_pack(req, p + md);
+  return 0;
+}
+
+/* A new call from proto and the options, with its request packed. Returns 0 or a negative
+ * errno (nothing to undo but the pending count, which the caller owns). */
+static int make_call(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *req,
+                     const rpc_call_options *o, ccall *call) {
+  call->item.kind = ITEM_SUBMIT;
+  call->id = atomic_fetch_add(&ch->next_id, 1);
+  call->method_id = m->id;
+  call->out = m->output;
+  call->submitted = gaio_now();
+  int ms = o->timeout_ms == 0 ? ch->opts.default_timeout_ms : o->timeout_ms;
+  call->deadline = ms > 0 ? call->submitted + (uint64_t)ms * 1000000u : 0;
+  call->wait_for_ready = o->wait_for_ready > 0 ? 1 : o->wait_for_ready < 0 ? 0 : ch->opts.wait_for_ready;
   size_t len = protobuf_c_message_get_packed_size(req);
-  if (len > ch->opts.max_body) return -EMSGSIZE;
+  rpc_headers h;
+  headers_init(&h);
+  int rc = 0;
+  /* No headers and no interceptors: no allocation and no extra pass. */
+  if (ch->md_count || o->metadata_count || ch->nics) rc = build_headers(ch, call, o, &h);
+  if (rc == 0) rc = pack_request(call, &h, req, len, ch->opts.max_body);
+  headers_free(&h);
+  return rc;
+}
+
+/* Pack the request and post the call. Any thread. */
+static int submit(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *req,
+                  const rpc_call_options *opts, ccall *proto, uint64_t *call_id) {
+  static const rpc_call_options none;
+  const rpc_call_options *o = opts ? opts : &none;
+  if (!ch || !m || !req || !m->output || (o->metadata_count && !o->metadata)) return -EINVAL;
+  if (m->input && req->descriptor != m->input) return -EINVAL;
   if (atomic_fetch_add(&ch->pending_calls, 1) >= ch->opts.max_pending_calls) {
     atomic_fetch_sub(&ch->pending_calls, 1);
     return -ENOBUFS;
   }
   ccall *call = malloc(sizeof *call);
-  if (!call) {
-    atomic_fetch_sub(&ch->pending_calls, 1);
-    return -ENOMEM;
+  int rc = call ? 0 : -ENOMEM;
+  if (call) {
+    *call = *proto;
+    rc = make_call(ch, m, req, o, call);
   }
-  *call = *proto;
-  call->req = rpc__wbuf_new(len);
-  if (!call->req) {
+  uint64_t id = call ? call->id : 0;
+  if (rc == 0 && rpc__inbox_post(&ch->inbox, &call->item) < 0) rc = -ESHUTDOWN;
+  if (rc < 0) {
+    if (call) free(call->req);
     free(call);
     atomic_fetch_sub(&ch->pending_calls, 1);
-    return -ENOMEM;
-  }
-  protobuf_c_message_pack(req, call->req->data + RPC_FRAME_HEADER_SIZE);
-  call->item.kind = ITEM_SUBMIT;
-  call->id = atomic_fetch_add(&ch->next_id, 1);
-  call->method_id = m->id;
-  call->out = m->output;
-  int ms = timeout_ms == 0 ? ch->opts.default_timeout_ms : timeout_ms;
-  call->deadline = ms > 0 ? gaio_now() + (uint64_t)ms * 1000000u : 0;
-  uint64_t id = call->id;
-  if (rpc__inbox_post(&ch->inbox, &call->item) < 0) {
-    free(call->req);
-    free(call);
-    atomic_fetch_sub(&ch->pending_calls, 1);
-    return -ESHUTDOWN;
+    return rc;
   }
   if (call_id) *call_id = id; /* the call may be complete and freed already: use the copy */
   return 0;
@@ -915,6 +1114,14 @@ static int submit(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *
 
 int rpc_channel_submit(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *req,
                        int timeout_ms, rpc_cq *cq, void *ctx, uint64_t *call_id) {
+  rpc_call_options o = {0};
+  o.timeout_ms = timeout_ms;
+  return rpc_channel_submit_opts(ch, m, req, &o, cq, ctx, call_id);
+}
+
+int rpc_channel_submit_opts(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *req,
+                            const rpc_call_options *opts, rpc_cq *cq, void *ctx,
+                            uint64_t *call_id) {
   if (!cq) return -EINVAL;
   if (atomic_fetch_add(&cq->outstanding, 1) >= RPC_CQ_MAX_OUTSTANDING) {
     atomic_fetch_sub(&cq->outstanding, 1);
@@ -924,7 +1131,7 @@ int rpc_channel_submit(rpc_channel *ch, const rpc_method *m, const ProtobufCMess
   proto.mode = MODE_CQ;
   proto.cq = cq;
   proto.ctx = ctx;
-  int rc = submit(ch, m, req, timeout_ms, &proto, call_id);
+  int rc = submit(ch, m, req, opts, &proto, call_id);
   if (rc < 0) atomic_fetch_sub(&cq->outstanding, 1);
   return rc;
 }
@@ -952,6 +1159,21 @@ int rpc__channel_set_next_wire_id(rpc_channel *ch, uint32_t id) {
 
 int rpc_channel_call(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *req,
                      int timeout_ms, ProtobufCMessage **reply, char *msg, size_t msg_len) {
+  rpc_call_options o = {0};
+  o.timeout_ms = timeout_ms;
+  return rpc_channel_call_opts(ch, m, req, &o, reply, msg, msg_len, NULL);
+}
+
+void rpc_metadata_free(rpc_metadata *md) {
+  if (!md) return;
+  free((void *)md->data);
+  *md = (rpc_metadata){NULL, 0, 0};
+}
+
+int rpc_channel_call_opts(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *req,
+                          const rpc_call_options *opts, ProtobufCMessage **reply, char *msg,
+                          size_t msg_len, rpc_metadata *trailers) {
+  if (trailers) *trailers = (rpc_metadata){NULL, 0, 0};
   if (!reply) return -EINVAL;
   *reply = NULL;
   if (ch && pthread_equal(pthread_self(), ch->th)) return -EDEADLK;
@@ -962,7 +1184,7 @@ int rpc_channel_call(rpc_channel *ch, const rpc_method *m, const ProtobufCMessag
   ccall proto = {0};
   proto.mode = MODE_SYNC;
   proto.sync = &sw;
-  int rc = submit(ch, m, req, timeout_ms, &proto, NULL);
+  int rc = submit(ch, m, req, opts, &proto, NULL);
   if (rc == 0) {
     pthread_mutex_lock(&sw.mu);
     while (!sw.done) pthread_cond_wait(&sw.cv, &sw.mu);
@@ -980,6 +1202,10 @@ int rpc_channel_call(rpc_channel *ch, const rpc_method *m, const ProtobufCMessag
       *reply = call->reply;
       call->reply = NULL;
     }
+    if (trailers) { /* the copy becomes the caller's */
+      *trailers = call->trailers;
+      call->trailers = (rpc_metadata){NULL, 0, 0};
+    }
     call_free(call);
   }
   pthread_cond_destroy(&sw.cv);
@@ -988,6 +1214,42 @@ int rpc_channel_call(rpc_channel *ch, const rpc_method *m, const ProtobufCMessag
 }
 
 /* ---- Stubs ------------------------------------------------------------------------------- */
+
+/* The options of the next stub call on this thread (rpc_stub_options): a deep copy. */
+static _Thread_local struct {
+  int set;
+  rpc_call_options o;
+  rpc_md md[RPC_DEFAULT_MAX_METADATA_ENTRIES];
+  uint8_t *mem; /* the keys and values, one malloc */
+} tls_opts;
+
+static void stub_options_clear(void) {
+  free(tls_opts.mem);
+  memset(&tls_opts, 0, sizeof tls_opts);
+}
+
+void rpc_stub_options(const rpc_call_options *opts) {
+  stub_options_clear();
+  if (!opts) return;
+  size_t n = opts->metadata_count < RPC_DEFAULT_MAX_METADATA_ENTRIES
+                 ? opts->metadata_count : RPC_DEFAULT_MAX_METADATA_ENTRIES;
+  size_t bytes = 0;
+  for (size_t i = 0; i < n; i++) bytes += opts->metadata[i].key_len + opts->metadata[i].value_len;
+  if (bytes && (tls_opts.mem = malloc(bytes)) == NULL) return; /* then no options: the default */
+  uint8_t *p = tls_opts.mem;
+  for (size_t i = 0; i < n; i++) {
+    const rpc_md *e = &opts->metadata[i];
+    tls_opts.md[i] = *e;
+    tls_opts.md[i].key = memcpy(p, e->key, e->key_len);
+    p += e->key_len;
+    tls_opts.md[i].value = e->value_len ? memcpy(p, e->value, e->value_len) : NULL;
+    p += e->value_len;
+  }
+  tls_opts.o = *opts;
+  tls_opts.o.metadata = tls_opts.md;
+  tls_opts.o.metadata_count = n;
+  tls_opts.set = 1;
+}
 
 static void stub_invoke(ProtobufCService *svc, unsigned index, const ProtobufCMessage *input,
                         ProtobufCClosure closure, void *closure_data) {
@@ -1000,8 +1262,9 @@ static void stub_invoke(ProtobufCService *svc, unsigned index, const ProtobufCMe
     proto.mode = MODE_CLOSURE;
     proto.closure = closure;
     proto.closure_data = closure_data;
-    rc = submit(st->ch, &m, input, 0, &proto, NULL);
+    rc = submit(st->ch, &m, input, tls_opts.set ? &tls_opts.o : NULL, &proto, NULL);
   }
+  stub_options_clear(); /* they were for this call */
   if (rc < 0) {
     /* Not submitted: the closure still runs exactly once, here. */
     tls_status = rc == -ESHUTDOWN ? RPC_STATUS_UNAVAILABLE
@@ -1033,6 +1296,11 @@ ProtobufCService *rpc_channel_service(rpc_channel *ch, const ProtobufCServiceDes
   ch->stubs = st;
   pthread_mutex_unlock(&ch->stub_mu);
   return &st->base;
+}
+
+const rpc_metadata *rpc_last_trailers(void) {
+  static const rpc_metadata none;
+  return tls_trailers ? tls_trailers : &none;
 }
 
 int rpc_last_status(const char **message) {
@@ -1111,6 +1379,7 @@ int rpc_cq_wait(rpc_cq *cq, rpc_completion *out, int max, int timeout_ms) {
     out[i].status = c->status;
     out[i].message = c->msg ? c->msg : "";
     out[i].reply = c->reply;
+    out[i].trailers = c->trailers; /* freed with the batch */
     c->reply = NULL;
   }
   return n;

@@ -81,6 +81,19 @@ size_t rpc_metadata_size(const rpc_md *e, size_t n) {
   return size > UINT32_MAX ? 0 : size;
 }
 
+long rpc_metadata_encode_entry(const rpc_md *e, uint8_t *out, size_t out_len) {
+  size_t size = rpc_metadata_size(e, 1);
+  if (size == 0) return -EINVAL;
+  size -= RPC_METADATA_PREFIX;
+  if (out == NULL || out_len < size) return -ENOSPC;
+  out[0] = (uint8_t)e->key_len;
+  out[1] = (uint8_t)e->value_len;
+  out[2] = (uint8_t)(e->value_len >> 8);
+  memcpy(out + RPC_METADATA_ENTRY_HEADER, e->key, e->key_len);
+  if (e->value_len) memcpy(out + RPC_METADATA_ENTRY_HEADER + e->key_len, e->value, e->value_len);
+  return (long)size;
+}
+
 long rpc_metadata_encode(const rpc_md *e, size_t n, uint8_t *out, size_t out_len) {
   size_t size = rpc_metadata_size(e, n);
   if (size == 0) return -EINVAL;
@@ -90,14 +103,7 @@ long rpc_metadata_encode(const rpc_md *e, size_t n, uint8_t *out, size_t out_len
   out[1] = (uint8_t)(len >> 8);
   out[2] = (uint8_t)(len >> 16);
   out[3] = (uint8_t)(len >> 24);
-  uint8_t *p = out + RPC_METADATA_PREFIX;
-  for (size_t i = 0; i < n; i++) {
-    p[0] = (uint8_t)e[i].key_len;
-    p[1] = (uint8_t)e[i].value_len;
-    p[2] = (uint8_t)(e[i].value_len >> 8);
-    memcpy(p + RPC_METADATA_ENTRY_HEADER, e[i].key, e[i].key_len);
-    if (e[i].value_len) memcpy(p + RPC_METADATA_ENTRY_HEADER + e[i].key_len, e[i].value, e[i].value_len);
-    p += RPC_METADATA_ENTRY_HEADER + e[i].key_len + e[i].value_len;
-  }
+  size_t pos = RPC_METADATA_PREFIX;
+  for (size_t i = 0; i < n; i++) pos += (size_t)rpc_metadata_encode_entry(&e[i], out + pos, size - pos);
   return (long)size;
 }

@@ -68,6 +68,10 @@ size_t rpc_metadata_size(const rpc_md *e, size_t n);
  * -EINVAL (an invalid entry) or -ENOSPC (out too small). */
 long rpc_metadata_encode(const rpc_md *e, size_t n, uint8_t *out, size_t out_len);
 
+/* Write one entry (no prefix) to out: for builders that append entries and write the prefix
+ * once they are done. Returns the bytes written, -EINVAL (invalid entry) or -ENOSPC. */
+long rpc_metadata_encode_entry(const rpc_md *e, uint8_t *out, size_t out_len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -285,12 +285,16 @@ typedef struct rpc_server_interceptor {
 int rpc_server_add_interceptor(rpc_server *s, const rpc_server_interceptor *ic);
 
 /* A bearer-token check (RFC 6750), as an interceptor to add: a call without an
- * `authorization: Bearer <token>` header is refused UNAUTHENTICATED; otherwise verify(arg,
- * token, len, call) decides: non-zero lets the call pass, 0 refuses it PERMISSION_DENIED. The
- * handler runs in neither case. verify runs on worker threads, concurrently. */
+ * `authorization: Bearer <token>` header is refused UNAUTHENTICATED; otherwise
+ * verify(arg, token, len, call) decides: non-zero lets the call pass, 0 refuses it
+ * PERMISSION_DENIED. The handler runs in neither case. verify runs on worker threads,
+ * concurrently. *auth is the caller's and must outlive the server. */
 typedef int (*rpc_token_verifier)(void *arg, const char *token, size_t len, const rpc_call *call);
-void rpc_auth_bearer_interceptor(rpc_server_interceptor *out, rpc_token_verifier verify,
-                                 void *arg);
+typedef struct rpc_bearer_auth {
+  rpc_token_verifier verify;
+  void *arg;
+} rpc_bearer_auth;
+void rpc_auth_bearer_interceptor(rpc_server_interceptor *out, const rpc_bearer_auth *auth);
 
 /* The trace id (32 lowercase hex digits and a NUL) of the call's W3C `traceparent` header, in
  * trace_id. Returns 0, or -ENOENT when the call has no valid traceparent. */

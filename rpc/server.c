@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -67,10 +68,20 @@ struct rpc_call {
   atomic_int cancelled;
   atomic_flag done;
   int answered; /* worker only: a response (or its suppression) was decided */
+  int early_status; /* worker only: what answered it early (deadline, CANCEL, connection gone) */
+  size_t early_bytes; /* worker only: body bytes of that early RESPONSE */
+  uint64_t arrived;   /* gaio_now() when the REQUEST was read */
+  size_t req_bytes;   /* body bytes of the REQUEST */
+  unsigned ic_ran;    /* interceptors whose before() ran: their after() runs at the end */
+  rpc_metadata md;    /* the request's headers, a copy in md_mem (NULL when none) */
+  uint8_t *md_mem;
   /* Written by the completing thread before state becomes REPLIED. */
   int status;
   char *msg;
   rpc__wbuf *reply; /* a whole RESPONSE frame but for the request id */
+  uint8_t *tr;      /* trailers: encoded entries (no prefix), tr_len bytes, tr_count of them */
+  size_t tr_len, tr_cap;
+  unsigned tr_count;
   /* The input is unpacked into arena while it fits (most requests: no malloc, no free), the
    * rest with malloc; alloc says which. Fields from here on survive reuse. */
   ProtobufCAllocator alloc;
@@ -104,6 +115,7 @@ struct conn {
   int shut_done;    /* the half-close completed */
   int freed;        /* gaio_free() called */
   uint32_t last_id; /* highest request id accepted: the GOAWAY's id */
+  rpc_peer peer;    /* for rpc_call_peer() */
   uint64_t last_active;
   rpc__timer idle;  /* the idle timeout; once closing, the linger */
 };
@@ -313,7 +325,8 @@ static void call_deadline_clear(worker *wk, rpc_call *call) {
 /* The call is answered (DEADLINE_EXCEEDED sent, or CANCEL received, or the connection is
  * going): it is no longer in flight, so its id may be used again (WIRE.md section 9), but the
  * handler still runs and the call still counts against the limits. */
-static void call_answered(conn *c, rpc_call *call) {
+static void call_answered(conn *c, rpc_call *call, int status) {
+  if (!call->answered) call->early_status = status;
   call->answered = 1;
   atomic_store(&call->cancelled, 1);
   if (call->in_map) {
@@ -334,7 +347,7 @@ static void conn_orphan_calls(conn *c) {
   while (c->live) {
     rpc_call *call = c->live;
     live_del(c, call);
-    call_answered(c, call);
+    call_answered(c, call, RPC_STATUS_UNAVAILABLE);
     call->cn = NULL;
     call_deadline_clear(c->wk, call);
     atomic_fetch_sub(&c->wk->srv->calls, 1);
@@ -421,6 +434,24 @@ static void conn_arm_idle(conn *c, uint64_t now) {
   else c->pending++; /* the timer's result holds c */
 }
 
+/* Who is on the other end, for rpc_call_peer(): the address, and on a unix socket the client
+ * process's credentials. A failure leaves the fields zero: no peer is not an error. */
+static void conn_peer(conn *c) {
+  rpc_peer *p = &c->peer;
+  p->addr_len = sizeof p->addr;
+  if (getpeername(c->fd, (struct sockaddr *)&p->addr, &p->addr_len) != 0) p->addr_len = 0;
+  if (p->addr_len > 0 && p->addr.ss_family == AF_UNIX) {
+    struct ucred cr;
+    socklen_t len = sizeof cr;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0) {
+      p->has_cred = 1;
+      p->pid = cr.pid;
+      p->uid = cr.uid;
+      p->gid = cr.gid;
+    }
+  }
+}
+
 static void conn_adopt(worker *wk, int fd) {
   conn *c = calloc(1, sizeof *c);
   if (!c || rpc__rbuf_init(&c->rb) < 0) {
@@ -440,6 +471,7 @@ static void conn_adopt(worker *wk, int fd) {
     close(fd);
     return;
   }
+  conn_peer(c);
   c->next = wk->conns;
   if (wk->conns) wk->conns->prev = c;
   wk->conns = c;
@@ -502,6 +534,8 @@ static void call_put(worker *wk, rpc_call *call) {
   if (call->input) protobuf_c_message_free_unpacked(call->input, &call->alloc);
   free(call->reply);
   free(call->msg);
+  free(call->md_mem);
+  free(call->tr);
   if (wk->ncached >= CALL_CACHE_MAX) {
     free(call);
     return;
@@ -513,6 +547,41 @@ static void call_put(worker *wk, rpc_call *call) {
 
 /* Start call (from call_get(), input unpacked into call->input). Returns 0 or -ENOMEM (the
  * caller still has the call). */
+/* The server call being handled on this thread: set around the interceptors and invoke. */
+static _Thread_local const rpc_call *tls_call;
+
+const rpc_call *rpc__srv_current_call(void) { return tls_call; }
+
+/* The interceptors' before(), in order. Returns 1 to invoke the handler, 0 when one refused
+ * the call (it is completed with that status). */
+static int run_before(rpc_call *call) {
+  rpc_server *s = call->wk->srv;
+  for (unsigned i = 0; i < s->ninterceptors; i++) {
+    const rpc_server_interceptor *ic = &s->interceptors[i];
+    call->ic_ran = i + 1;
+    if (!ic->before) continue;
+    const char *msg = NULL;
+    int st = ic->before(ic->arg, call, &msg);
+    if (st != RPC_STATUS_OK) {
+      rpc_call_fail(call, st, msg ? msg : "refused by an interceptor");
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* The interceptors' after(), in reverse order, once per call whose before() ran. */
+static void run_after(rpc_call *call, int status, size_t resp_bytes) {
+  rpc_server *s = call->wk->srv;
+  if (call->ic_ran == 0) return;
+  rpc_call_outcome o = {status, gaio_now() - call->arrived, call->req_bytes, resp_bytes};
+  for (unsigned i = call->ic_ran; i-- > 0;) {
+    const rpc_server_interceptor *ic = &s->interceptors[i];
+    if (ic->after) ic->after(ic->arg, call, &o);
+  }
+  call->ic_ran = 0;
+}
+
 static int call_new(conn *c, rpc_call *call, const rpc_frame *f, const rpc__srv_method *m) {
   ProtobufCMessage *in = call->input;
   call->node.key = f->request_id;
@@ -545,8 +614,12 @@ static int call_new(conn *c, rpc_call *call, const rpc_frame *f, const rpc__srv_
     }
   }
   /* The closure may run on another thread before invoke returns; from here on the call
-   * belongs to the state machine. */
-  m->svc->invoke(m->svc, m->index, in, rpc__srv_closure, call);
+   * belongs to the state machine. A refusal by an interceptor completes it like a handler's
+   * failure, so it ends through the same path. */
+  const rpc_call *outer = tls_call;
+  tls_call = call;
+  if (run_before(call)) m->svc->invoke(m->svc, m->index, in, rpc__srv_closure, call);
+  tls_call = outer;
   int expected = CALL_INVOKING;
   if (!atomic_compare_exchange_strong(&call->state, &expected, CALL_WAITING)) call_finish(call);
   return 0;
@@ -571,6 +644,34 @@ static int admit(conn *c, const rpc_frame *f, const char **why) {
   return 0;
 }
 
+/* The request's headers, copied into the call (the receive buffer moves on). Returns 0, or the
+ * status to answer: INVALID_ARGUMENT (malformed), RESOURCE_EXHAUSTED (over the limits, or no
+ * memory). *body and *len are advanced past the block. */
+static int take_headers(rpc_server *s, rpc_call *call, const uint8_t **body, size_t *len,
+                        const char **why) {
+  rpc_metadata md;
+  long used = rpc_metadata_parse(*body, *len, s->opts.max_metadata_bytes,
+                                 s->opts.max_metadata_entries, &md);
+  if (used == -EPROTO) {
+    *why = "malformed metadata";
+    return RPC_STATUS_INVALID_ARGUMENT;
+  }
+  if (used < 0) {
+    *why = "metadata larger than the server's limit";
+    return RPC_STATUS_RESOURCE_EXHAUSTED;
+  }
+  *body += used;
+  *len -= (size_t)used;
+  if (md.len == 0) return 0;
+  if ((call->md_mem = malloc(md.len)) == NULL) {
+    *why = "out of memory";
+    return RPC_STATUS_RESOURCE_EXHAUSTED;
+  }
+  memcpy(call->md_mem, md.data, md.len);
+  call->md = (rpc_metadata){call->md_mem, md.len, md.count};
+  return 0;
+}
+
 static void on_request(conn *c, const rpc_frame *f) {
   rpc_server *s = c->wk->srv;
   const rpc__srv_method *m = rpc__srv_find_method(s, f->method_id);
@@ -590,7 +691,17 @@ static void on_request(conn *c, const rpc_frame *f) {
     send_status(c, f->request_id, RPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     return;
   }
-  call->input = protobuf_c_message_unpack(m->md->input, &call->alloc, f->body_len, f->body);
+  call->arrived = gaio_now();
+  call->req_bytes = f->body_len;
+  const uint8_t *body = f->body;
+  size_t len = f->body_len;
+  if ((f->flags & RPC_FLAG_METADATA) && (st = take_headers(s, call, &body, &len, &why)) != 0) {
+    atomic_fetch_sub(&s->calls, 1);
+    call_put(c->wk, call);
+    send_status(c, f->request_id, st, why);
+    return;
+  }
+  call->input = protobuf_c_message_unpack(m->md->input, &call->alloc, len, body);
   if (!call->input) {
     int oom = call->alloc_failed;
     atomic_fetch_sub(&s->calls, 1);
@@ -622,7 +733,7 @@ static int accept_id(conn *c, uint32_t request_id) {
 static void on_cancel(conn *c, uint32_t request_id) {
   rpc__idnode *n = rpc__idmap_get(&c->calls, request_id);
   if (!n) return; /* finished already, or never known: ignored */
-  call_answered(c, rpc__container_of(n, rpc_call, node));
+  call_answered(c, rpc__container_of(n, rpc_call, node), RPC_STATUS_CANCELLED);
 }
 
 /* rpc__frame_fn for a server connection. */
@@ -742,11 +853,62 @@ static void on_write(rpc__wbuf *b, const gaio_result *r) {
 
 /* ---- Finishing calls --------------------------------------------------------------------- */
 
+/* A RESPONSE with the call's trailers (WIRE.md section 13): the block, then the reply's body
+ * or the error text. Copied into the output buffer. */
+static void send_with_trailers(conn *c, rpc_call *call, int status, const void *body,
+                               size_t len) {
+  if (c->freed || c->closing) return;
+  size_t md = RPC_METADATA_PREFIX + call->tr_len, total = RPC_FRAME_HEADER_SIZE + md + len;
+  uint8_t *p = out_room(c, total);
+  if (!p) {
+    conn_close(c);
+    return;
+  }
+  rpc_frame f = {0};
+  f.type = RPC_TYPE_RESPONSE;
+  f.flags = RPC_FLAG_METADATA;
+  f.status = (uint8_t)status;
+  f.request_id = call->request_id;
+  f.body_len = (uint32_t)(md + len);
+  rpc_frame_encode(&f, p);
+  p += RPC_FRAME_HEADER_SIZE;
+  uint32_t n = (uint32_t)call->tr_len;
+  p[0] = (uint8_t)n;
+  p[1] = (uint8_t)(n >> 8);
+  p[2] = (uint8_t)(n >> 16);
+  p[3] = (uint8_t)(n >> 24);
+  memcpy(p + RPC_METADATA_PREFIX, call->tr, call->tr_len);
+  if (len) memcpy(p + md, body, len);
+  c->out->len += total;
+  c->qbytes += total;
+}
+
+/* Send the call's answer: its reply or its status, with its trailers. Returns the body bytes. */
+static size_t send_answer(conn *c, rpc_call *call) {
+  rpc__wbuf *b = call->reply;
+  call->reply = NULL;
+  const char *text = b ? NULL : call->msg;
+  size_t len = b ? b->len - RPC_FRAME_HEADER_SIZE : text ? strlen(text) : 0;
+  if (!b && len > RPC_MAX_ERROR_MESSAGE) len = RPC_MAX_ERROR_MESSAGE;
+  if (call->tr_count > 0) {
+    int st = b ? RPC_STATUS_OK : call->status;
+    send_with_trailers(c, call, st, b ? (const void *)(b->data + RPC_FRAME_HEADER_SIZE) : text, len);
+    free(b);
+    return RPC_METADATA_PREFIX + call->tr_len + len;
+  }
+  if (b) send_reply(c, call->request_id, b);
+  else send_status(c, call->request_id, call->status, text);
+  return len;
+}
+
 /* The call's closure has run (state REPLIED): send its answer unless that is not wanted any
- * more, and release it. Worker thread. */
+ * more, tell the interceptors, and release it. Worker thread. */
 static void call_finish(rpc_call *call) {
   worker *wk = call->wk;
   conn *c = call->cn;
+  int status = call->answered ? call->early_status
+                              : call->reply ? RPC_STATUS_OK : call->status;
+  size_t sent = call->answered ? call->early_bytes : 0;
   call_deadline_clear(wk, call);
   wk->ncalls--;
   if (c) {
@@ -755,24 +917,18 @@ static void call_finish(rpc_call *call) {
     live_del(c, call);
     c->ncalls--;
     atomic_fetch_sub(&wk->srv->calls, 1);
-    if (!call->answered) {
-      if (call->reply) {
-        rpc__wbuf *b = call->reply;
-        call->reply = NULL;
-        send_reply(c, call->request_id, b);
-      } else {
-        send_status(c, call->request_id, call->status, call->msg);
-      }
-    }
+    if (!call->answered) sent = send_answer(c, call);
     if (c->ncalls == 0 && (c->goaway || c->eof)) conn_finish(c);
     conn_release(c);
   }
+  run_after(call, status, sent);
   call_put(wk, call);
 }
 
 static void on_call_timer(rpc_call *call) {
   if (call->answered || !call->cn) return;
-  call_answered(call->cn, call);
+  call_answered(call->cn, call, RPC_STATUS_DEADLINE_EXCEEDED);
+  call->early_bytes = strlen("deadline exceeded");
   send_status(call->cn, call->request_id, RPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
 }
 
@@ -821,6 +977,48 @@ int64_t rpc_call_remaining_us(const rpc_call *c) {
 int rpc_call_cancelled(const rpc_call *c) { return atomic_load(&c->cancelled); }
 
 void rpc_call_reply(rpc_call *c, const ProtobufCMessage *reply) { rpc__srv_closure(reply, c); }
+
+const rpc_metadata *rpc_call_metadata(const rpc_call *c) { return &c->md; }
+
+int rpc_call_header(const rpc_call *c, const char *key, const void **value, size_t *len) {
+  rpc_md e;
+  if (!key || !rpc_metadata_get(&c->md, key, strlen(key), &e)) return 0;
+  if (value) *value = e.value;
+  if (len) *len = e.value_len;
+  return 1;
+}
+
+const char *rpc_call_method(const rpc_call *c) { return c->method->full_name; }
+
+int rpc_call_peer(const rpc_call *c, rpc_peer *out) {
+  if (!c->cn) return -ENOTCONN;
+  *out = c->cn->peer;
+  return 0;
+}
+
+int rpc_call_set_trailer(rpc_call *c, const char *key, const void *value, size_t len) {
+  rpc_md e = {key, key ? strlen(key) : 0, value, len};
+  size_t size = rpc_metadata_size(&e, 1);
+  if (size == 0) return -EINVAL;
+  size -= RPC_METADATA_PREFIX;
+  if (c->tr_len + size > RPC_DEFAULT_MAX_METADATA_BYTES ||
+      c->tr_count == RPC_DEFAULT_MAX_METADATA_ENTRIES)
+    return -EMSGSIZE;
+  if (c->tr_cap - c->tr_len < size) {
+    size_t cap = c->tr_cap ? c->tr_cap : 256;
+    while (cap - c->tr_len < size) cap *= 2;
+    uint8_t *p = realloc(c->tr, cap);
+    if (!p) return -ENOMEM;
+    c->tr = p;
+    c->tr_cap = cap;
+  }
+  long n = rpc_metadata_encode_entry(&e, c->tr + c->tr_len, c->tr_cap - c->tr_len);
+  assert(n == (long)size);
+  (void)n;
+  c->tr_len += size;
+  c->tr_count++;
+  return 0;
+}
 
 void rpc_call_fail(rpc_call *c, int status, const char *message) {
   if (atomic_flag_test_and_set(&c->done)) return;

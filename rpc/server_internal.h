@@ -15,6 +15,7 @@ typedef struct rpc__srv_method {
   ProtobufCService *svc;
   unsigned index;
   const ProtobufCMethodDescriptor *md;
+  char *full_name; /* "package.Service/Method" (malloc) */
 } rpc__srv_method;
 
 typedef struct rpc__srv_listener {
@@ -50,6 +51,8 @@ struct rpc_server {
   int started;
   int stopped;
   struct health_service *health;
+  rpc_server_interceptor interceptors[RPC_MAX_INTERCEPTORS];
+  unsigned ninterceptors;
 };
 
 const rpc__srv_method *rpc__srv_find_method(const rpc_server *s, uint32_t id);
@@ -57,5 +60,9 @@ void rpc__srv_closure(const ProtobufCMessage *reply, void *closure_data);
 int rpc__srv_start_workers(rpc_server *s);
 void rpc__srv_stop_workers(rpc_server *s, int drain_ms);
 size_t rpc__srv_worker_size(void);
+
+/* The server call being handled on this thread (inside an interceptor or the handler's
+ * invoke), or NULL: how a client call made from a handler continues its trace. */
+const rpc_call *rpc__srv_current_call(void);
 
 #endif /* GAIO_RPC_SERVER_INTERNAL_H */

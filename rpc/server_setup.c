@@ -2,6 +2,7 @@
  * service, start and shutdown. The workers are in server.c. */
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -29,6 +30,8 @@ int rpc_server_create(rpc_server **out, const rpc_server_options *opts) {
   if (o.workers > RPC_MAX_WORKERS || o.max_body > RPC_MAX_BODY_HARD || o.close_linger_ms < 0)
     return -EINVAL;
   if (o.allocator && (!o.allocator->alloc || !o.allocator->free)) return -EINVAL;
+  if (o.max_metadata_bytes == 0) o.max_metadata_bytes = RPC_DEFAULT_MAX_METADATA_BYTES;
+  if (o.max_metadata_entries == 0) o.max_metadata_entries = RPC_DEFAULT_MAX_METADATA_ENTRIES;
   rpc_server *s = calloc(1, sizeof *s);
   if (!s) return -ENOMEM;
   s->workers = calloc(o.workers, rpc__srv_worker_size());
@@ -73,6 +76,23 @@ static int cmp_method(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+/* The full names of svc's methods in m (those not named yet). Returns 0, or -ENOMEM with every
+ * name made here freed again. */
+static int name_methods(rpc__srv_method *m, size_t n, ProtobufCService *svc) {
+  const char *sname = svc->descriptor->name;
+  for (size_t i = 0; i < n; i++) {
+    if (m[i].svc != svc) continue;
+    size_t len = strlen(sname) + 1 + strlen(m[i].md->name) + 1;
+    if ((m[i].full_name = malloc(len)) == NULL) {
+      for (size_t j = 0; j < i; j++)
+        if (m[j].svc == svc) free(m[j].full_name);
+      return -ENOMEM;
+    }
+    snprintf(m[i].full_name, len, "%s/%s", sname, m[i].md->name);
+  }
+  return 0;
+}
+
 int rpc_server_add_service(rpc_server *s, ProtobufCService *svc) {
   if (!s || !svc || !svc->descriptor || !svc->invoke) return -EINVAL;
   const ProtobufCServiceDescriptor *d = svc->descriptor;
@@ -100,6 +120,7 @@ int rpc_server_add_service(rpc_server *s, ProtobufCService *svc) {
     e->svc = svc;
     e->index = i;
     e->md = &d->methods[i];
+    e->full_name = NULL;
   }
   qsort(m, n, sizeof *m, cmp_method);
   for (size_t i = 1; i < n; i++) {
@@ -107,6 +128,10 @@ int rpc_server_add_service(rpc_server *s, ProtobufCService *svc) {
       free(m);
       return -EEXIST;
     }
+  }
+  if (name_methods(m, n, svc) < 0) {
+    free(m);
+    return -ENOMEM;
   }
   free(s->methods);
   s->methods = m;
@@ -248,6 +273,7 @@ void rpc_server_destroy(rpc_server *s) {
   for (unsigned i = 0; i < RPC_MAX_LISTENERS; i++)
     if (s->listeners[i].is_unix && s->listeners[i].path[0]) unlink(s->listeners[i].path);
   free(s->health);
+  for (size_t i = 0; i < s->nmethods; i++) free(s->methods[i].full_name);
   free(s->methods);
   free(s->services);
   free(s->workers);
@@ -256,4 +282,12 @@ void rpc_server_destroy(rpc_server *s) {
 
 int rpc_server_listen_error(const rpc_server *s) {
   return s ? atomic_load(&((rpc_server *)s)->listen_error) : -EINVAL;
+}
+
+int rpc_server_add_interceptor(rpc_server *s, const rpc_server_interceptor *ic) {
+  if (!s || !ic) return -EINVAL;
+  if (s->started) return -EBUSY;
+  if (s->ninterceptors == RPC_MAX_INTERCEPTORS) return -ENOSPC;
+  s->interceptors[s->ninterceptors++] = *ic;
+  return 0;
 }

@@ -1015,7 +1015,7 @@ TEST_F(RpcWireTest, MalformedHeadersCloseTheConnection) {
       {"bad magic", [](std::string *b, RawFrame *) { (*b)[0] = 'X'; }},
       {"bad version", [](std::string *b, RawFrame *) { (*b)[2] = 2; }},
       {"unknown type", [](std::string *b, RawFrame *) { (*b)[3] = 9; }},
-      {"nonzero flags", [](std::string *b, RawFrame *) { (*b)[4] = 1; }},
+      {"reserved flag bit", [](std::string *b, RawFrame *) { (*b)[4] = 2; }},
       {"status in a request", [](std::string *b, RawFrame *) { (*b)[5] = 3; }},
       {"nonzero reserved", [](std::string *b, RawFrame *) { (*b)[7] = 1; }},
       {"client sends RESPONSE",
