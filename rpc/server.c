@@ -563,7 +563,7 @@ static int run_before(rpc_call *call) {
     const char *msg = NULL;
     int st = ic->before(ic->arg, call, &msg);
     if (st != RPC_STATUS_OK) {
-      rpc_call_fail(call, st, msg ? msg : "refused by an interceptor");
+      rpc_call_fail(call, st, msg); /* rpc.h: a NULL message is none */
       return 0;
     }
   }

@@ -1287,7 +1287,8 @@ TEST_F(RpcMetadataTest, ClientInterceptorSeesUnavailableWhenTheServerIsGone) {
   rpc_channel_options co = {};
   co.interceptors = &x;
   co.interceptor_count = 1;
-  co.backoff_initial_ms = 1000;
+  co.backoff_initial_ms = 1000;  // no reconnect within the test
+  co.backoff_max_ms = 1000;
   rpc_channel *ch = Channel(Target(s), co);
   EXPECT_EQ(RPC_STATUS_OK, Call(ch, "Say", "up").status);
   DestroyServer(s);
@@ -1350,8 +1351,9 @@ int VerifyRight(void *arg, const char *token, size_t len, const rpc_call *call) 
 TEST_F(RpcMetadataTest, BearerAuthRefusesMissingAndWrongTokens) {
   Watchdog wd("BearerAuth", 20000);
   Verifier v;
+  rpc_bearer_auth bearer = {VerifyRight, &v};
   rpc_server_interceptor auth;
-  rpc_auth_bearer_interceptor(&auth, VerifyRight, &v);
+  rpc_auth_bearer_interceptor(&auth, &bearer);
   s_ = Server({}, {auth});
   ch_ = Channel(Target(s_));
   EXPECT_EQ(RPC_STATUS_UNAUTHENTICATED, Call(ch_, "Say", "none").status);
