@@ -336,6 +336,8 @@ static void call_answered(conn *c, rpc_call *call, int status) {
 }
 
 static void live_del(conn *c, rpc_call *call) {
+  assert(call->lprev ? call->lprev->lnext == call : c->live == call);
+  assert(!call->lnext || call->lnext->lprev == call);
   if (call->lprev) call->lprev->lnext = call->lnext;
   else c->live = call->lnext;
   if (call->lnext) call->lnext->lprev = call->lprev;
@@ -832,6 +834,7 @@ static void on_write(rpc__wbuf *b, const gaio_result *r) {
   conn *c = b->conn;
   assert(c->writes > 0);
   c->writes--; /* the write's pending count holds c until the end */
+  assert(c->qbytes >= b->len);
   c->qbytes -= b->len;
   if (b->coalesced) {
     c->out_busy--;
@@ -910,8 +913,10 @@ static void call_finish(rpc_call *call) {
                               : call->reply ? RPC_STATUS_OK : call->status;
   size_t sent = call->answered ? call->early_bytes : 0;
   call_deadline_clear(wk, call);
+  assert(wk->ncalls > 0);
   wk->ncalls--;
   if (c) {
+    assert(c->ncalls > 0);
     conn_hold(c);
     if (call->in_map) rpc__idmap_del(&c->calls, call->request_id);
     live_del(c, call);
