@@ -995,7 +995,7 @@ static int headers_append(rpc_headers *h, const uint8_t *entries, size_t len, un
       h->count + count > RPC_DEFAULT_MAX_METADATA_ENTRIES)
     return -EMSGSIZE;
   if (headers_room(h, len) < 0) return -ENOMEM;
-  memcpy(h->buf + h->len, entries, len);
+  if (len > 0) memcpy(h->buf + h->len, entries, len); /* entries is NULL without channel headers */
   h->len += len;
   h->count += count;
   return 0;

@@ -604,6 +604,21 @@ class RpcMetadataTest : public ::testing::Test {
     EXPECT_EQ(n, Outcomes().size());
   }
 
+  // Interceptors' state: it must outlive the servers and channels (an after() may run after the
+  // client has its answer), so the fixture owns it; members go after TearDown().
+  ServerIc &NewServerIc(const char *name) {
+    server_ics_.emplace_back();
+    server_ics_.back().name = name;
+    return server_ics_.back();
+  }
+  ClientIc &NewClientIc() {
+    client_ics_.emplace_back();
+    return client_ics_.back();
+  }
+  std::deque<ServerIc> server_ics_;
+  std::deque<ClientIc> client_ics_;
+  std::deque<rpc_bearer_auth> auths_;
+
   std::vector<rpc_server *> servers_;
   std::vector<rpc_channel *> channels_;
   rpc_cq *cq_ = nullptr;
@@ -977,8 +992,7 @@ TEST_F(RpcMetadataTest, MetadataFlagOnAPingIsAProtocolError) {
 
 TEST_F(RpcMetadataTest, InterceptorRefusalReachesTheClientAndSkipsTheHandler) {
   Watchdog wd("InterceptorRefusal", 20000);
-  ServerIc a;
-  a.name = "A";
+  ServerIc &a = NewServerIc("A");
   a.refuse = RPC_STATUS_FAILED_PRECONDITION;
   a.message = "not today";
   s_ = Server({}, {Interceptor(&a)});
@@ -997,9 +1011,8 @@ TEST_F(RpcMetadataTest, InterceptorRefusalReachesTheClientAndSkipsTheHandler) {
 
 TEST_F(RpcMetadataTest, TwoInterceptorsRunBeforeInOrderAndAfterInReverse) {
   Watchdog wd("InterceptorOrder", 20000);
-  ServerIc a, b;
-  a.name = "A";
-  b.name = "B";
+  ServerIc &a = NewServerIc("A");
+  ServerIc &b = NewServerIc("B");
   s_ = Server({}, {Interceptor(&a), Interceptor(&b)});
   ch_ = Channel(Target(s_));
   EXPECT_EQ(RPC_STATUS_OK, Call(ch_, "Say", "pass").status);
@@ -1044,8 +1057,7 @@ rpc_call_outcome OnlyOutcome(const std::vector<Outcome> &v) {
 
 TEST_F(RpcMetadataTest, AfterRunsOnceWithTheSizesOfASuccessAndOfAnError) {
   Watchdog wd("AfterSizes", 20000);
-  ServerIc a;
-  a.name = "A";
+  ServerIc &a = NewServerIc("A");
   s_ = Server({}, {Interceptor(&a)});
   RawConn c(rpc_server_port(s_));
   RawFrame f = MdFrame("Say", 1, "sizes", Block({{"tenant", "acme"}}));
@@ -1082,8 +1094,7 @@ TEST_F(RpcMetadataTest, AfterRunsOnceWithTheSizesOfASuccessAndOfAnError) {
 
 TEST_F(RpcMetadataTest, AfterRunsOnceAtTheServersDeadline) {
   Watchdog wd("AfterDeadline", 20000);
-  ServerIc a;
-  a.name = "A";
+  ServerIc &a = NewServerIc("A");
   s_ = Server({}, {Interceptor(&a)});
   RawConn c(rpc_server_port(s_));
   RawFrame h = EchoFrame("Hold", 1, "late");
@@ -1105,8 +1116,7 @@ TEST_F(RpcMetadataTest, AfterRunsOnceAtTheServersDeadline) {
 
 TEST_F(RpcMetadataTest, AfterRunsOnceAfterTheClientsCancel) {
   Watchdog wd("AfterCancel", 20000);
-  ServerIc a;
-  a.name = "A";
+  ServerIc &a = NewServerIc("A");
   s_ = Server({}, {Interceptor(&a)});
   RawConn c(rpc_server_port(s_));
   c.Send(EchoFrame("Hold", 3, "cancel me").Bytes());
@@ -1136,8 +1146,7 @@ TEST_F(RpcMetadataTest, AfterRunsOnceAfterTheClientsCancel) {
 
 TEST_F(RpcMetadataTest, AfterRunsOnceWhenTheConnectionIsLost) {
   Watchdog wd("AfterLost", 20000);
-  ServerIc a;
-  a.name = "A";
+  ServerIc &a = NewServerIc("A");
   s_ = Server({}, {Interceptor(&a)});
   std::unique_ptr<RawConn> c(new RawConn(rpc_server_port(s_)));
   c->Send(EchoFrame("Hold", 1, "orphan").Bytes());
@@ -1212,7 +1221,7 @@ TEST_F(RpcMetadataTest, PeerOverAUnixSocketHasTheClientsCredentials) {
 TEST_F(RpcMetadataTest, ClientInterceptorAddsAHeaderAndSeesEveryCallEndOnce) {
   Watchdog wd("ClientInterceptor", 30000);
   s_ = Server();
-  ClientIc ic;
+  ClientIc &ic = NewClientIc();
   ic.add_key = "x-added";
   ic.add_value = "yes";
   rpc_client_interceptor x = ClientInterceptor(&ic);
@@ -1282,7 +1291,7 @@ TEST_F(RpcMetadataTest, ClientInterceptorAddsAHeaderAndSeesEveryCallEndOnce) {
 TEST_F(RpcMetadataTest, ClientInterceptorSeesUnavailableWhenTheServerIsGone) {
   Watchdog wd("ClientUnavailable", 30000);
   rpc_server *s = Server();
-  ClientIc ic;
+  ClientIc &ic = NewClientIc();
   rpc_client_interceptor x = ClientInterceptor(&ic);
   rpc_channel_options co = {};
   co.interceptors = &x;
@@ -1305,7 +1314,7 @@ TEST_F(RpcMetadataTest, ClientInterceptorSeesUnavailableWhenTheServerIsGone) {
 TEST_F(RpcMetadataTest, ClientInterceptorRefusalIsTheSubmitsErrorWithNoCompletion) {
   Watchdog wd("ClientRefusal", 20000);
   s_ = Server();
-  ClientIc ic;
+  ClientIc &ic = NewClientIc();
   ic.refuse = -EACCES;
   rpc_client_interceptor x = ClientInterceptor(&ic);
   rpc_channel_options co = {};
@@ -1350,10 +1359,11 @@ int VerifyRight(void *arg, const char *token, size_t len, const rpc_call *call) 
 
 TEST_F(RpcMetadataTest, BearerAuthRefusesMissingAndWrongTokens) {
   Watchdog wd("BearerAuth", 20000);
-  Verifier v;
-  rpc_bearer_auth bearer = {VerifyRight, &v};
+  static Verifier v;  // outlives the server, as the rpc_bearer_auth must
+  v.calls = 0;
+  auths_.push_back(rpc_bearer_auth{VerifyRight, &v});
   rpc_server_interceptor auth;
-  rpc_auth_bearer_interceptor(&auth, &bearer);
+  rpc_auth_bearer_interceptor(&auth, &auths_.back());
   s_ = Server({}, {auth});
   ch_ = Channel(Target(s_));
   EXPECT_EQ(RPC_STATUS_UNAUTHENTICATED, Call(ch_, "Say", "none").status);
