@@ -1,24 +1,34 @@
-/* kv_client [-a target] get KEY | put KEY VALUE | del KEY: one blocking call to kv.v1.KeyValue
- * through rpc_channel_call(). Prints the value or the status; exits 0 on OK, 1 otherwise. */
+/* kv_client [-a target] [--token-file PATH] get KEY | put KEY VALUE | del KEY: one blocking
+ * call to kv.v1.KeyValue through rpc_channel_call(). With --token-file (a file holding one
+ * token, for a kv_server started with the same flag), every call carries the header
+ * "authorization: Bearer <token>", set once as channel metadata. Prints the value or the status;
+ * exits 0 on OK, 1 otherwise. */
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "examples/bearer_token.h"
 #include "examples/kv.pb-c.h"
 #include "rpc/rpc.h"
 
 #define CALL_TIMEOUT_MS 5000
+#define BEARER "Bearer "
 
 static int usage(void) {
-  fprintf(stderr, "usage: kv_client [-a target] get KEY | put KEY VALUE | del KEY\n");
+  fprintf(stderr,
+          "usage: kv_client [-a target] [--token-file PATH] get KEY | put KEY VALUE | del KEY\n");
   return 2;
 }
 
 int main(int argc, char **argv) {
-  const char *target = "127.0.0.1:7100";
+  static const struct option longs[] = {{"token-file", required_argument, NULL, 'k'},
+                                        {NULL, 0, NULL, 0}};
+  const char *target = "127.0.0.1:7100", *token_file = NULL;
   int opt;
-  while ((opt = getopt(argc, argv, "a:")) != -1) {
+  while ((opt = getopt_long(argc, argv, "a:", longs, NULL)) != -1) {
     if (opt == 'a') target = optarg;
+    else if (opt == 'k') token_file = optarg;
     else return usage();
   }
   argc -= optind;
@@ -48,8 +58,22 @@ int main(int argc, char **argv) {
     return usage();
   }
 
+  rpc_channel_options co = {0};
+  ex_token token;
+  char bearer[sizeof BEARER + EX_TOKEN_MAX];
+  rpc_md auth = {"authorization", strlen("authorization"), bearer, 0};
+  if (token_file != NULL) {
+    int rc = ex_token_read(&token, token_file);
+    if (rc < 0) {
+      fprintf(stderr, "kv_client: --token-file %s: %s\n", token_file, ex_token_strerror(rc));
+      return 1;
+    }
+    auth.value_len = (size_t)snprintf(bearer, sizeof bearer, BEARER "%s", token.text);
+    co.metadata = &auth; /* copied by rpc_channel_create() */
+    co.metadata_count = 1;
+  }
   rpc_channel *ch;
-  int rc = rpc_channel_create(&ch, target, NULL);
+  int rc = rpc_channel_create(&ch, target, &co);
   if (rc < 0) {
     fprintf(stderr, "kv_client: %s: %s\n", target, strerror(-rc));
     return 1;

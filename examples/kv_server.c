@@ -1,6 +1,9 @@
-/* kv_server [-a address] [-t workers]: the in-memory key-value microservice (kv.v1.KeyValue)
- * plus the health service, until SIGINT or SIGTERM; then a graceful shutdown (2 s drain).
- * address: "127.0.0.1:7100" (default), "host:port" or "unix:/path". */
+/* kv_server [-a address] [-t workers] [--token-file PATH]: the in-memory key-value microservice
+ * (kv.v1.KeyValue) plus the health service, until SIGINT or SIGTERM; then a graceful shutdown
+ * (2 s drain). address: "127.0.0.1:7100" (default), "host:port" or "unix:/path". With
+ * --token-file, PATH holds one token (a trailing newline is not part of it) and every call must
+ * carry "authorization: Bearer <token>" (kv_client --token-file PATH sends it): without it the
+ * call fails UNAUTHENTICATED, with another token PERMISSION_DENIED (rpc_serve.c). */
 #include <stdio.h>
 
 #include "examples/kv_service.h"

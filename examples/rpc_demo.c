@@ -1,14 +1,18 @@
 /* rpc_demo [-d seconds] [-w window]: an RPC server on 127.0.0.1:0 (Echo, Calculator, KeyValue,
  * health) and a client channel in one process. Makes calls of every kind, prints what happened,
- * then measures the call rate of pipelined async calls for a few seconds. Exits 0 only if every
- * call ended the way it should. */
+ * then measures the call rate of pipelined async calls for a few seconds. Call metadata: a second
+ * server, A, in front of the first, B, requires a bearer token and forwards Echo.Say to B with the
+ * trace context of its call, so that A and B see one trace id. Exits 0 only if every call ended
+ * the way it should. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "examples/bearer_token.h"
 #include "examples/kv.pb-c.h"
 #include "examples/kv_service.h"
 #include "examples/rpc_calc.pb-c.h"
@@ -19,6 +23,7 @@
 #define TIMEOUT_MS 5000   /* deadline of the demo's ordinary calls */
 #define BATCH 100         /* calls in the pipelined batch */
 #define MAX_WINDOW 1024   /* upper bound of -w */
+#define DEMO_TOKEN "demo-token-42" /* the bearer token server A wants */
 
 static int problems;
 
@@ -172,6 +177,152 @@ static void kv_round(rpc_channel *ch) {
   report("Put(\"\", green)", st, msg, RPC_STATUS_INVALID_ARGUMENT);
 }
 
+/* ---- Metadata: bearer auth on server A, one trace over client -> A -> B ------------------ */
+
+/* The trace id of the last call B saw with a traceparent (a server interceptor of B). */
+typedef struct trace_seen {
+  pthread_mutex_t mu;
+  char id[33];
+} trace_seen;
+
+static int seen_before(void *arg, rpc_call *call, const char **message) {
+  trace_seen *t = arg;
+  char id[33];
+  if (rpc_call_trace_id(call, id) == 0) {
+    pthread_mutex_lock(&t->mu);
+    memcpy(t->id, id, sizeof id);
+    pthread_mutex_unlock(&t->mu);
+  }
+  return RPC_STATUS_OK;
+}
+
+static void seen_get(trace_seen *t, char out[33]) {
+  pthread_mutex_lock(&t->mu);
+  memcpy(out, t->id, 33);
+  pthread_mutex_unlock(&t->mu);
+}
+
+/* Server A's demo.v1.Echo: Say calls B's Echo.Say as part of its own call (opts.parent: the
+ * trace interceptor of to_b continues the caller's trace), replies with B's answer and adds a
+ * trailer. svc is the first member, so the handlers find the rest from it. */
+typedef struct gateway {
+  Demo__V1__Echo_Service svc;
+  rpc_channel *to_b;
+  trace_seen seen; /* the trace id A saw */
+} gateway;
+
+static void gateway_say(Demo__V1__Echo_Service *svc, const Demo__V1__EchoRequest *in,
+                        Demo__V1__EchoReply_Closure closure, void *data) {
+  gateway *gw = (gateway *)svc;
+  rpc_call *call = rpc_server_call(data);
+  seen_before(&gw->seen, call, NULL);
+  rpc_method say;
+  rpc_method_find(&say, &demo__v1__echo__descriptor, "Say");
+  rpc_call_options o = {.timeout_ms = TIMEOUT_MS, .parent = call};
+  ProtobufCMessage *r;
+  char msg[256];
+  int st = rpc_channel_call_opts(gw->to_b, &say, &in->base, &o, &r, msg, sizeof msg, NULL);
+  if (st != RPC_STATUS_OK) {
+    rpc_call_fail(call, st < 0 ? RPC_STATUS_INTERNAL : st, st < 0 ? strerror(-st) : msg);
+    return;
+  }
+  rpc_call_set_trailer(call, "served-by", "gateway-a", strlen("gateway-a"));
+  closure((Demo__V1__EchoReply *)r, data); /* packed here; then freed */
+  protobuf_c_message_free_unpacked(r, NULL);
+}
+
+static void gateway_sleep(Demo__V1__Echo_Service *svc, const Demo__V1__EchoRequest *in,
+                          Demo__V1__EchoReply_Closure closure, void *data) {
+  rpc_call_fail(rpc_server_call(data), RPC_STATUS_UNIMPLEMENTED, "not on the gateway");
+}
+
+/* Start server A (Echo through gw, bearer token required) and its channel to B (target). */
+static int gateway_start(rpc_server **a, gateway *gw, const ex_token *token,
+                         rpc_bearer_auth *auth, const char *target, const char *backend) {
+  rpc_client_interceptor trace;
+  rpc_trace_client_interceptor(&trace);
+  rpc_channel_options co = {.backend = backend, .interceptors = &trace, .interceptor_count = 1};
+  int rc = rpc_channel_create(&gw->to_b, target, &co);
+  if (rc < 0) return rc;
+  rpc_server_options so = {.workers = 1, .backend = backend};
+  if ((rc = rpc_server_create(a, &so)) < 0) return rc;
+  *auth = (rpc_bearer_auth){ex_token_verify, (void *)token};
+  rpc_server_interceptor ic;
+  rpc_auth_bearer_interceptor(&ic, auth);
+  if ((rc = rpc_server_add_interceptor(*a, &ic)) < 0 ||
+      (rc = rpc_server_add_service(*a, &gw->svc.base)) < 0 ||
+      (rc = rpc_server_listen(*a, "127.0.0.1:0")) < 0 || (rc = rpc_server_start(*a)) < 0)
+    return rc;
+  return 0;
+}
+
+/* Echo.Say through ch with extra headers; prints the outcome (and the trailers) like report(). */
+static void say_via(rpc_channel *ch, const char *what, const rpc_md *md, size_t n, int want) {
+  rpc_method say;
+  rpc_method_find(&say, &demo__v1__echo__descriptor, "Say");
+  Demo__V1__EchoRequest e = DEMO__V1__ECHO_REQUEST__INIT;
+  e.text = "hello through A";
+  rpc_call_options o = {.timeout_ms = TIMEOUT_MS, .metadata = md, .metadata_count = n};
+  ProtobufCMessage *r;
+  char msg[256], line[128];
+  rpc_metadata trailers;
+  int st = rpc_channel_call_opts(ch, &say, &e.base, &o, &r, msg, sizeof msg, &trailers);
+  snprintf(line, sizeof line, "Echo.Say via A, %s%s%s%s", what, st == 0 ? " -> \"" : "",
+           st == 0 ? ((Demo__V1__EchoReply *)r)->text : "", st == 0 ? "\"" : "");
+  report(line, st, msg, want);
+  if (st < 0) return;
+  size_t pos = 0;
+  rpc_md t;
+  while (rpc_metadata_next(&trailers, &pos, &t))
+    printf("    trailer %.*s: %.*s\n", (int)t.key_len, t.key, (int)t.value_len,
+           (const char *)t.value);
+  rpc_metadata_free(&trailers);
+  if (st == 0) protobuf_c_message_free_unpacked(r, NULL);
+}
+
+/* Calls to A without a token, with a wrong one and with the right one (channel metadata), then
+ * the trace ids A and B saw for the last call. b_seen is filled by B's interceptor. */
+static void metadata_calls(const char *target_b, trace_seen *b_seen, const char *backend) {
+  printf("metadata: server A needs a bearer token and calls B; one trace over client -> A -> B:\n");
+  ex_token token = {.text = DEMO_TOKEN, .len = strlen(DEMO_TOKEN)};
+  rpc_bearer_auth auth;
+  gateway gw = {.svc = DEMO__V1__ECHO__INIT(gateway_), .seen = {PTHREAD_MUTEX_INITIALIZER, ""}};
+  rpc_server *a = NULL;
+  rpc_channel *anon = NULL, *authed = NULL;
+  int rc = gateway_start(&a, &gw, &token, &auth, target_b, backend);
+  char target_a[64];
+  snprintf(target_a, sizeof target_a, "127.0.0.1:%d", a ? rpc_server_port(a) : 0);
+  rpc_client_interceptor trace;
+  rpc_trace_client_interceptor(&trace);
+  const rpc_md bearer = {"authorization", 13, "Bearer " DEMO_TOKEN, strlen("Bearer " DEMO_TOKEN)};
+  rpc_channel_options co = {.backend = backend, .interceptors = &trace, .interceptor_count = 1};
+  if (rc == 0) rc = rpc_channel_create(&anon, target_a, &co);
+  co.metadata = &bearer; /* sent with every call of this channel */
+  co.metadata_count = 1;
+  if (rc == 0) rc = rpc_channel_create(&authed, target_a, &co);
+  if (rc < 0) {
+    printf("  cannot start server A or its channels: %s\n", strerror(-rc));
+    problems++;
+  } else {
+    const rpc_md wrong = {"authorization", 13, "Bearer guess", 12};
+    say_via(anon, "no token", NULL, 0, RPC_STATUS_UNAUTHENTICATED);
+    say_via(anon, "\"Bearer guess\"", &wrong, 1, RPC_STATUS_PERMISSION_DENIED);
+    say_via(authed, "\"Bearer " DEMO_TOKEN "\"", NULL, 0, RPC_STATUS_OK);
+    char at_a[33], at_b[33];
+    seen_get(&gw.seen, at_a);
+    seen_get(b_seen, at_b);
+    int same = at_a[0] != '\0' && strcmp(at_a, at_b) == 0;
+    printf("  trace id seen by A: %s\n", at_a[0] ? at_a : "(none)");
+    printf("  trace id seen by B: %s (%s)\n", at_b[0] ? at_b : "(none)",
+           same ? "the same trace: A called B with opts.parent" : "NOT THE SAME TRACE");
+    if (!same) problems++;
+  }
+  rpc_channel_destroy(anon);
+  rpc_channel_destroy(authed);
+  rpc_server_destroy(a); /* before its channel to B, which its handlers use */
+  rpc_channel_destroy(gw.to_b);
+}
+
 /* Keep `window` Say calls in flight for `seconds`; returns calls completed per second. */
 static double rate(rpc_channel *ch, rpc_cq *cq, double seconds, int window, long *errors) {
   rpc_method say;
@@ -226,6 +377,10 @@ int main(int argc, char **argv) {
   if (rc == 0 && (rc = calc_service_add(calc, srv)) < 0) step = "add the calculator services";
   if (rc == 0 && (rc = rpc_server_add_service(srv, kv_service_base(kv))) < 0) step = "add kv";
   if (rc == 0 && (rc = rpc_server_enable_health(srv)) < 0) step = "enable health";
+  /* B's side of the trace demo: an interceptor that notes the trace id of calls that have one. */
+  static trace_seen b_seen = {PTHREAD_MUTEX_INITIALIZER, ""};
+  rpc_server_interceptor note = {.before = seen_before, .arg = &b_seen};
+  if (rc == 0 && (rc = rpc_server_add_interceptor(srv, &note)) < 0) step = "add interceptor";
   if (rc == 0 && (rc = rpc_server_listen(srv, "127.0.0.1:0")) < 0) step = "listen";
   if (rc == 0 && (rc = rpc_server_start(srv)) < 0) step = "rpc_server_start";
   if (rc < 0) {
@@ -250,6 +405,7 @@ int main(int argc, char **argv) {
   async_batch(ch, cq);
   failures(ch, cq);
   kv_round(ch);
+  metadata_calls(target, &b_seen, backend);
 
   long errors = 0;
   printf("call rate (Echo.Say, %d async calls in flight, %.1f s):\n", window, seconds);

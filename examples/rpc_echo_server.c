@@ -1,6 +1,8 @@
-/* rpc_echo_server [-a address] [-t workers]: hosts demo.v1.Echo, demo.v1.Calculator and the
- * health service until SIGINT or SIGTERM, then shuts down gracefully (2 s drain).
- * address: "127.0.0.1:7000" (default), "127.0.0.1:0" (any free port) or "unix:/path". */
+/* rpc_echo_server [-a address] [-t workers] [--token-file PATH]: hosts demo.v1.Echo,
+ * demo.v1.Calculator and the health service until SIGINT or SIGTERM, then shuts down gracefully
+ * (2 s drain).
+ * address: "127.0.0.1:7000" (default), "127.0.0.1:0" (any free port) or "unix:/path".
+ * --token-file: calls need a bearer token, as kv_server's (examples/rpc_serve.h). */
 
 #include "examples/rpc_calc_service.h"
 #include "examples/rpc_serve.h"
