@@ -4,7 +4,9 @@
 # ratios to the epoll baseline (and to libuv for ping-pong). Performance lives here, never in the
 # timed tests. RPC benchmarks (the rpc-* workloads): unary gaio.bench.Echo/Say calls on an //rpc
 # server (rpc) against a raw frame echo server without protobuf (raw, the ceiling), both driven by
-# tests/bench/rpc_loadgen; ratio rpc/raw.
+# tests/bench/rpc_loadgen; ratio rpc/raw. Metadata workloads (rpc-*-mdN): the same calls with N
+# small headers each (rpc_loadgen --metadata N), on each //rpc contestant X with (X+md) and without
+# (X) the headers, interleaved; ratio X+md / X (raw does not speak metadata: not run there).
 #
 #   tools/bench.sh [--quick] [--reps N] [--duration S] [--warmup S] [--workloads a,b,..]
 #                  [--contestants a,b,..] [--rpc-contestants a,b,..] [--perf] [--no-setup]
@@ -13,8 +15,9 @@
 #   --quick        ~1 s runs (default ~3 s per run; the whole default run stays under ~12 min)
 #   --reps N       repetitions per workload (default 3, at least 1; medians over them)
 #   --workloads    subset of: stream pingpong pinned burst idle maxconn rpc-1x1x64-pinned
-#                  rpc-16x16x64 rpc-64x8x1024 rpc-1x64x16384 (default: all; rpc-CxDxS is
-#                  C connections x D calls in flight each x S-byte payloads)
+#                  rpc-16x16x64 rpc-16x16x64-md2 rpc-64x8x1024 rpc-1x64x16384 (default: all;
+#                  rpc-CxDxS is C connections x D calls in flight each x S-byte payloads; -mdN:
+#                  N headers on every call)
 #   --contestants  echo workloads, subset of: epoll libuv gaio-epoll gaio-uring gaio-epoll-swap
 #                  gaio-uring-swap gaio-epoll-user gaio-uring-user (default: the first six);
 #                  gaio-NAME runs gaio_echo --backend NAME
@@ -31,7 +34,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 QUICK=0 REPS=3 DURATION="" WARMUP="" PERF=0 SETUP=1 OUT=""
-WORKLOADS="stream pingpong pinned burst idle maxconn rpc-1x1x64-pinned rpc-16x16x64 rpc-64x8x1024 rpc-1x64x16384"
+WORKLOADS="stream pingpong pinned burst idle maxconn rpc-1x1x64-pinned rpc-16x16x64 rpc-16x16x64-md2 rpc-64x8x1024 rpc-1x64x16384"
 CONTESTANTS="epoll libuv gaio-epoll gaio-uring gaio-epoll-swap gaio-uring-swap"
 RPC_CONTESTANTS="raw rpc"
 while [ $# -gt 0 ]; do
@@ -46,7 +49,7 @@ while [ $# -gt 0 ]; do
     --perf) PERF=1 ;;
     --no-setup) SETUP=0 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) echo "bench: unknown flag $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -84,11 +87,12 @@ mkdir -p "$WORK/bin"
 cp bazel-bin/tests/bench/{loadgen,epoll_echo,uv_echo,gaio_echo,rpc_loadgen,raw_frame_echo,rpc_echo_bench} "$WORK/bin/"
 BIN=$WORK/bin
 
-# ---- Contestants: name -> server command ----
+# ---- Contestants: name -> server command (X+md: X's server, the calls with headers) ----
 # gaio-epoll and gaio-uring use gaio_echo's default read style (user buffers: the faster one
 # here; see results.md); the -swap/-user variants force one.
 server_cmd() {
   case "$1" in
+    *+md) [ "${1%+md}" != raw ] && server_cmd "${1%+md}" ;;
     epoll) echo "$BIN/epoll_echo" ;;
     libuv) echo "$BIN/uv_echo" ;;
     gaio-*-swap|gaio-*-user) local b=${1#gaio-}; echo "$BIN/gaio_echo --backend ${b%-*} --read ${b##*-}" ;;
@@ -100,6 +104,14 @@ server_cmd() {
   esac
 }
 is_rpc() { [[ "$1" == rpc-* ]]; }
+# wl_md WORKLOAD: the headers per call of an rpc-*-mdN workload (nothing for the others).
+wl_md() { [[ "$1" == rpc-*-md[0-9]* ]] && echo "${1##*-md}"; return 0; }
+# md_contestants: each //rpc contestant without and with headers (raw does not speak metadata).
+md_contestants() {
+  local c out=""
+  for c in $RPC_AVAILABLE; do [ "$c" = raw ] || out="$out $c $c+md"; done
+  echo $out
+}
 
 # ---- Workloads: name -> loadgen flags, metric, unit, which way is better ----
 # Connections beyond a few thousand spread over source addresses 127.0.0.2.. (--src-ips) so that
@@ -113,7 +125,7 @@ wl_args() {
     idle) echo "--mode idle --conns 10000 --src-ips 8 --timeout 60" ;;
     maxconn) echo "--mode maxconn --conns 40000 --procs 2 --size 16 --src-ips 8" ;;
     rpc-1x1x64-pinned) echo "--conns 1 --depth 1 --size 64 --cpu 0 --duration $DURATION --warmup $WARMUP" ;;
-    rpc-16x16x64) echo "--conns 16 --depth 16 --size 64 --duration $DURATION --warmup $WARMUP" ;;
+    rpc-16x16x64|rpc-16x16x64-md2) echo "--conns 16 --depth 16 --size 64 --duration $DURATION --warmup $WARMUP" ;;
     rpc-64x8x1024) echo "--conns 64 --depth 8 --size 1024 --duration $DURATION --warmup $WARMUP" ;;
     rpc-1x64x16384) echo "--conns 1 --depth 64 --size 16384 --duration $DURATION --warmup $WARMUP" ;;
     *) return 1 ;;
@@ -125,6 +137,7 @@ wl_goal() {
     rpc-1x1x64-pinned) echo 0.8 ;;
     rpc-16x16x64|rpc-64x8x1024) echo 0.5 ;;
     rpc-1x64x16384) echo 0.7 ;;
+    rpc-*-md*) echo 0.9 ;; # X+md / X: headers cost at most 10%
   esac
 }
 wl_metric() {
@@ -146,19 +159,22 @@ wl_title() {
     idle) echo "idle memory per conn (RSS delta / 10k)" ;;
     maxconn) echo "max conns held (20000-fd limit)" ;;
     rpc-1x1x64-pinned) echo "rpc unary 1 conn x depth 1 x 64 B, client+server on CPU 0" ;;
+    rpc-*-md*) echo "$(wl_title "${1%-md*}"), $(wl_md "$1") headers per call" ;;
     rpc-*) local d=${1#rpc-}; IFS=x read -r cn dp sz <<<"$d"; echo "rpc unary $cn conns x depth $dp x $sz B" ;;
   esac
 }
 
 for c in $CONTESTANTS $RPC_CONTESTANTS; do server_cmd "$c" >/dev/null || { log "unknown contestant $c"; exit 2; }; done
-ECHO_WL="" RPC_WL=""
+ECHO_WL="" RPC_WL="" MD_WL=""
 for w in $WORKLOADS; do
   wl_args "$w" >/dev/null || { log "unknown workload $w"; exit 2; }
-  if is_rpc "$w"; then RPC_WL="$RPC_WL $w"; else ECHO_WL="$ECHO_WL $w"; fi
+  if [ -n "$(wl_md "$w")" ]; then MD_WL="$MD_WL $w"
+  elif is_rpc "$w"; then RPC_WL="$RPC_WL $w"
+  else ECHO_WL="$ECHO_WL $w"; fi
 done
 # Only the contestants of the selected halves are started.
 [ -z "$ECHO_WL" ] && CONTESTANTS=""
-[ -z "$RPC_WL" ] && RPC_CONTESTANTS=""
+[ -z "$RPC_WL$MD_WL" ] && RPC_CONTESTANTS=""
 
 # ---- Servers ----
 SERVER_PORT=""
@@ -235,6 +251,7 @@ run_one() {
     return
   fi
   args=$(wl_args "$w")
+  [[ "$c" == *+md ]] && args="$args --metadata $(wl_md "$w")"
   case "$w" in idle|maxconn) args="$args --server-pid $SERVER_PID" ;; esac
   # shellcheck disable=SC2086
   timeout -k 5 300 "$BIN/$lg" --port "$SERVER_PORT" $args >"$WORK/lg.out" 2>"$WORK/lg.err" &
@@ -271,8 +288,13 @@ run_workloads() {
 }
 
 # The RPC half of issue 6: unary Echo/Say over //rpc against the raw frame echo (no protobuf).
+# Then issue 11's metadata workloads: each //rpc contestant without and with headers.
 rpc_workloads() {
   [ -n "$RPC_WL" ] && run_workloads "$RPC_WL" "$RPC_AVAILABLE"
+  if [ -n "$MD_WL" ]; then
+    local mc; mc=$(md_contestants)
+    if [ -n "$mc" ]; then run_workloads "$MD_WL" "$mc"; else log "no //rpc contestant for$MD_WL"; fi
+  fi
   return 0
 }
 
@@ -354,6 +376,8 @@ CHART=$WORK/chart.dat
   echo
   echo "RPC workloads (rpc-*): unary gaio.bench.Echo/Say calls from tests/bench/rpc_loadgen (one process, one thread, epoll; frames written by hand, every reply's status, request id and body checked); raw = tests/bench/raw_frame_echo (same frames, no protobuf, one gaio watcher), rpc = tests/bench/rpc_echo_bench (rpc_server, 1 worker unless rpc-wN)."
   echo
+  echo "Metadata workloads (rpc-*-mdN): the same calls, each //rpc contestant X run without (X) and with (X+md) N small headers on every REQUEST (rpc_loadgen --metadata N: \`tenant: acme\`, \`x-request-id: <8 hex, per call>\`, ...), interleaved in each repetition; the ratio is X+md / X of the same run (the raw frame echo does not speak metadata, so it is not a contestant there)."
+  echo
   echo "Ratio = contestant median / baseline median (\"better\" says which way is good); the baseline is epoll for the echo workloads and raw for the rpc workloads (the rpc rows' ratio is rpc/raw; goal: the issue's target for it). For ping-pong also / libuv."
   echo
   echo "| workload | contestant | median | unit | better | p50 us | p99 us | ratio to baseline | ratio to libuv / goal | runs ok |"
@@ -362,10 +386,14 @@ CHART=$WORK/chart.dat
 : >"$CHART"
 for w in $WORKLOADS; do
   read -r key unit better <<<"$(wl_metric "$w")"
-  if is_rpc "$w"; then cs=$RPC_AVAILABLE bname=raw; else cs=$AVAILABLE bname=epoll; fi
+  if [ -n "$(wl_md "$w")" ]; then cs=$(md_contestants) bname=""
+  elif is_rpc "$w"; then cs=$RPC_AVAILABLE bname=raw
+  else cs=$AVAILABLE bname=epoll; fi
   base=$(values "$w" "$bname" "$key" | median)
   uvb=$(values "$w" libuv "$key" | median)
   for c in $cs; do
+    # A metadata row's baseline is the same contestant without headers.
+    [ -z "$bname" ] && base=$(values "$w" "${c%+md}" "$key" | median)
     med=$(values "$w" "$c" "$key" | median)
     ok=$(values "$w" "$c" "$key" | wc -l)
     p50=- p99=- rl=-
@@ -373,7 +401,8 @@ for w in $WORKLOADS; do
       rpc-*)
         p50=$(fmt "$(values "$w" "$c" p50_us | median)")
         p99=$(fmt "$(values "$w" "$c" p99_us | median)")
-        [ "$c" != raw ] && rl="goal >= $(wl_goal "$w")" ;;
+        if [ -n "$bname" ]; then [ "$c" != raw ] && rl="goal >= $(wl_goal "$w")"
+        elif [[ "$c" == *+md ]]; then rl="goal >= $(wl_goal "$w")"; fi ;;
       pingpong|pinned)
         p50=$(fmt "$(values "$w" "$c" p50_us | median)")
         p99=$(fmt "$(values "$w" "$c" p99_us | median)")
@@ -386,8 +415,10 @@ for w in $WORKLOADS; do
     echo "| $(wl_title "$w") | $c | $(fmt "$med") | $unit | $better | $p50 | $p99 | $(ratio "$med" "$base") | $rl | $ok/$REPS |" >>"$MD"
     # Chart: relative performance, higher is better (lower-is-better metrics inverted).
     if [ "$better" = higher ]; then rel=$(ratio "$med" "$base"); else rel=$(ratio "$base" "$med"); fi
-    # Idle memory stays out of the chart: the baseline's 0 B/conn has no ratio.
-    [ "$w" = idle ] || printf '%s\t%s\t%s\n' "$w" "$c" "$rel" >>"$CHART"
+    # Idle memory stays out of the chart: the baseline's 0 B/conn has no ratio. A metadata
+    # workload charts X+md / X only.
+    [ "$w" = idle ] || { [ -z "$bname" ] && [[ "$c" != *+md ]]; } ||
+      printf '%s\t%s\t%s\n' "$w" "$c" "$rel" >>"$CHART"
   done
 done
 {
@@ -398,6 +429,7 @@ done
   echo "- idle: server VmRSS after 10k accepted idle connections minus before, / 10k (socket buffers are kernel memory, not in RSS). 0 means no user-space memory per idle connection."
   echo "- maxconn: connections that completed an echo while all were held open; the load generator uses 2 processes so that its own fd limit is not the one that stops it."
   echo "- rpc-*: p50/p99 are latencies from queueing a call's frame to parsing its RESPONSE; rpc-1x1x64-pinned pins the server (taskset) and the load generator to CPU 0, like pinned."
+  [ -n "$MD_WL" ] && echo "- rpc-*-mdN: ratio = X+md / X (the same server with and without N headers per call, same run); goal: at least 0.9."
   echo "- gaio-epoll/gaio-uring read into 64 KiB per-connection user buffers (gaio_echo --read user, the faster style here). gaio-*-swap use NULL-buffer reads (gaio_echo --read swap: read_max 64 KiB, swap_size 4 MiB) plus a copy into a per-connection buffer allocated at the first data. epoll_echo and uv_echo read 64 KiB at a time into one shared buffer."
   for n in "${NOTES[@]}"; do echo "- $n"; done
   fails=$(awk -F'\t' 'NR > 1 && $4 != "ok"' "$RAW" | wc -l)
@@ -415,16 +447,18 @@ done
 # ---- Chart ----
 if command -v gnuplot >/dev/null; then
   # One column per contestant, one group per workload.
-  awk -F'\t' -v cs="$AVAILABLE $RPC_AVAILABLE" '
+  CHART_CS="$AVAILABLE $RPC_AVAILABLE"
+  [ -n "$MD_WL" ] && for c in $RPC_AVAILABLE; do [ "$c" = raw ] || CHART_CS="$CHART_CS $c+md"; done
+  awk -F'\t' -v cs="$CHART_CS" '
     BEGIN { n = split(cs, c, " "); printf "workload"; for (i = 1; i <= n; i++) printf "\t%s", c[i]; print "" }
     { v[$1, $2] = ($3 == "-" ? "NaN" : $3); if (!($1 in seen)) { seen[$1] = 1; order[++m] = $1 } }
     END { for (j = 1; j <= m; j++) { printf "%s", order[j]; for (i = 1; i <= n; i++) printf "\t%s", v[order[j], c[i]]; print "" } }
   ' "$CHART" >"$WORK/chart.tsv"
-  ncols=$(($(wc -w <<<"$AVAILABLE $RPC_AVAILABLE") + 1))
+  ncols=$(($(wc -w <<<"$CHART_CS") + 1))
   gnuplot <<EOF || log "gnuplot failed"
 set terminal pngcairo size 1100,500 font ",10"
 set output "$OUT/ratios.png"
-set title "Relative to the baseline (epoll; raw for rpc-*), same run (higher is better; medians of $REPS; idle memory: see the table)"
+set title "Relative to the baseline (epoll; raw for rpc-*; X for X+md), same run (higher is better; medians of $REPS; idle memory: see the table)"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1

@@ -9,11 +9,18 @@
  * distinct. Every RESPONSE is checked: status 0, a request id in flight, body equal to the
  * request's body (the payload is a per-call slice of a fixed pattern).
  *
+ * --metadata N (0..64) sends N small headers with every REQUEST (rpc/WIRE.md section 13: flags
+ * METADATA, the block before the message): `tenant: acme`, `x-request-id: <8 hex digits, new for
+ * each call>`, then `x-md-<i>: v<i>`. The block is encoded once (rpc_metadata_encode()); each
+ * call only writes its request id into it. A server that answers with trailers has them skipped;
+ * the message after them is checked as usual. The raw frame echo does not speak metadata (it
+ * would echo the block as part of the body): use --metadata against //rpc servers only.
+ *
  * rpc_loadgen --port P [--host H] [--conns N] [--depth D] [--size S >= 1] [--duration S]
- *             [--warmup S] [--cpu C] [--timeout S]
- * Prints one line: mode=rpc conns= depth= size= duration_s= reqs= req_s= p50_us= p99_us=
- * p999_us= max_us= errors=; exits 0, 1 on an error (a wrong byte, a lost connection), 2 on bad
- * flags. */
+ *             [--warmup S] [--cpu C] [--timeout S] [--metadata N]
+ * Prints one line: mode=rpc conns= depth= size= metadata= duration_s= reqs= req_s= p50_us=
+ * p99_us= p999_us= max_us= errors=; exits 0, 1 on an error (a wrong byte, a lost connection), 2
+ * on bad flags. */
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -26,6 +33,7 @@
 #include <unistd.h>
 
 #include "rpc/frame.h"
+#include "rpc/metadata.h"
 #include "tests/bench/bench_util.h"
 #include "tests/bench/hist.h"
 
@@ -38,10 +46,13 @@
 #define READ_MIN (64u << 10)     /* per-connection read buffer, at least two frames */
 #define MAX_EVENTS 256           /* events per epoll_wait */
 #define POLL_MS 5                /* longest epoll_wait */
+#define MAX_MD RPC_DEFAULT_MAX_METADATA_ENTRIES /* --metadata limit */
+#define MD_BLOCK_MAX 2048        /* bytes of the encoded headers (64 small entries fit) */
+#define RID_HEX 8                /* digits of x-request-id */
 
 typedef struct config {
   bench_addr addr;
-  long conns, depth, size, cpu;
+  long conns, depth, size, cpu, metadata;
   double duration, warmup, timeout;
 } config;
 
@@ -67,7 +78,11 @@ typedef struct lg {
   uint32_t method_id;
   size_t prefix_len; /* 0x0a + varint(size) */
   uint8_t prefix[BODY_PREFIX_MAX];
-  size_t body_len, frame_len;
+  size_t body_len, frame_len; /* body_len: the message (replies carry it alone) */
+  uint8_t md_block[MD_BLOCK_MAX]; /* the encoded headers, sent before every message */
+  size_t md_len;                  /* 0: no metadata */
+  size_t rid_off;                 /* offset of x-request-id's value in md_block, if any */
+  size_t req_body_len;            /* md_len + body_len */
   int running;
   uint64_t t0, t1, msgs;
   long errors;
@@ -98,6 +113,11 @@ static void fail(lg_t *lg, long ci, const char *why, int err) {
 
 /* ---- Requests ---- */
 
+static void put_hex(uint8_t *out, uint32_t v) {
+  static const char digits[] = "0123456789abcdef";
+  for (int i = RID_HEX - 1; i >= 0; i--, v >>= 4) out[i] = (uint8_t)digits[v & 15];
+}
+
 static void issue(lg_t *lg, long ci, slot *s, uint64_t now) {
   lconn *c = &lg->c[ci];
   if (c->out_head > 0 && c->out_len + lg->frame_len > c->out_cap) {
@@ -107,12 +127,19 @@ static void issue(lg_t *lg, long ci, slot *s, uint64_t now) {
   }
   uint8_t *p = c->out + c->out_len;
   rpc_frame f = {.type = RPC_TYPE_REQUEST,
+                 .flags = lg->md_len ? RPC_FLAG_METADATA : 0,
                  .request_id = s->id,
                  .method_id = lg->method_id,
-                 .body_len = (uint32_t)lg->body_len};
+                 .body_len = (uint32_t)lg->req_body_len};
   rpc_frame_encode(&f, p);
-  memcpy(p + RPC_FRAME_HEADER_SIZE, lg->prefix, lg->prefix_len);
-  memcpy(p + RPC_FRAME_HEADER_SIZE + lg->prefix_len, payload_of(ci, s->id), (size_t)lg->cfg.size);
+  uint8_t *b = p + RPC_FRAME_HEADER_SIZE;
+  if (lg->md_len) {
+    memcpy(b, lg->md_block, lg->md_len);
+    if (lg->rid_off) put_hex(b + lg->rid_off, (uint32_t)ci << 20 ^ s->id);
+    b += lg->md_len;
+  }
+  memcpy(b, lg->prefix, lg->prefix_len);
+  memcpy(b + lg->prefix_len, payload_of(ci, s->id), (size_t)lg->cfg.size);
   c->out_len += lg->frame_len;
   s->busy = 1;
   s->t_send = now;
@@ -144,8 +171,17 @@ static int check_response(lg_t *lg, long ci, const rpc_frame *f, slot **out) {
   }
   slot *s = &c->slots[f->request_id % (uint32_t)lg->cfg.depth];
   if (!s->busy || s->id != f->request_id) return fail(lg, ci, "unknown request id", 0), -1;
-  if (f->body_len != lg->body_len || memcmp(f->body, lg->prefix, lg->prefix_len) != 0 ||
-      memcmp(f->body + lg->prefix_len, payload_of(ci, s->id), (size_t)lg->cfg.size) != 0)
+  const uint8_t *body = f->body;
+  size_t len = f->body_len;
+  if (f->flags & RPC_FLAG_METADATA) { /* trailers: skip them */
+    rpc_metadata md;
+    long n = rpc_metadata_parse(body, len, len, RPC_DEFAULT_MAX_METADATA_ENTRIES, &md);
+    if (n < 0) return fail(lg, ci, "malformed trailers", 0), -1;
+    body += n;
+    len -= (size_t)n;
+  }
+  if (len != lg->body_len || memcmp(body, lg->prefix, lg->prefix_len) != 0 ||
+      memcmp(body + lg->prefix_len, payload_of(ci, s->id), (size_t)lg->cfg.size) != 0)
     return fail(lg, ci, "reply body differs from the request body", 0), -1;
   *out = s;
   return 0;
@@ -156,7 +192,7 @@ static int on_frames(lg_t *lg, long ci, uint64_t now) {
   size_t pos = 0;
   rpc_frame f;
   for (;;) {
-    int n = rpc_frame_parse(c->in + pos, c->in_len - pos, lg->body_len, &f);
+    int n = rpc_frame_parse(c->in + pos, c->in_len - pos, lg->body_len + MD_BLOCK_MAX, &f);
     if (n == -EAGAIN) break;
     if (n < 0) return fail(lg, ci, "malformed or oversized frame", 0), -1;
     slot *s;
@@ -225,7 +261,37 @@ static void encode_prefix(lg_t *lg) {
     lg->prefix[lg->prefix_len++] = v ? (uint8_t)(b | 0x80) : b;
   } while (v);
   lg->body_len = lg->prefix_len + (size_t)lg->cfg.size;
-  lg->frame_len = RPC_FRAME_HEADER_SIZE + lg->body_len;
+  lg->req_body_len = lg->md_len + lg->body_len;
+  lg->frame_len = RPC_FRAME_HEADER_SIZE + lg->req_body_len;
+}
+
+/* The --metadata headers, encoded once; x-request-id's value is rewritten by each call. */
+static int encode_metadata(lg_t *lg) {
+  long n = lg->cfg.metadata;
+  if (n == 0) return 0;
+  static char keys[MAX_MD][16], values[MAX_MD][16];
+  rpc_md e[MAX_MD];
+  for (long i = 0; i < n; i++) {
+    if (i == 0) {
+      snprintf(keys[i], sizeof keys[i], "tenant");
+      snprintf(values[i], sizeof values[i], "acme");
+    } else if (i == 1) {
+      snprintf(keys[i], sizeof keys[i], "x-request-id");
+      snprintf(values[i], sizeof values[i], "%0*d", RID_HEX, 0);
+    } else {
+      snprintf(keys[i], sizeof keys[i], "x-md-%ld", i);
+      snprintf(values[i], sizeof values[i], "v%ld", i);
+    }
+    e[i] = (rpc_md){keys[i], strlen(keys[i]), values[i], strlen(values[i])};
+  }
+  long len = rpc_metadata_encode(e, (size_t)n, lg->md_block, sizeof lg->md_block);
+  if (len < 0) return (int)len;
+  lg->md_len = (size_t)len;
+  /* Entries follow the prefix in order: x-request-id's value ends entry 1. */
+  if (n >= 2)
+    lg->rid_off = RPC_METADATA_PREFIX + RPC_METADATA_ENTRY_HEADER + strlen(keys[0]) +
+                  strlen(values[0]) + RPC_METADATA_ENTRY_HEADER + strlen(keys[1]);
+  return 0;
 }
 
 static int run(lg_t *lg) {
@@ -262,9 +328,10 @@ static int run(lg_t *lg) {
     }
   }
   double secs = lg->cfg.duration;
-  printf("mode=rpc conns=%ld depth=%ld size=%ld duration_s=%.3f reqs=%llu req_s=%.0f "
-         "p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f errors=%ld\n",
-         lg->cfg.conns, lg->cfg.depth, lg->cfg.size, secs, (unsigned long long)lg->msgs,
+  printf("mode=rpc conns=%ld depth=%ld size=%ld metadata=%ld duration_s=%.3f reqs=%llu "
+         "req_s=%.0f p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f errors=%ld\n",
+         lg->cfg.conns, lg->cfg.depth, lg->cfg.size, lg->cfg.metadata, secs,
+         (unsigned long long)lg->msgs,
          (double)lg->msgs / secs, (double)hist_quantile(&lg->h, 0.5) / 1e3,
          (double)hist_quantile(&lg->h, 0.99) / 1e3, (double)hist_quantile(&lg->h, 0.999) / 1e3,
          (double)lg->h.max / 1e3, lg->errors);
@@ -279,7 +346,8 @@ static int parse_args(config *cfg, int argc, char **argv) {
   } longs[] = {{"--conns", &cfg->conns, 1, MAX_CONNS},
                {"--depth", &cfg->depth, 1, MAX_DEPTH},
                {"--size", &cfg->size, 1, MAX_SIZE},
-               {"--cpu", &cfg->cpu, 0, CPU_SETSIZE - 1}};
+               {"--cpu", &cfg->cpu, 0, CPU_SETSIZE - 1},
+               {"--metadata", &cfg->metadata, 0, MAX_MD}};
   struct {
     const char *name;
     double *out;
@@ -323,6 +391,7 @@ int main(int argc, char **argv) {
   pat_init();
   hist_reset(&lg.h);
   lg.method_id = rpc_method_id(METHOD, strlen(METHOD));
+  if (encode_metadata(&lg) != 0) return 1;
   encode_prefix(&lg);
   return run(&lg);
 }
