@@ -26,6 +26,7 @@
 #include "rpc/health.pb-c.h"
 #include "rpc/rpc.h"
 #include "tests/rpc_test.pb-c.h"
+#include "tests/rpc_wire_util.h"
 #include "tests/test_util.h"
 
 // Test hook of //rpc (declared in rpc/internal.h, which is private to the package): jump the
@@ -818,99 +819,11 @@ TEST(RpcTcp, RoundRobinOverTwoServersAndFailover) {
 // ---- Raw sockets: every malformed input of the wire spec ----------------------------------
 
 // One frame as the test builds it; Bytes() can then be patched to break a rule.
-struct RawFrame {
-  uint8_t type = RPC_TYPE_REQUEST;
-  uint8_t status = 0;
-  uint32_t id = 1;
-  uint32_t method = 0;
-  uint32_t timeout_us = 0;
-  std::string body;
-  uint32_t body_len_override = 0;  // nonzero: announce this body_len instead
-  std::string Bytes() const {
-    rpc_frame f = {};
-    f.type = type;
-    f.status = status;
-    f.request_id = id;
-    f.method_id = method;
-    f.timeout_us = timeout_us;
-    f.body_len = body_len_override ? body_len_override : uint32_t(body.size());
-    uint8_t h[RPC_FRAME_HEADER_SIZE];
-    rpc_frame_encode(&f, h);
-    return std::string(reinterpret_cast<char *>(h), sizeof h) + body;
-  }
-};
-
-struct Got {
-  bool ok = false;  // a whole frame arrived
-  bool eof = false; // the server closed the connection (after the frames before it)
-  uint8_t type = 0, status = 0;
-  uint32_t id = 0;
-  std::string body;
-};
-
-class RawConn {
- public:
-  explicit RawConn(UniqueFd fd) : fd_(std::move(fd)) {}
-  explicit RawConn(int port) {
-    fd_ = UniqueFd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in a = {};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(uint16_t(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(0, connect(fd_.get(), reinterpret_cast<sockaddr *>(&a), sizeof a));
-    int one = 1;
-    setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  }
-  void Send(const std::string &b) { ASSERT_TRUE(gaio_test::WriteAll(fd_.get(), b.data(), b.size())); }
-  void ShutWrite() { shutdown(fd_.get(), SHUT_WR); }
-  // The next frame from the server, or eof, within ms.
-  Got Next(int ms = 5000) {
-    Got g;
-    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-    for (;;) {
-      rpc_frame f;
-      int n = rpc_frame_parse(reinterpret_cast<const uint8_t *>(buf_.data()), buf_.size(),
-                              RPC_MAX_BODY_HARD, &f);
-      if (n > 0) {
-        g.ok = true;
-        g.type = f.type;
-        g.status = f.status;
-        g.id = f.request_id;
-        g.body.assign(reinterpret_cast<const char *>(f.body), f.body_len);
-        buf_.erase(0, size_t(n));
-        return g;
-      }
-      EXPECT_EQ(-EAGAIN, n) << "the server sent a malformed frame";
-      if (n != -EAGAIN) return g;
-      int left = int(std::chrono::duration_cast<std::chrono::milliseconds>(
-                         until - std::chrono::steady_clock::now()).count());
-      if (left <= 0 || !gaio_test::WaitReadable(fd_.get(), left)) return g;
-      char tmp[4096];
-      ssize_t r = read(fd_.get(), tmp, sizeof tmp);
-      if (r <= 0) {
-        g.eof = buf_.empty();
-        return g;
-      }
-      buf_.append(tmp, size_t(r));
-    }
-  }
-  int fd() const { return fd_.get(); }
-
- private:
-  UniqueFd fd_;
-  std::string buf_;
-};
-
-uint32_t MethodId(const char *full) { return rpc_method_id(full, strlen(full)); }
-
-std::string PackedRequest(const char *text, int delay_ms = 0) {
-  Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
-  req.text = const_cast<char *>(text);
-  req.delay_ms = delay_ms;
-  std::string out(protobuf_c_message_get_packed_size(&req.base), '\0');
-  protobuf_c_message_pack(&req.base, reinterpret_cast<uint8_t *>(&out[0]));
-  return out;
-}
+using rpc_test::Got;
+using rpc_test::MethodId;
+using rpc_test::PackedRequest;
+using rpc_test::RawConn;
+using rpc_test::RawFrame;
 
 RawFrame SayFrame(uint32_t id, const char *text) {
   RawFrame f;

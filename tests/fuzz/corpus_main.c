@@ -1,7 +1,10 @@
-/* Replays the fuzz corpus through LLVMFuzzerTestOneInput without libFuzzer, so that a plain
- * `bazel test` (gcc, any config) runs every seed. Each input, and each of its prefixes, is
- * copied into a buffer of exactly its size, so ASan (--config=asan) sees any over-read.
- * Arguments: files or directories; none = the runfiles copy of tests/fuzz/corpus/frame. */
+/* Replays a fuzz corpus through LLVMFuzzerTestOneInput without libFuzzer, so that a plain
+ * `bazel test` (gcc, any config) runs every seed, and a reproducer can be replayed without
+ * clang. Each input, and each of its prefixes, is copied into a buffer of exactly its size, so
+ * ASan (--config=asan) sees any over-read.
+ * Arguments: [--whole] files or directories; none = the runfiles copy of
+ * tests/fuzz/corpus/FUZZ_CORPUS. --whole runs each input once, without its prefixes; FUZZ_WHOLE
+ * 1 makes it the default (for targets whose every run costs a connection). */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +13,20 @@
 
 #include "tests/fuzz/fuzz_target.h"
 
+/* The target's corpus under tests/fuzz/corpus/, and whether prefixes are skipped: set by the
+ * BUILD file (local_defines). */
+#ifndef FUZZ_CORPUS
+#define FUZZ_CORPUS frame
+#endif
+#ifndef FUZZ_WHOLE
+#define FUZZ_WHOLE 0
+#endif
+#define CORPUS_STR2(x) #x
+#define CORPUS_STR(x) CORPUS_STR2(x)
+
 enum { CORPUS_MAX_INPUT = 1 << 20, CORPUS_MAX_PATH = 4096 };
+
+static int g_whole = FUZZ_WHOLE; /* no prefixes */
 
 /* Runs the input and every prefix of it. Returns 0, or -1 when the file cannot be read. */
 static int run_file(const char *path) {
@@ -20,7 +36,7 @@ static int run_file(const char *path) {
   size_t n = data ? fread(data, 1, CORPUS_MAX_INPUT, fp) : 0;
   int bad = data == NULL || ferror(fp) || !feof(fp);
   fclose(fp);
-  for (size_t len = 0; !bad && len <= n; len++) {
+  for (size_t len = g_whole ? n : 0; !bad && len <= n; len++) {
     uint8_t *copy = malloc(len > 0 ? len : 1);
     if (copy == NULL) {
       bad = 1;
@@ -70,13 +86,19 @@ int main(int argc, char **argv) {
   const char *one[1] = {dflt};
   int npaths = argc - 1, total = 0;
 
+  if (npaths > 0 && strcmp(paths[0], "--whole") == 0) {
+    g_whole = 1;
+    paths++;
+    npaths--;
+  }
   if (npaths == 0) {
     const char *srcdir = getenv("TEST_SRCDIR"), *ws = getenv("TEST_WORKSPACE");
     if (srcdir == NULL) {
       fprintf(stderr, "usage: %s CORPUS_DIR_OR_FILE... (or run it with bazel test)\n", argv[0]);
       return 2;
     }
-    snprintf(dflt, sizeof dflt, "%s/%s/tests/fuzz/corpus/frame", srcdir, ws ? ws : "gaio_c");
+    snprintf(dflt, sizeof dflt, "%s/%s/tests/fuzz/corpus/" CORPUS_STR(FUZZ_CORPUS), srcdir,
+             ws ? ws : "gaio_c");
     paths = one;
     npaths = 1;
   }
@@ -93,6 +115,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "corpus: no input found\n");
     return 1;
   }
-  printf("corpus: %d inputs and all their prefixes ran without a finding\n", total);
+  printf("corpus: %d inputs%s ran without a finding\n", total,
+         g_whole ? "" : " and all their prefixes");
   return 0;
 }

@@ -1,12 +1,15 @@
-/* Fuzz target of the frame parser (rpc/frame.h): reads the input as a server reads a connection,
- * frame after frame, with several max_body values, and checks the parser's contract on every
- * step. An invariant that fails aborts, which libFuzzer reports as a crash. */
+/* Fuzz target of the frame parser (rpc/frame.h) and of the metadata block parser
+ * (rpc/metadata.h): reads the input as a server reads a connection, frame after frame, with
+ * several max_body values, checks the parser's contract on every step, and parses the metadata
+ * block of every whole frame that has one, with several limits. An invariant that fails aborts,
+ * which libFuzzer reports as a crash. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "rpc/frame.h"
+#include "rpc/metadata.h"
 #include "tests/fuzz/fuzz_target.h"
 
 #define CHECK(cond)                                                                           \
@@ -29,7 +32,33 @@ static void check_header(const uint8_t *p, const rpc_frame *f) {
   CHECK(f->body == p + RPC_FRAME_HEADER_SIZE);
   CHECK(f->body_len <= (uint32_t)RPC_MAX_BODY_HARD);
   CHECK(f->type >= RPC_TYPE_REQUEST && f->type <= RPC_TYPE_GOAWAY);
-  CHECK(f->flags == 0);
+  CHECK(f->flags == 0 || (f->flags == RPC_FLAG_METADATA &&
+                          (f->type == RPC_TYPE_REQUEST || f->type == RPC_TYPE_RESPONSE)));
+}
+
+/* A parsed block views the body, its entries are valid and fill it, and encoding them again
+ * gives the same bytes: nothing in a block is left unchecked. Limits are enforced exactly. */
+static void check_metadata(const uint8_t *body, size_t len, size_t max_bytes, unsigned max_entries) {
+  rpc_metadata md;
+  long used = rpc_metadata_parse(body, len, max_bytes, max_entries, &md);
+  if (used < 0) {
+    CHECK(used == -EPROTO || used == -EMSGSIZE);
+    return;
+  }
+  CHECK((size_t)used == RPC_METADATA_PREFIX + md.len && (size_t)used <= len);
+  CHECK(md.data == body + RPC_METADATA_PREFIX && md.len <= max_bytes && md.count <= max_entries);
+  rpc_md e[RPC_DEFAULT_MAX_METADATA_ENTRIES];
+  size_t pos = 0, n = 0;
+  while (n < md.count && rpc_metadata_next(&md, &pos, &e[n])) {
+    CHECK(rpc_metadata_key_ok(e[n].key, e[n].key_len));
+    n++;
+  }
+  CHECK(n == md.count && pos == md.len);
+  uint8_t again[RPC_METADATA_PREFIX + 4096];
+  if ((size_t)used <= sizeof again) {
+    CHECK(rpc_metadata_encode(e, n, again, sizeof again) == used);
+    CHECK(memcmp(again, body, (size_t)used) == 0);
+  }
 }
 
 static void check_frame(const uint8_t *p, size_t left, size_t max_body, int rc,
@@ -41,6 +70,10 @@ static void check_frame(const uint8_t *p, size_t left, size_t max_body, int rc,
   CHECK(f->body_len <= max_body);
   CHECK(f->body + f->body_len <= p + left); /* the body lies inside the input */
   check_header(p, f);
+  if (f->flags & RPC_FLAG_METADATA) {
+    check_metadata(f->body, f->body_len, 4096, RPC_DEFAULT_MAX_METADATA_ENTRIES);
+    check_metadata(f->body, f->body_len, 16, 2);
+  }
   /* One byte less is an incomplete frame, never another verdict. */
   CHECK(rpc_frame_parse(p, (size_t)rc - 1, max_body, &g) == -EAGAIN);
 }
