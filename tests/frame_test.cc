@@ -565,9 +565,13 @@ TEST(WireDoc, DocumentShowsTheseExactBytes) {
 
 // ---- Metadata (WIRE.md section 13) ---------------------------------------------------------
 
+// An entry viewing its key and value: string literals (static), or strings that outlive it.
+rpc_md Md(const char *k, const char *v) { return rpc_md{k, strlen(k), v, strlen(v)}; }
+rpc_md Md(const char *k, const std::string &v) { return rpc_md{k, strlen(k), v.data(), v.size()}; }
 rpc_md Md(const std::string &k, const std::string &v) {
   return rpc_md{k.data(), k.size(), v.data(), v.size()};
 }
+rpc_md Md(const std::string &k, const char *v) { return rpc_md{k.data(), k.size(), v, strlen(v)}; }
 
 Bytes Encode(const std::vector<rpc_md> &e) {
   size_t n = rpc_metadata_size(e.data(), e.size());
