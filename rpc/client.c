@@ -422,7 +422,7 @@ static void conn_read(cconn *c) {
 static void ep_connect(endpoint *ep) {
   rpc_channel *ch = ep->ch;
   int fd = socket(ep->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  cconn *c = fd >= 0 ? calloc(1, sizeof *c) : NULL;
+  cconn *c = fd >= 0 ? gaio__calloc(1, sizeof *c) : NULL;
   if (!c || rpc__rbuf_init(&c->rb) < 0) goto fail;
   if (ep->addr.ss_family != AF_UNIX) {
     int one = 1;
@@ -793,7 +793,7 @@ static int parse_target(rpc_channel *ch, const char *target) {
   unsigned n = 1;
   for (const char *p = target; *p; p++) n += *p == ',';
   if (n > RPC_MAX_ENDPOINTS) return -EINVAL;
-  ch->eps = calloc(n, sizeof *ch->eps);
+  ch->eps = gaio__calloc(n, sizeof *ch->eps);
   if (!ch->eps) return -ENOMEM;
   const char *p = target;
   for (unsigned i = 0; i < n; i++) {
@@ -840,7 +840,7 @@ static void chan_free(rpc_channel *ch) {
 int rpc_channel_create(rpc_channel **out, const char *target, const rpc_channel_options *opts) {
   *out = NULL;
   if (!target) return -EINVAL;
-  rpc_channel *ch = calloc(1, sizeof *ch);
+  rpc_channel *ch = gaio__calloc(1, sizeof *ch);
   if (!ch) return -ENOMEM;
   if (opts) ch->opts = *opts;
   pthread_mutex_init(&ch->stub_mu, NULL);
@@ -883,7 +883,7 @@ static int submit(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *
     atomic_fetch_sub(&ch->pending_calls, 1);
     return -ENOBUFS;
   }
-  ccall *call = malloc(sizeof *call);
+  ccall *call = gaio__malloc(sizeof *call);
   if (!call) {
     atomic_fetch_sub(&ch->pending_calls, 1);
     return -ENOMEM;
@@ -930,7 +930,7 @@ int rpc_channel_submit(rpc_channel *ch, const rpc_method *m, const ProtobufCMess
 }
 
 static int post_id(rpc_channel *ch, int kind, uint64_t id) {
-  struct id_item *ii = malloc(sizeof *ii);
+  struct id_item *ii = gaio__malloc(sizeof *ii);
   if (!ii) return -ENOMEM;
   ii->item.kind = kind;
   ii->id = id;
@@ -1020,7 +1020,7 @@ static void stub_destroy(ProtobufCService *svc) { (void)svc; /* the channel free
 
 ProtobufCService *rpc_channel_service(rpc_channel *ch, const ProtobufCServiceDescriptor *desc) {
   if (!ch || !desc) return NULL;
-  struct stub *st = calloc(1, sizeof *st + desc->n_methods * sizeof(uint32_t));
+  struct stub *st = gaio__calloc(1, sizeof *st + desc->n_methods * sizeof(uint32_t));
   if (!st) return NULL;
   st->base.descriptor = desc;
   st->base.invoke = stub_invoke;
@@ -1044,7 +1044,7 @@ int rpc_last_status(const char **message) {
 
 int rpc_cq_create(rpc_cq **out) {
   *out = NULL;
-  rpc_cq *cq = calloc(1, sizeof *cq);
+  rpc_cq *cq = gaio__calloc(1, sizeof *cq);
   if (!cq) return -ENOMEM;
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);

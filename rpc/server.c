@@ -177,7 +177,7 @@ static uint8_t *out_room(conn *c, size_t n) {
      * stays close to max_write_bytes_per_conn instead of twice that. */
     size_t ncap = cap ? cap : OUT_INITIAL;
     while (ncap - len < n) ncap += ncap < OUT_KEEP_MAX ? ncap : OUT_KEEP_MAX;
-    rpc__wbuf *nb = realloc(b, sizeof *nb + ncap);
+    rpc__wbuf *nb = gaio__realloc(b, sizeof *nb + ncap);
     if (!nb) return NULL;
     if (!b) {
       nb->kind = RPC__CTX_WRITE;
@@ -422,7 +422,7 @@ static void conn_arm_idle(conn *c, uint64_t now) {
 }
 
 static void conn_adopt(worker *wk, int fd) {
-  conn *c = calloc(1, sizeof *c);
+  conn *c = gaio__calloc(1, sizeof *c);
   if (!c || rpc__rbuf_init(&c->rb) < 0) {
     free(c);
     close(fd);
@@ -463,7 +463,7 @@ static void *arena_alloc(void *data, size_t size) {
     return call->arena + off;
   }
   const ProtobufCAllocator *x = call->ext;
-  void *p = x ? x->alloc(x->allocator_data, size) : malloc(size);
+  void *p = x ? x->alloc(x->allocator_data, size) : gaio__malloc(size);
   if (!p) call->alloc_failed = 1;
   return p;
 }
@@ -484,7 +484,7 @@ static rpc_call *call_get(worker *wk) {
   if (call) {
     wk->cache = call->lnext;
     wk->ncached--;
-  } else if ((call = malloc(sizeof *call)) == NULL) {
+  } else if ((call = gaio__malloc(sizeof *call)) == NULL) {
     return NULL;
   }
   memset(call, 0, offsetof(rpc_call, alloc));
@@ -859,7 +859,7 @@ static void hand_over(worker *wk, int fd) {
     conn_adopt(wk, fd);
     return;
   }
-  struct conn_item *it = malloc(sizeof *it);
+  struct conn_item *it = gaio__malloc(sizeof *it);
   if (!it) {
     close(fd);
     return;

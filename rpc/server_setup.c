@@ -29,9 +29,9 @@ int rpc_server_create(rpc_server **out, const rpc_server_options *opts) {
   if (o.workers > RPC_MAX_WORKERS || o.max_body > RPC_MAX_BODY_HARD || o.close_linger_ms < 0)
     return -EINVAL;
   if (o.allocator && (!o.allocator->alloc || !o.allocator->free)) return -EINVAL;
-  rpc_server *s = calloc(1, sizeof *s);
+  rpc_server *s = gaio__calloc(1, sizeof *s);
   if (!s) return -ENOMEM;
-  s->workers = calloc(o.workers, rpc__srv_worker_size());
+  s->workers = gaio__calloc(o.workers, rpc__srv_worker_size());
   if (!s->workers) {
     free(s);
     return -ENOMEM;
@@ -81,8 +81,8 @@ int rpc_server_add_service(rpc_server *s, ProtobufCService *svc) {
   int rc = check_handlers(svc);
   if (rc < 0) return rc;
   size_t n = s->nmethods + d->n_methods;
-  rpc__srv_method *m = malloc((n ? n : 1) * sizeof *m);
-  ProtobufCService **sv = realloc(s->services, (s->nservices + 1) * sizeof *sv);
+  rpc__srv_method *m = gaio__malloc((n ? n : 1) * sizeof *m);
+  ProtobufCService **sv = gaio__realloc(s->services, (s->nservices + 1) * sizeof *sv);
   if (!m || !sv) {
     free(m);
     if (sv) s->services = sv;
@@ -146,7 +146,7 @@ static void health_check(Gaio__Health__V1__Health_Service *svc,
 int rpc_server_enable_health(rpc_server *s) {
   if (!s) return -EINVAL;
   if (s->health) return -EEXIST;
-  struct health_service *h = calloc(1, sizeof *h);
+  struct health_service *h = gaio__calloc(1, sizeof *h);
   if (!h) return -ENOMEM;
   gaio__health__v1__health__init(&h->base, NULL);
   h->base.check = health_check;
