@@ -1,7 +1,9 @@
 /* Edge-triggered epoll backend. Each fd is registered once, for both directions, when it is
  * attached. The loop tries the syscall first and waits for an edge only after EAGAIN (or a short
  * read/write on a stream, which means the kernel buffer was drained or filled: any later change
- * raises a new edge, since epoll_wait already consumed the previous one). */
+ * raises a new edge, since epoll_wait already consumed the previous one). In fault runs an
+ * injected EAGAIN or short transfer promises no such edge: the fd is owed a kick instead, right
+ * after the next poll, which does not block (gaio/fault.h). */
 #include <assert.h>
 #include <errno.h>
 #include <poll.h>
@@ -12,25 +14,31 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "gaio/fault.h"
 #include "gaio/internal.h"
 
 /* Event data: fd in the low 32 bits, generation in the high 32. The wakeup eventfd uses a tag
  * no fd can have. */
 #define WAKE_TAG UINT64_MAX
 
+/* Fault runs: an injected EAGAIN or short transfer blocked the fd; its next kick unblocks it. */
+#define FD_OWED GAIO__FD_BE1
+
 struct epoll_state {
   int epfd;
   int evfd;
   unsigned max_events;
+  gaio__queue owed; /* fault runs: FD_OWED fds to kick after the next poll, by kick_link */
   struct epoll_event events[];
 };
 
 static struct epoll_state *state_of(gaio_watcher *w) { return w->be_state; }
 
 static int ep_init(gaio_watcher *w) {
-  struct epoll_state *s = malloc(sizeof(*s) + w->max_events * sizeof(struct epoll_event));
+  struct epoll_state *s = gaio__malloc(sizeof(*s) + w->max_events * sizeof(struct epoll_event));
   if (s == NULL) return -ENOMEM;
   s->max_events = w->max_events;
+  gaio__queue_init(&s->owed);
   s->epfd = epoll_create1(EPOLL_CLOEXEC);
   s->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.u64 = WAKE_TAG};
@@ -77,6 +85,20 @@ static gaio__req *head_of(gaio__queue *q) {
   return gaio__container_of(gaio__queue_head(q), gaio__req, link);
 }
 
+/* The last call said the fd is drained or full (EAGAIN, or a short transfer on a stream): wait
+ * for an edge. If the fault injector made that up, no edge may come (fault.h): the fd is owed a
+ * kick, and its next kick, whatever brings it, unblocks it. One is due already if f is on a
+ * kick list (the core's, or the deferred reads'); else f waits on the owed list, which the next
+ * poll does not block for and kicks after. Moving f off the core's list instead lost the owed
+ * kick when a completion put f back there before the poll. */
+static void block(gaio_watcher *w, gaio__fd *f, uint16_t bit) {
+  f->state |= bit;
+  if (GAIO__FAULT && gaio__fault_owed()) {
+    f->state |= FD_OWED;
+    if (!gaio__queue_linked(&f->kick_link)) gaio__queue_push(&state_of(w)->owed, &f->kick_link);
+  }
+}
+
 /* recvmsg(2) of one datagram into r; the sender's address goes where the caller asked. A
  * zero-length datagram is a result of size 0, not an end of stream (except on a stream). */
 static ssize_t recv_datagram(gaio__fd *f, gaio__req *r) {
@@ -86,7 +108,7 @@ static ssize_t recv_datagram(gaio__fd *f, gaio__req *r) {
     msg.msg_name = r->u.sock.addr;
     msg.msg_namelen = sizeof(struct sockaddr_storage);
   }
-  ssize_t n = recvmsg(f->fd, &msg, 0);
+  ssize_t n = gaio__sys_recvmsg(f->fd, &msg, 0);
   if (n < 0) return n;
   r->u.sock.addr_len = r->u.sock.addr ? msg.msg_namelen : 0;
   if (msg.msg_flags & MSG_TRUNC) r->flags |= GAIO__REQ_TRUNC;
@@ -96,8 +118,8 @@ static ssize_t recv_datagram(gaio__fd *f, gaio__req *r) {
 /* One accept4(2) for the head accept request. Returns 0 to go on with the queue, 1 to stop. */
 static int accept_once(gaio_watcher *w, gaio__fd *f, gaio__req *r) {
   socklen_t len = sizeof(struct sockaddr_storage);
-  int fd = accept4(f->fd, r->u.sock.addr, r->u.sock.addr ? &len : NULL,
-                   SOCK_NONBLOCK | SOCK_CLOEXEC);
+  int fd = gaio__sys_accept4(f->fd, r->u.sock.addr, r->u.sock.addr ? &len : NULL,
+                             SOCK_NONBLOCK | SOCK_CLOEXEC);
   if (fd >= 0) {
     r->u.sock.conn_fd = fd;
     r->u.sock.addr_len = r->u.sock.addr ? len : 0;
@@ -105,7 +127,7 @@ static int accept_once(gaio_watcher *w, gaio__fd *f, gaio__req *r) {
     return 0;
   }
   if (errno == EAGAIN || errno == EWOULDBLOCK) {
-    f->state |= GAIO__FD_RD_BLOCKED;
+    block(w, f, GAIO__FD_RD_BLOCKED);
     return 1;
   }
   if (errno != EINTR) gaio__complete(w, r, -errno); /* this accept only: the listener lives */
@@ -142,7 +164,7 @@ static int read_once(gaio_watcher *w, gaio__fd *f, gaio__req *r) {
       return 0;
     }
   } else {
-    n = read(f->fd, r->buf + r->done, want);
+    n = gaio__sys_read(f->fd, r->buf + r->done, want);
   }
   if (n > 0) {
     gaio__count(&w->bytes_read, (uint64_t)n);
@@ -152,12 +174,12 @@ static int read_once(gaio_watcher *w, gaio__fd *f, gaio__req *r) {
                                           GAIO__FD_STREAM;
     if (r->op == GAIO_OP_READ_FULL && r->done < r->len) {
       if (!drained) return 0;
-      f->state |= GAIO__FD_RD_BLOCKED; /* drained: wait for more */
+      block(w, f, GAIO__FD_RD_BLOCKED); /* drained: wait for more */
       return 1;
     }
     gaio__complete(w, r, 0);
     if (drained) {
-      f->state |= GAIO__FD_RD_BLOCKED;
+      block(w, f, GAIO__FD_RD_BLOCKED);
       return 1;
     }
     return 0;
@@ -168,7 +190,7 @@ static int read_once(gaio_watcher *w, gaio__fd *f, gaio__req *r) {
     r->buf = NULL;
   }
   if (err == -EAGAIN || err == -EWOULDBLOCK) {
-    f->state |= GAIO__FD_RD_BLOCKED;
+    block(w, f, GAIO__FD_RD_BLOCKED);
     return 1;
   }
   if (err != -EINTR) gaio__complete(w, r, err);
@@ -258,13 +280,13 @@ static void run_writes(gaio_watcher *w, gaio__fd *f) {
         msg.msg_name = head->u.sock.addr;
         msg.msg_namelen = head->u.sock.addr_len;
       }
-      n = sendmsg(f->fd, &msg, MSG_NOSIGNAL); /* a closed peer gives EPIPE, not SIGPIPE */
+      n = gaio__sys_sendmsg(f->fd, &msg, MSG_NOSIGNAL); /* a closed peer: EPIPE, not SIGPIPE */
     } else {
-      n = writev(f->fd, iov, (int)cnt);
+      n = gaio__sys_writev(f->fd, iov, (int)cnt);
     }
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        f->state |= GAIO__FD_WR_BLOCKED;
+        block(w, f, GAIO__FD_WR_BLOCKED);
       } else if (errno != EINTR) {
         gaio__complete(w, head_of(&f->wq), -errno);
       }
@@ -272,11 +294,13 @@ static void run_writes(gaio_watcher *w, gaio__fd *f) {
     }
     gaio__count(&w->bytes_written, (uint64_t)n);
     writes_advance(w, f, (size_t)n);
-    if ((size_t)n < total && !(f->state & GAIO__FD_HUP)) f->state |= GAIO__FD_WR_BLOCKED;
+    if ((size_t)n < total && !(f->state & GAIO__FD_HUP)) block(w, f, GAIO__FD_WR_BLOCKED);
   }
 }
 
 static void ep_kick(gaio_watcher *w, gaio__fd *f) {
+  if (GAIO__FAULT && (f->state & FD_OWED)) /* as if an edge had come for both directions */
+    f->state &= (uint16_t)~(FD_OWED | GAIO__FD_RD_BLOCKED | GAIO__FD_WR_BLOCKED);
   run_reads(w, f);
   run_writes(w, f);
 }
@@ -287,9 +311,17 @@ static void drain_wakeup(struct epoll_state *s) {
   }
 }
 
+/* Fault runs: the fds owed a kick get it, from the core's kick list, after this poll. */
+static void kick_owed(gaio_watcher *w, struct epoll_state *s) {
+  while (!gaio__queue_empty(&s->owed))
+    gaio__kick(w, gaio__container_of(gaio__queue_head(&s->owed), gaio__fd, kick_link));
+}
+
 static int ep_poll(gaio_watcher *w, int timeout_ms) {
   struct epoll_state *s = state_of(w);
-  int n = epoll_wait(s->epfd, s->events, (int)s->max_events, timeout_ms);
+  int owed = GAIO__FAULT && !gaio__queue_empty(&s->owed);
+  int n = gaio__sys_epoll_wait(s->epfd, s->events, (int)s->max_events, owed ? 0 : timeout_ms);
+  if (owed) kick_owed(w, s);
   if (n < 0) return errno == EINTR ? 0 : -errno;
   for (int i = 0; i < n; i++) {
     uint64_t tag = s->events[i].data.u64;

@@ -13,8 +13,10 @@
  * a read that finds the ring empty (-ENOBUFS) waits for that, as on epoll.
  *
  * An operation that answers -EAGAIN (a non-socket fd opened O_NONBLOCK, for instance) is
- * retried after a one-shot readiness poll. Needs Linux 5.19 (buffer rings, cancel by fd);
- * init fails, and the automatic choice falls back to epoll, on anything older. */
+ * retried after a one-shot readiness poll. In fault runs (gaio/fault.h) the injector may give
+ * an operation that EAGAIN before it is submitted, a shorter length, or the kernel's answer to
+ * a reset connection or a full fd table (inject()). Needs Linux 5.19 (buffer rings, cancel by
+ * fd); init fails, and the automatic choice falls back to epoll, on anything older. */
 #include <assert.h>
 #include <errno.h>
 #include <liburing.h>
@@ -27,6 +29,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "gaio/fault.h"
 #include "gaio/internal.h"
 
 /* user_data: a request pointer (requests are 8-aligned), with the low bits saying what the SQE
@@ -137,7 +140,7 @@ static struct mblock *block_get(struct uring_state *s) {
   struct mblock *b = s->free_blocks;
   if (b != NULL) {
     s->free_blocks = b->next;
-  } else if ((b = malloc(sizeof(*b))) == NULL) {
+  } else if ((b = gaio__malloc(sizeof(*b))) == NULL) {
     return NULL;
   }
   memset(&b->msg, 0, sizeof(b->msg));
@@ -159,6 +162,8 @@ static void hold(gaio__req *r, struct io_uring_sqe *sqe, unsigned kind) {
   if (kind == UD_POLL) r->flags |= GAIO__REQ_POLL;
 }
 
+static int inject(gaio_watcher *w, gaio__fd *f, gaio__req *r, unsigned allow, size_t *len);
+
 /* Queue the SQE of the head read-side request r. Returns 0, or -1 if it could not be queued
  * now (no SQE or no memory: the fd is kicked again later). */
 static int submit_read(gaio_watcher *w, gaio__fd *f, gaio__req *r) {
@@ -166,6 +171,21 @@ static int submit_read(gaio_watcher *w, gaio__fd *f, gaio__req *r) {
   if ((r->flags & GAIO__REQ_SWAP) && s->bufs_empty) {
     gaio__defer(w, f);
     return 0;
+  }
+  /* The SQE's length field is 32 bits (liburing casts it): a 4 GiB read would become a 0-byte
+   * read, a false end of stream. A read completes on its first bytes anyway; a read-full goes
+   * on with the rest in the next SQE (read_done). */
+  size_t want = r->len - r->done;
+  if (want > GAIO_MAX_IO_CHUNK) want = GAIO_MAX_IO_CHUNK;
+  size_t swap_len = w->read_max;
+  if (GAIO__FAULT) {
+    int bytes = r->op == GAIO_OP_READ || r->op == GAIO_OP_READ_FULL;
+    unsigned allow = r->op == GAIO_OP_ACCEPT ? GAIO__FAULTS_ACCEPT
+                     : bytes                 ? GAIO__FAULTS_READ
+                                             : GAIO__FAULTS_RETRY;
+    size_t *len = !bytes ? NULL : (r->flags & GAIO__REQ_SWAP) ? &swap_len : &want;
+    int rc = inject(w, f, r, allow, len);
+    if (rc != 0) return rc < 0 ? -1 : 0;
   }
   struct mblock *b = NULL;
   if (r->op == GAIO_OP_RECVFROM && (b = block_get(s)) == NULL) return -1;
@@ -177,11 +197,6 @@ static int submit_read(gaio_watcher *w, gaio__fd *f, gaio__req *r) {
     }
     return -1;
   }
-  /* The SQE's length field is 32 bits (liburing casts it): a 4 GiB read would become a 0-byte
-   * read, a false end of stream. A read completes on its first bytes anyway; a read-full goes
-   * on with the rest in the next SQE (read_done). */
-  size_t want = r->len - r->done;
-  if (want > GAIO_MAX_IO_CHUNK) want = GAIO_MAX_IO_CHUNK;
   if (r->op == GAIO_OP_ACCEPT) {
     r->u.sock.addr_len = sizeof(struct sockaddr_storage);
     io_uring_prep_accept(sqe, f->fd, r->u.sock.addr,
@@ -196,7 +211,7 @@ static int submit_read(gaio_watcher *w, gaio__fd *f, gaio__req *r) {
     b->msg.msg_namelen = r->u.sock.addr ? sizeof(struct sockaddr_storage) : 0;
     io_uring_prep_recvmsg(sqe, f->fd, &b->msg, 0);
   } else if (r->flags & GAIO__REQ_SWAP) {
-    io_uring_prep_recv(sqe, f->fd, NULL, (size_t)w->read_max, 0);
+    io_uring_prep_recv(sqe, f->fd, NULL, swap_len, 0);
   } else if (f->state & GAIO__FD_SOCK) {
     /* MSG_WAITALL: the kernel itself keeps filling a read-full on a stream. */
     int full = r->op == GAIO_OP_READ_FULL && (f->state & GAIO__FD_STREAM);
@@ -226,6 +241,14 @@ static int submit_write(gaio_watcher *w, gaio__fd *f, gaio__req *head) {
   int message = head->op == GAIO_OP_SENDTO ||
                 (f->state & (GAIO__FD_SOCK | GAIO__FD_STREAM)) == GAIO__FD_SOCK;
   size_t left = head->len - head->done;
+  size_t limit = GAIO_MAX_IO_CHUNK; /* bytes of a stream write: less in a fault run */
+  if (GAIO__FAULT) {
+    size_t cut = left;
+    int rc = inject(w, f, head, message ? GAIO__FAULTS_RETRY : GAIO__FAULTS_WRITE,
+                    message ? NULL : &cut);
+    if (rc != 0) return rc < 0 ? -1 : 0;
+    if (cut < limit) limit = cut;
+  }
   if (head->op == GAIO_OP_WRITE && (!message || left <= GAIO_MAX_IO_CHUNK) &&
       (message || head->link.next == &f->wq ||
        gaio__container_of(head->link.next, gaio__req, link)->op != GAIO_OP_WRITE)) {
@@ -234,7 +257,7 @@ static int submit_write(gaio_watcher *w, gaio__fd *f, gaio__req *head) {
      * split: a longer one takes the msghdr below, and the kernel's verdict (-EMSGSIZE). */
     struct io_uring_sqe *sqe = sqe_get(s);
     if (sqe == NULL) return -1;
-    if (left > GAIO_MAX_IO_CHUNK) left = GAIO_MAX_IO_CHUNK;
+    if (left > limit) left = limit;
     if (f->state & GAIO__FD_SOCK)
       io_uring_prep_send(sqe, f->fd, head->buf + head->done, left, MSG_NOSIGNAL);
     else
@@ -256,11 +279,11 @@ static int submit_write(gaio_watcher *w, gaio__fd *f, gaio__req *head) {
    * are always a prefix of the group, as writes_advance assumes. */
   size_t cnt = 0, max = message ? 1 : GAIO_MAX_WRITE_IOV, total = 0;
   for (gaio__queue *q = gaio__queue_head(&f->wq);
-       q != &f->wq && cnt < max && total < GAIO_MAX_IO_CHUNK; q = q->next) {
+       q != &f->wq && cnt < max && total < limit; q = q->next) {
     gaio__req *r = gaio__container_of(q, gaio__req, link);
     if (r->op != GAIO_OP_WRITE && cnt > 0) break; /* a connect, sendto or shutdown: alone */
     size_t n = r->len - r->done;
-    if (!message && n > GAIO_MAX_IO_CHUNK - total) n = GAIO_MAX_IO_CHUNK - total;
+    if (!message && n > limit - total) n = limit - total;
     b->iov[cnt].iov_base = r->buf + r->done;
     b->iov[cnt++].iov_len = n;
     total += n;
@@ -289,6 +312,26 @@ static int submit_poll(gaio_watcher *w, gaio__req *r) {
   io_uring_prep_poll_add(sqe, r->fd, mask);
   hold(r, sqe, UD_POLL);
   return 0;
+}
+
+/* Fault runs: the fault the injector picks for the operation r is about to get, among allow
+ * (fault.h). EAGAIN arms the readiness poll that a real -EAGAIN arms; a reset (the fd is shut
+ * down by then) or EMFILE completes r with what the kernel would have answered; a short length
+ * is left in *len (NULL: never shortened). Returns 0 to submit the operation, 1 when r needs
+ * none now, -1 when the poll found no SQE (as submit_read: the fd is kicked again later). */
+static int inject(gaio_watcher *w, gaio__fd *f, gaio__req *r, unsigned allow, size_t *len) {
+  switch (gaio__fault_pick(GAIO__FAULTS_KERNEL_OP(allow), f->fd, len)) {
+    case GAIO__FAULT_EAGAIN:
+      return submit_poll(w, r) == 0 ? 1 : -1;
+    case GAIO__FAULT_RESET:
+      gaio__complete(w, r, gaio__is_write_op(r->op) ? -EPIPE : -ECONNRESET);
+      return 1;
+    case GAIO__FAULT_EMFILE:
+      gaio__complete(w, r, -EMFILE);
+      return 1;
+    default:
+      return 0;
+  }
 }
 
 /* Complete the requests of q whose cancel waited for the head (see ur_cancel), in order. */
@@ -352,6 +395,10 @@ static int accepts(gaio_watcher *w, gaio__fd *f) {
   if (left || !is_accept(r) || r->u.sock.addr != NULL || (r->flags & GAIO__REQ_KERNEL) ||
       r->link.next == &f->rq || !is_accept(gaio__container_of(r->link.next, gaio__req, link)))
     return 0;
+  /* The injector's EAGAIN or EMFILE goes to the head accept, as from a single accept. With
+   * no SQE for the poll, the single accept below finds none either, and the fd stalls. */
+  int rc = GAIO__FAULT ? inject(w, f, r, GAIO__FAULTS_ACCEPT, NULL) : 0;
+  if (rc != 0) return rc > 0;
   struct io_uring_sqe *sqe = sqe_get(s);
   if (sqe == NULL) return 0;
   io_uring_prep_multishot_accept(sqe, f->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -365,7 +412,7 @@ static int accepts(gaio_watcher *w, gaio__fd *f) {
 static int stash_add(struct uring_state *s, gaio__fd *f, int fd) {
   if (s->nstash == s->stash_cap) {
     unsigned cap = s->stash_cap ? s->stash_cap * 2 : 64;
-    struct stashed *n = realloc(s->stash, cap * sizeof(*n));
+    struct stashed *n = gaio__realloc(s->stash, cap * sizeof(*n));
     if (n == NULL) return -1;
     s->stash = n;
     s->stash_cap = cap;
@@ -650,6 +697,8 @@ static void reap(gaio_watcher *w) {
 /* Submit what is queued, then wait up to timeout_ms (-1 forever, 0 not at all) for one
  * completion. Returns what io_uring_enter said. */
 static int enter(struct uring_state *s, int timeout_ms) {
+  if (GAIO__FAULT && gaio__fault_pick(GAIO__FAULTS_POLL, -1, NULL) == GAIO__FAULT_EINTR)
+    return -EINTR; /* a signal before anything was submitted */
   if (timeout_ms == 0)
     return io_uring_submit_and_get_events(&s->ring); /* also runs pending completion work */
   if (timeout_ms < 0) return io_uring_submit_and_wait(&s->ring, 1);
@@ -792,7 +841,7 @@ static int setup_buffers(gaio_watcher *w, struct uring_state *s) {
   void *mem = mmap(NULL, s->br_size, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
   if (mem == MAP_FAILED) return -ENOMEM;
   s->br = mem;
-  s->used = calloc(n, sizeof(*s->used));
+  s->used = gaio__calloc(n, sizeof(*s->used));
   if (s->used == NULL) return -ENOMEM;
   io_uring_buf_ring_init(s->br);
   struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)mem, .ring_entries = n,
@@ -819,7 +868,7 @@ static void state_free(struct uring_state *s, int ring_up) {
 }
 
 static int ur_init(gaio_watcher *w) {
-  struct uring_state *s = calloc(1, sizeof(*s));
+  struct uring_state *s = gaio__calloc(1, sizeof(*s));
   if (s == NULL) return -ENOMEM;
   s->evfd = -1;
   gaio__queue_init(&s->stalled);
@@ -828,11 +877,12 @@ static int ur_init(gaio_watcher *w) {
   /* COOP_TASKRUN: completions are finished when this thread enters the kernel, without an
    * interrupt to the thread (5.19); TASKRUN_FLAG tells liburing when such work is pending. */
   p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
-  p.cq_entries = w->ring_entries * 2;
-  int rc = io_uring_queue_init_params(w->ring_entries, &s->ring, &p);
+  unsigned entries = gaio__fault_ring_entries(w->ring_entries); /* fault runs: a tiny ring */
+  p.cq_entries = entries * 2;
+  int rc = io_uring_queue_init_params(entries, &s->ring, &p);
   if (rc == -EINVAL) { /* before 5.19: no COOP_TASKRUN */
     p.flags &= ~(unsigned)(IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
-    rc = io_uring_queue_init_params(w->ring_entries, &s->ring, &p);
+    rc = io_uring_queue_init_params(entries, &s->ring, &p);
   }
   if (rc != 0) {
     state_free(s, 0);

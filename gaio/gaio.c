@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gaio/fault.h"
 #include "gaio/internal.h"
 
 #define REQS_PER_SLAB 256u
@@ -101,7 +102,7 @@ static size_t fd_table_size(void) {
 int gaio_watcher_create(gaio_watcher **out, const gaio_options *opts) {
   if (out == NULL) return -EINVAL;
   *out = NULL;
-  gaio_watcher *w = calloc(1, sizeof(*w));
+  gaio_watcher *w = gaio__calloc(1, sizeof(*w));
   if (w == NULL) return -ENOMEM;
   int rc = apply_options(w, opts);
   if (rc != 0) {
@@ -117,8 +118,8 @@ int gaio_watcher_create(gaio_watcher **out, const gaio_options *opts) {
   gaio__heap_init(&w->timers);
   for (unsigned i = 0; i < GAIO__TIMER_BUCKETS; i++) gaio__queue_init(&w->timer_q[i]);
   w->nchunks = (fd_table_size() + GAIO__FD_CHUNK - 1) / GAIO__FD_CHUNK;
-  w->chunks = calloc(w->nchunks, sizeof(*w->chunks));
-  w->swap = malloc(w->swap_size);
+  w->chunks = gaio__calloc(w->nchunks, sizeof(*w->chunks));
+  w->swap = gaio__malloc(w->swap_size);
   if (w->chunks == NULL || w->swap == NULL || pthread_mutex_init(&w->lock, NULL) != 0) {
     free(w->chunks);
     free(w->swap);
@@ -151,7 +152,7 @@ static gaio__fd *fd_entry(gaio_watcher *w, int fd) {
 static gaio__fd *fd_entry_make(gaio_watcher *w, int fd) {
   gaio__fd *f = fd_entry(w, fd);
   if (f != NULL || (size_t)fd / GAIO__FD_CHUNK >= w->nchunks) return f;
-  gaio__fd *c = calloc(GAIO__FD_CHUNK, sizeof(*c));
+  gaio__fd *c = gaio__calloc(GAIO__FD_CHUNK, sizeof(*c));
   if (c == NULL) return NULL;
   int base = fd - fd % (int)GAIO__FD_CHUNK;
   for (unsigned i = 0; i < GAIO__FD_CHUNK; i++) {
@@ -187,7 +188,7 @@ static gaio__req *req_alloc(gaio_watcher *w, int io, int *rc) {
   *rc = -ENOMEM;
   if (gaio__queue_empty(&w->free_reqs)) {
     /* A slab: one pointer-sized link to the previous slab, then the requests. */
-    char *slab = calloc(1, sizeof(gaio__req) * (REQS_PER_SLAB + 1));
+    char *slab = gaio__calloc(1, sizeof(gaio__req) * (REQS_PER_SLAB + 1));
     if (slab == NULL) return NULL;
     *(void **)slab = w->slabs;
     w->slabs = slab;

@@ -10,7 +10,7 @@
 /* ---- Write buffers ----------------------------------------------------------------------- */
 
 rpc__wbuf *rpc__wbuf_new(size_t body_len) {
-  rpc__wbuf *w = malloc(sizeof *w + RPC_FRAME_HEADER_SIZE + body_len);
+  rpc__wbuf *w = gaio__malloc(sizeof *w + RPC_FRAME_HEADER_SIZE + body_len);
   if (!w) return NULL;
   w->kind = RPC__CTX_WRITE;
   w->coalesced = 0;
@@ -33,7 +33,7 @@ rpc__wbuf *rpc__wbuf_frame(const rpc_frame *f, const void *body, size_t body_len
 
 int rpc__rbuf_init(rpc__rbuf *b) {
   memset(b, 0, sizeof *b);
-  b->data = malloc(RPC__RBUF_INITIAL);
+  b->data = gaio__malloc(RPC__RBUF_INITIAL);
   if (!b->data) return -ENOMEM;
   b->cap = RPC__RBUF_INITIAL;
   return 0;
@@ -45,7 +45,7 @@ void rpc__rbuf_free(rpc__rbuf *b) {
 }
 
 static int resize(rpc__rbuf *b, size_t cap) {
-  uint8_t *d = realloc(b->data, cap);
+  uint8_t *d = gaio__realloc(b->data, cap);
   if (!d) return -ENOMEM;
   b->data = d;
   b->cap = cap;

@@ -454,7 +454,7 @@ static void conn_read(cconn *c) {
 static void ep_connect(endpoint *ep) {
   rpc_channel *ch = ep->ch;
   int fd = socket(ep->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  cconn *c = fd >= 0 ? calloc(1, sizeof *c) : NULL;
+  cconn *c = fd >= 0 ? gaio__calloc(1, sizeof *c) : NULL;
   if (!c || rpc__rbuf_init(&c->rb) < 0) goto fail;
   if (ep->addr.ss_family != AF_UNIX) {
     int one = 1;
@@ -558,7 +558,7 @@ static int take_trailers(rpc_channel *ch, ccall *call, const uint8_t **body, siz
   *body += used;
   *len -= (size_t)used;
   if (md.len == 0) return 0;
-  uint8_t *copy = malloc(md.len);
+  uint8_t *copy = gaio__malloc(md.len);
   if (!copy) {
     *why = "out of memory";
     return RPC_STATUS_RESOURCE_EXHAUSTED;
@@ -855,7 +855,7 @@ static int parse_target(rpc_channel *ch, const char *target) {
   unsigned n = 1;
   for (const char *p = target; *p; p++) n += *p == ',';
   if (n > RPC_MAX_ENDPOINTS) return -EINVAL;
-  ch->eps = calloc(n, sizeof *ch->eps);
+  ch->eps = gaio__calloc(n, sizeof *ch->eps);
   if (!ch->eps) return -ENOMEM;
   const char *p = target;
   for (unsigned i = 0; i < n; i++) {
@@ -901,7 +901,7 @@ static int copy_call_defaults(rpc_channel *ch) {
   if (n == 0) return 0;
   size_t size = rpc_metadata_size(e, n);
   if (size == 0) return -EINVAL;
-  if ((ch->md_block = malloc(size)) == NULL) return -ENOMEM;
+  if ((ch->md_block = gaio__malloc(size)) == NULL) return -ENOMEM;
   long w = rpc_metadata_encode(e, n, ch->md_block, size);
   assert(w == (long)size);
   (void)w;
@@ -930,7 +930,7 @@ static void chan_free(rpc_channel *ch) {
 int rpc_channel_create(rpc_channel **out, const char *target, const rpc_channel_options *opts) {
   *out = NULL;
   if (!target) return -EINVAL;
-  rpc_channel *ch = calloc(1, sizeof *ch);
+  rpc_channel *ch = gaio__calloc(1, sizeof *ch);
   if (!ch) return -ENOMEM;
   if (opts) ch->opts = *opts;
   pthread_mutex_init(&ch->stub_mu, NULL);
@@ -981,7 +981,7 @@ static int headers_room(rpc_headers *h, size_t n) {
   if (h->cap - h->len >= n) return 0;
   size_t cap = h->cap * 2;
   while (cap - h->len < n) cap *= 2;
-  uint8_t *p = h->buf == h->local ? malloc(cap) : realloc(h->buf, cap);
+  uint8_t *p = h->buf == h->local ? gaio__malloc(cap) : gaio__realloc(h->buf, cap);
   if (!p) return -ENOMEM;
   if (h->buf == h->local) memcpy(p, h->local, h->len);
   h->buf = p;
@@ -1094,7 +1094,7 @@ static int submit(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *
     atomic_fetch_sub(&ch->pending_calls, 1);
     return -ENOBUFS;
   }
-  ccall *call = malloc(sizeof *call);
+  ccall *call = gaio__malloc(sizeof *call);
   int rc = call ? 0 : -ENOMEM;
   if (call) {
     *call = *proto;
@@ -1137,7 +1137,7 @@ int rpc_channel_submit_opts(rpc_channel *ch, const rpc_method *m, const Protobuf
 }
 
 static int post_id(rpc_channel *ch, int kind, uint64_t id) {
-  struct id_item *ii = malloc(sizeof *ii);
+  struct id_item *ii = gaio__malloc(sizeof *ii);
   if (!ii) return -ENOMEM;
   ii->item.kind = kind;
   ii->id = id;
@@ -1235,7 +1235,10 @@ void rpc_stub_options(const rpc_call_options *opts) {
                  ? opts->metadata_count : RPC_DEFAULT_MAX_METADATA_ENTRIES;
   size_t bytes = 0;
   for (size_t i = 0; i < n; i++) bytes += opts->metadata[i].key_len + opts->metadata[i].value_len;
-  if (bytes && (tls_opts.mem = malloc(bytes)) == NULL) return; /* then no options: the default */
+  if (bytes && (tls_opts.mem = gaio__malloc(bytes)) == NULL) {
+    tls_opts.set = -1; /* the next stub call fails RESOURCE_EXHAUSTED rather than go without */
+    return;
+  }
   uint8_t *p = tls_opts.mem;
   for (size_t i = 0; i < n; i++) {
     const rpc_md *e = &opts->metadata[i];
@@ -1262,7 +1265,8 @@ static void stub_invoke(ProtobufCService *svc, unsigned index, const ProtobufCMe
     proto.mode = MODE_CLOSURE;
     proto.closure = closure;
     proto.closure_data = closure_data;
-    rc = submit(st->ch, &m, input, tls_opts.set ? &tls_opts.o : NULL, &proto, NULL);
+    rc = tls_opts.set < 0 ? -ENOMEM
+                          : submit(st->ch, &m, input, tls_opts.set ? &tls_opts.o : NULL, &proto, NULL);
   }
   stub_options_clear(); /* they were for this call */
   if (rc < 0) {
@@ -1283,7 +1287,7 @@ static void stub_destroy(ProtobufCService *svc) { (void)svc; /* the channel free
 
 ProtobufCService *rpc_channel_service(rpc_channel *ch, const ProtobufCServiceDescriptor *desc) {
   if (!ch || !desc) return NULL;
-  struct stub *st = calloc(1, sizeof *st + desc->n_methods * sizeof(uint32_t));
+  struct stub *st = gaio__calloc(1, sizeof *st + desc->n_methods * sizeof(uint32_t));
   if (!st) return NULL;
   st->base.descriptor = desc;
   st->base.invoke = stub_invoke;
@@ -1312,7 +1316,7 @@ int rpc_last_status(const char **message) {
 
 int rpc_cq_create(rpc_cq **out) {
   *out = NULL;
-  rpc_cq *cq = calloc(1, sizeof *cq);
+  rpc_cq *cq = gaio__calloc(1, sizeof *cq);
   if (!cq) return -ENOMEM;
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);

@@ -21,7 +21,7 @@ rpc__idnode *rpc__idmap_get(const rpc__idmap *m, uint64_t key) {
 
 static int grow(rpc__idmap *m) {
   size_t nb = m->nb ? m->nb * 2 : 16;
-  rpc__idnode **b = calloc(nb, sizeof *b);
+  rpc__idnode **b = gaio__calloc(nb, sizeof *b);
   if (!b) return -ENOMEM;
   rpc__idmap old = *m;
   m->b = b;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "gaio/fault.h" /* gaio__malloc and co.: every allocation of rpc/ (fault runs) */
 #include "gaio/gaio.h"
 #include "rpc/frame.h"
 

@@ -22,7 +22,7 @@ static uint32_t method_id_of(const ProtobufCServiceDescriptor *svc, unsigned i) 
   char buf[512];
   size_t a = strlen(svc->name), b = strlen(svc->methods[i].name);
   if (a + 1 + b > sizeof buf) {
-    char *p = malloc(a + 1 + b);
+    char *p = gaio__malloc(a + 1 + b);
     if (!p) return 0;
     memcpy(p, svc->name, a);
     p[a] = '/';
@@ -63,7 +63,7 @@ uint32_t rpc__method_id_of(const ProtobufCServiceDescriptor *svc, unsigned i) {
 char *rpc__msgdup(const char *s, size_t len) {
   if (!s) len = 0;
   if (len > RPC_MAX_ERROR_MESSAGE) len = RPC_MAX_ERROR_MESSAGE;
-  char *m = malloc(len + 1);
+  char *m = gaio__malloc(len + 1);
   if (!m) return NULL;
   if (len) memcpy(m, s, len);
   m[len] = 0;

@@ -189,7 +189,7 @@ static uint8_t *out_room(conn *c, size_t n) {
      * stays close to max_write_bytes_per_conn instead of twice that. */
     size_t ncap = cap ? cap : OUT_INITIAL;
     while (ncap - len < n) ncap += ncap < OUT_KEEP_MAX ? ncap : OUT_KEEP_MAX;
-    rpc__wbuf *nb = realloc(b, sizeof *nb + ncap);
+    rpc__wbuf *nb = gaio__realloc(b, sizeof *nb + ncap);
     if (!nb) return NULL;
     if (!b) {
       nb->kind = RPC__CTX_WRITE;
@@ -455,7 +455,7 @@ static void conn_peer(conn *c) {
 }
 
 static void conn_adopt(worker *wk, int fd) {
-  conn *c = calloc(1, sizeof *c);
+  conn *c = gaio__calloc(1, sizeof *c);
   if (!c || rpc__rbuf_init(&c->rb) < 0) {
     free(c);
     close(fd);
@@ -497,7 +497,7 @@ static void *arena_alloc(void *data, size_t size) {
     return call->arena + off;
   }
   const ProtobufCAllocator *x = call->ext;
-  void *p = x ? x->alloc(x->allocator_data, size) : malloc(size);
+  void *p = x ? x->alloc(x->allocator_data, size) : gaio__malloc(size);
   if (!p) call->alloc_failed = 1;
   return p;
 }
@@ -518,7 +518,7 @@ static rpc_call *call_get(worker *wk) {
   if (call) {
     wk->cache = call->lnext;
     wk->ncached--;
-  } else if ((call = malloc(sizeof *call)) == NULL) {
+  } else if ((call = gaio__malloc(sizeof *call)) == NULL) {
     return NULL;
   }
   memset(call, 0, offsetof(rpc_call, alloc));
@@ -665,7 +665,7 @@ static int take_headers(rpc_server *s, rpc_call *call, const uint8_t **body, siz
   *body += used;
   *len -= (size_t)used;
   if (md.len == 0) return 0;
-  if ((call->md_mem = malloc(md.len)) == NULL) {
+  if ((call->md_mem = gaio__malloc(md.len)) == NULL) {
     *why = "out of memory";
     return RPC_STATUS_RESOURCE_EXHAUSTED;
   }
@@ -1012,7 +1012,7 @@ int rpc_call_set_trailer(rpc_call *c, const char *key, const void *value, size_t
   if (c->tr_cap - c->tr_len < size) {
     size_t cap = c->tr_cap ? c->tr_cap : 256;
     while (cap - c->tr_len < size) cap *= 2;
-    uint8_t *p = realloc(c->tr, cap);
+    uint8_t *p = gaio__realloc(c->tr, cap);
     if (!p) return -ENOMEM;
     c->tr = p;
     c->tr_cap = cap;
@@ -1062,7 +1062,7 @@ static void hand_over(worker *wk, int fd) {
     conn_adopt(wk, fd);
     return;
   }
-  struct conn_item *it = malloc(sizeof *it);
+  struct conn_item *it = gaio__malloc(sizeof *it);
   if (!it) {
     close(fd);
     return;

@@ -32,9 +32,9 @@ int rpc_server_create(rpc_server **out, const rpc_server_options *opts) {
   if (o.allocator && (!o.allocator->alloc || !o.allocator->free)) return -EINVAL;
   if (o.max_metadata_bytes == 0) o.max_metadata_bytes = RPC_DEFAULT_MAX_METADATA_BYTES;
   if (o.max_metadata_entries == 0) o.max_metadata_entries = RPC_DEFAULT_MAX_METADATA_ENTRIES;
-  rpc_server *s = calloc(1, sizeof *s);
+  rpc_server *s = gaio__calloc(1, sizeof *s);
   if (!s) return -ENOMEM;
-  s->workers = calloc(o.workers, rpc__srv_worker_size());
+  s->workers = gaio__calloc(o.workers, rpc__srv_worker_size());
   if (!s->workers) {
     free(s);
     return -ENOMEM;
@@ -83,7 +83,7 @@ static int name_methods(rpc__srv_method *m, size_t n, ProtobufCService *svc) {
   for (size_t i = 0; i < n; i++) {
     if (m[i].svc != svc) continue;
     size_t len = strlen(sname) + 1 + strlen(m[i].md->name) + 1;
-    if ((m[i].full_name = malloc(len)) == NULL) {
+    if ((m[i].full_name = gaio__malloc(len)) == NULL) {
       for (size_t j = 0; j < i; j++)
         if (m[j].svc == svc) free(m[j].full_name);
       return -ENOMEM;
@@ -101,8 +101,8 @@ int rpc_server_add_service(rpc_server *s, ProtobufCService *svc) {
   int rc = check_handlers(svc);
   if (rc < 0) return rc;
   size_t n = s->nmethods + d->n_methods;
-  rpc__srv_method *m = malloc((n ? n : 1) * sizeof *m);
-  ProtobufCService **sv = realloc(s->services, (s->nservices + 1) * sizeof *sv);
+  rpc__srv_method *m = gaio__malloc((n ? n : 1) * sizeof *m);
+  ProtobufCService **sv = gaio__realloc(s->services, (s->nservices + 1) * sizeof *sv);
   if (!m || !sv) {
     free(m);
     if (sv) s->services = sv;
@@ -171,7 +171,7 @@ static void health_check(Gaio__Health__V1__Health_Service *svc,
 int rpc_server_enable_health(rpc_server *s) {
   if (!s) return -EINVAL;
   if (s->health) return -EEXIST;
-  struct health_service *h = calloc(1, sizeof *h);
+  struct health_service *h = gaio__calloc(1, sizeof *h);
   if (!h) return -ENOMEM;
   gaio__health__v1__health__init(&h->base, NULL);
   h->base.check = health_check;
