@@ -32,7 +32,9 @@
  * by the library; the handler's reply is packed by the closure and stays the handler's.
  *
  * Status codes are gRPC's canonical codes (RPC_STATUS_*, rpc_status_name() in rpc/frame.h).
- * Functions return 0 or a negative errno, unless stated otherwise. */
+ * Functions return 0 or a negative errno, unless stated otherwise. Internal invariants (one
+ * end per call, connection and queue accounting) are assert()ed; release builds (-DNDEBUG, as
+ * Bazel's -c opt sets) compile the checks out, and a broken invariant is then undefined. */
 #ifndef GAIO_RPC_RPC_H
 #define GAIO_RPC_RPC_H
 
