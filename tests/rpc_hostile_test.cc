@@ -315,7 +315,7 @@ TEST_F(RpcHostileTest, UnreadPongsHarmNoOtherConnectionAndHoldBoundedMemory) {
          sent / RPC_FRAME_HEADER_SIZE, grown >> 10);
   EXPECT_LT(sent, chunk.size() * 300) << "the server never stopped reading the flood";
   // Bounded by the connection's limit, not by what it sent: the old server grew by 180 MB
-  // here. Plain builds measure about the limit (4.2 MiB); under ASan on a loaded machine CI
+  // here. Plain builds measure about the limit (4.2 MiB); under TSan on a loaded machine CI
   // measured 7.3-8.2 MiB, not yet explained, hence twice the limit.
   EXPECT_LE(grown, 2 * size_t(RPC_DEFAULT_MAX_WRITE_BYTES_PER_CONN) + (2u << 20));
   for (int i = 0; i < 200; i++) {
