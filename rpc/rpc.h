@@ -102,6 +102,21 @@ void rpc_method_init(rpc_method *m, const char *full_name, const ProtobufCMessag
                      const ProtobufCMessageDescriptor *output);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Descriptors                                                                                 */
+
+/* A .proto file compiled into the program: its google.protobuf.FileDescriptorProto, serialized,
+ * as rpc_proto_library embeds it. The generated <file>.rpc.h declares one per .proto file,
+ * named after the file's path with ".proto" dropped and every other character that is not a
+ * letter or digit replaced by '_', then "__proto_file" ("examples/kv.proto":
+ * examples_kv__proto_file). Read-only, static storage: any thread. */
+typedef struct rpc_proto_file {
+  const char *name;                         /* the path protoc saw: "examples/kv.proto" */
+  const uint8_t *descriptor;                /* serialized FileDescriptorProto */
+  size_t descriptor_len;
+  const struct rpc_proto_file *const *deps; /* the files it imports, NULL-terminated */
+} rpc_proto_file;
+
+/* ------------------------------------------------------------------------------------------ */
 /* Server                                                                                      */
 
 typedef struct rpc_server rpc_server;
