@@ -67,4 +67,7 @@ size_t rpc__srv_worker_size(void);
  * invoke), or NULL: how a client call made from a handler continues its trace. */
 const rpc_call *rpc__srv_current_call(void);
 
+/* Test hook: the server's TLS refusals so far and the last reason (server_setup.c). */
+unsigned long rpc__srv_tls_refusals(rpc_server *s, char *why, size_t why_len);
+
 #endif /* GAIO_RPC_SERVER_INTERNAL_H */

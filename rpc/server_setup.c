@@ -305,3 +305,9 @@ int rpc_server_add_interceptor(rpc_server *s, const rpc_server_interceptor *ic) 
   s->interceptors[s->ninterceptors++] = *ic;
   return 0;
 }
+
+/* Test hook (declared by the tests; this is private to //rpc): the TLS refusals of the server
+ * and the last reason, what its log would say. 0 without TLS. */
+unsigned long rpc__srv_tls_refusals(rpc_server *s, char *why, size_t why_len) {
+  return s->tls ? rpc__tls_ctx_refusals(s->tls, why, why_len) : 0;
+}
