@@ -19,6 +19,7 @@
 #include <atomic>
 #include <chrono>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -145,7 +146,12 @@ Test__V1__Echo_Service g_service = TEST__V1__ECHO__INIT(h_);
 
 struct Seen {
   std::atomic<int> tls{0};
-  std::string subject;  // of the last call (worker threads; read after the calls)
+  std::mutex mu;        // the workers run interceptors concurrently
+  std::string subject;  // of the last call
+  std::string Subject() {
+    std::lock_guard<std::mutex> l(mu);
+    return subject;
+  }
 };
 
 int AuthBefore(void *arg, rpc_call *call, const char **message) {
@@ -153,7 +159,10 @@ int AuthBefore(void *arg, rpc_call *call, const char **message) {
   rpc_peer p;
   if (rpc_call_peer(call, &p) != 0) return RPC_STATUS_UNAVAILABLE;
   seen->tls += p.tls;
-  if (p.tls_subject) seen->subject = p.tls_subject;
+  if (p.tls_subject) {
+    std::lock_guard<std::mutex> l(seen->mu);
+    seen->subject = p.tls_subject;
+  }
   if (strcmp(rpc_call_method(call), "test.v1.Echo/Say") != 0) return RPC_STATUS_OK;
   if (rpc_peer_has_san(&p, "URI:spiffe://example/ns/billing")) return RPC_STATUS_OK;
   *message = "only spiffe://example/ns/billing may call Say";
@@ -318,7 +327,7 @@ TEST_F(TlsTest, MutualTlsCallCarriesTheVerifiedIdentity) {
   EXPECT_EQ(RPC_STATUS_OK, r.status) << r.message;
   EXPECT_EQ("hello", r.text);
   EXPECT_EQ(1, seen_.tls.load());
-  EXPECT_EQ("CN=billing", seen_.subject);
+  EXPECT_EQ("CN=billing", seen_.Subject());
   EXPECT_EQ(0u, Refusals());
 }
 
@@ -333,7 +342,7 @@ TEST_F(TlsTest, InterceptorAuthorisesBySan) {
   // Another method is open to any verified client.
   r = Call(ch, "Fail", "no", 5000, "", 0);
   EXPECT_EQ(RPC_STATUS_UNKNOWN, r.status);  // Fail with code 0: UNKNOWN
-  EXPECT_EQ("CN=other", seen_.subject);
+  EXPECT_EQ("CN=other", seen_.Subject());
 }
 
 TEST_F(TlsTest, OptionalClientCertGivesNoIdentity) {
@@ -344,7 +353,7 @@ TEST_F(TlsTest, OptionalClientCertGivesNoIdentity) {
   Result r = Call(ch, "Say", "anyone");
   EXPECT_EQ(RPC_STATUS_PERMISSION_DENIED, r.status);
   EXPECT_EQ(1, seen_.tls.load());
-  EXPECT_EQ("", seen_.subject);
+  EXPECT_EQ("", seen_.Subject());
 }
 
 TEST_F(TlsTest, PemInMemoryAndHostNameFromTheTarget) {
