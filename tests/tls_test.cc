@@ -19,6 +19,7 @@
 #include <atomic>
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -601,6 +602,62 @@ TEST_F(TlsTest, UnixListenerStaysPlainWithPeerCred) {
   // The channel's TLS options apply to TCP endpoints only.
   Result r = Call(Chan("unix:" + path, &billing.o), "Say", "local");
   EXPECT_EQ(RPC_STATUS_OK, r.status) << r.message;
+}
+
+// A one-connection TLS server written with OpenSSL directly (blocking, on its own thread): it
+// completes the handshake, reads the client's request, then ends the session its own way.
+class FakeTlsServer {
+ public:
+  explicit FakeTlsServer(std::function<void(SSL *, int)> end) : end_(std::move(end)) {
+    ctx_ = SSL_CTX_new(TLS_server_method());
+    EXPECT_EQ(1, SSL_CTX_use_certificate_chain_file(ctx_, P("server.pem").c_str()));
+    EXPECT_EQ(1, SSL_CTX_use_PrivateKey_file(ctx_, P("server.key").c_str(), SSL_FILETYPE_PEM));
+    EXPECT_TRUE(listener_.ok());
+    th_ = std::thread([this] {
+      gaio_test::UniqueFd fd = listener_.Accept();
+      SSL *ssl = SSL_new(ctx_);
+      SSL_set_fd(ssl, fd.get());
+      char buf[256];
+      if (SSL_accept(ssl) == 1 && SSL_read(ssl, buf, sizeof buf) > 0) end_(ssl, fd.get());
+      SSL_free(ssl);
+    });
+  }
+  ~FakeTlsServer() {
+    th_.join();
+    SSL_CTX_free(ctx_);
+  }
+  int port() const { return listener_.port(); }
+
+ private:
+  std::function<void(SSL *, int)> end_;
+  SSL_CTX *ctx_;
+  gaio_test::Listener listener_;
+  std::thread th_;
+};
+
+TEST_F(TlsTest, RecordCutMidwayEndsTheCallOnce) {
+  Watchdog wd("RecordCutMidwayEndsTheCallOnce", 30000);
+  FakeTlsServer fake([](SSL *, int fd) {
+    // An application-data record header announcing 100 bytes, then 10 of them, then the end.
+    const unsigned char cut[15] = {0x17, 0x03, 0x03, 0x00, 0x64, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    EXPECT_EQ(15, send(fd, cut, sizeof cut, MSG_NOSIGNAL));
+    shutdown(fd, SHUT_WR);
+  });
+  ClientTls billing("billing");
+  rpc_channel *ch = Chan("tls:127.0.0.1:" + std::to_string(fake.port()), &billing.o);
+  Result r = Call(ch, "Say", "cut", 5000);
+  EXPECT_EQ(RPC_STATUS_UNAVAILABLE, r.status);
+  EXPECT_EQ("connection closed by the server", r.message);
+}
+
+TEST_F(TlsTest, CloseNotifyFromThePeerEndsTheCallOnce) {
+  Watchdog wd("CloseNotifyFromThePeerEndsTheCallOnce", 30000);
+  FakeTlsServer fake([](SSL *ssl, int) { SSL_shutdown(ssl); });
+  ClientTls billing("billing");
+  rpc_channel *ch = Chan("tls:127.0.0.1:" + std::to_string(fake.port()), &billing.o);
+  Result r = Call(ch, "Say", "bye", 5000);
+  EXPECT_EQ(RPC_STATUS_UNAVAILABLE, r.status);
+  EXPECT_EQ("connection closed by the server", r.message);
 }
 
 TEST(TlsOptions, BadOptionsAreRefusedClearly) {
