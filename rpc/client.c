@@ -15,6 +15,7 @@
 
 #include "rpc/internal.h"
 #include "rpc/rpc.h"
+#include "rpc/transport.h"
 
 #define RESULTS_PER_WAIT 128 /* gaio results taken per gaio_wait() */
 
@@ -35,6 +36,8 @@ typedef struct endpoint {
   int failures;
   double delay_ms;
   rpc__timer backoff;
+  int tls;       /* connections are TLS ("tls:" endpoint, or the channel's TLS options) */
+  char *host;    /* TLS: the host as written (SNI and name check); malloc */
 } endpoint;
 
 struct cconn {
@@ -54,7 +57,9 @@ struct cconn {
   uint64_t last_rx;    /* when bytes last arrived (keepalive) */
   uint64_t ping_sent;  /* when the outstanding PING went out; 0: none outstanding */
   uint32_t ping_token;
-  rpc__timer keepalive; /* its pending results are counted in `pending` too */
+  rpc__timer keepalive; /* its pending results are counted in `pending` too; also the
+                           handshake timeout of a TLS connection */
+  rpc__tls *tls;        /* the TLS session; NULL: plain (transport.h) */
 };
 
 typedef struct sync_wait {
@@ -138,6 +143,8 @@ struct rpc_channel {
   unsigned md_count;
   rpc_client_interceptor ics[RPC_MAX_INTERCEPTORS];
   unsigned nics;
+  rpc__tls_ctx *tls;    /* the settings of TLS endpoints; NULL when there is none */
+  char last_error[RPC__TLS_ERROR_MAX]; /* why the last connection attempt failed */
 };
 
 /* Headers being built for one call (rpc_headers_add): encoded entries, no prefix. */
@@ -153,6 +160,7 @@ static _Thread_local const char *tls_msg;
 static _Thread_local const rpc_metadata *tls_trailers;
 
 static void conn_fail(cconn *c, const char *why);
+static void conn_fail_errno(cconn *c, const char *op, int error);
 static void ep_connect(endpoint *ep);
 
 /* ---- Completion -------------------------------------------------------------------------- */
@@ -259,10 +267,12 @@ static void conn_maybe_free(cconn *c) {
   if (c->next) c->next->prev = c->prev;
   rpc__rbuf_free(&c->rb);
   rpc__idmap_free(&c->calls);
+  rpc__tls_free(c->tls);
   free(c);
 }
 
-static void send_frame(cconn *c, rpc__wbuf *b) {
+/* Write b as it is (b may be NULL: out of memory). */
+static void send_frame_raw(cconn *c, rpc__wbuf *b) {
   if (!b) return;
   b->conn = c;
   if (gaio_write(c->ch->w, c->fd, b->data, b->len, b) < 0) {
@@ -271,6 +281,15 @@ static void send_frame(cconn *c, rpc__wbuf *b) {
     return;
   }
   c->pending++;
+}
+
+/* Write a buffer of frames (over TLS, its records). */
+static void send_frame(cconn *c, rpc__wbuf *b) {
+  if (b && c->tls && rpc__tls_seal(c->tls, &b) < 0) {
+    conn_fail(c, rpc__tls_error(c->tls)[0] ? rpc__tls_error(c->tls) : "out of memory");
+    return;
+  }
+  send_frame_raw(c, b);
 }
 
 static void send_cancel(cconn *c, uint32_t wire) {
@@ -353,12 +372,23 @@ static void send_call(cconn *c, ccall *call) {
   send_frame(c, b);
 }
 
+/* A call fails UNAVAILABLE for want of a connection: the message says why the last attempt
+ * failed (the TLS handshake's reason, ...). */
+static void fail_unreachable(rpc_channel *ch, ccall *call) {
+  char why[sizeof ch->last_error + 48];
+  if (ch->last_error[0])
+    snprintf(why, sizeof why, "no endpoint is reachable (last error: %s)", ch->last_error);
+  else
+    snprintf(why, sizeof why, "no endpoint is reachable");
+  complete_str(ch, call, RPC_STATUS_UNAVAILABLE, why);
+}
+
 /* Fail the waiting calls when no endpoint can take them soon (unless wait_for_ready). */
 static void fail_waiting_if_hopeless(rpc_channel *ch) {
   if (any_connecting(ch)) return;
   for (ccall *call = ch->wq_head, *next; call; call = next) {
     next = call->qnext;
-    if (!call->wait_for_ready) complete_str(ch, call, RPC_STATUS_UNAVAILABLE, "no endpoint is reachable");
+    if (!call->wait_for_ready) fail_unreachable(ch, call);
   }
 }
 
@@ -372,7 +402,7 @@ static void dispatch(rpc_channel *ch, ccall *call) {
   } else if (call->wait_for_ready || any_connecting(ch)) {
     wq_push(ch, call);
   } else {
-    complete_str(ch, call, RPC_STATUS_UNAVAILABLE, "no endpoint is reachable");
+    fail_unreachable(ch, call);
   }
 }
 
@@ -426,6 +456,7 @@ static void conn_fail(cconn *c, const char *why) {
   if (c->freed) return;
   rpc_channel *ch = c->ch;
   c->freed = 1;
+  if (!c->ready) snprintf(ch->last_error, sizeof ch->last_error, "%s", why);
   rpc__timer_disarm(ch->w, &c->keepalive);
   rpc__idnode *n;
   while ((n = rpc__idmap_pop(&c->calls)) != NULL) {
@@ -442,7 +473,9 @@ static void conn_fail(cconn *c, const char *why) {
 
 static void conn_read(cconn *c) {
   if (c->reading || c->freed) return;
-  int rc = gaio_read(c->ch->w, c->fd, c->rb.data + c->rb.len, c->rb.cap - c->rb.len, c);
+  size_t len = c->rb.cap - c->rb.len;
+  uint8_t *p = c->tls ? rpc__tls_rbuf(c->tls, &len) : c->rb.data + c->rb.len;
+  int rc = gaio_read(c->ch->w, c->fd, p, len, c);
   if (rc < 0) {
     conn_fail(c, "read failed");
     return;
@@ -466,6 +499,7 @@ static void ep_connect(endpoint *ep) {
   c->fd = fd;
   c->next_wire = 1;
   rpc__timer_init(&c->keepalive, TIMER_KEEPALIVE);
+  if (ep->tls && rpc__tls_new(&c->tls, ch->tls, ep->host) < 0) goto fail;
   if (gaio_attach(ch->w, fd) < 0) goto fail;
   fd = -1; /* the watcher's now */
   c->next = ch->conns;
@@ -486,6 +520,7 @@ static void ep_connect(endpoint *ep) {
 fail:
   if (c) {
     rpc__rbuf_free(&c->rb);
+    rpc__tls_free(c->tls);
     free(c);
   }
   if (fd >= 0) close(fd);
@@ -515,22 +550,55 @@ static int keepalive_arm(cconn *c, uint64_t from) {
   return -1;
 }
 
-static void connect_done(cconn *c, const gaio_result *r) {
-  if (c->freed) return;
-  if (r->error != 0) {
-    conn_fail(c, "connect failed");
-    return;
-  }
+/* The connection can take calls (connected; over TLS, the handshake done). Returns 0, or -1
+ * when c failed. */
+static int conn_up(cconn *c) {
   c->ready = 1;
   c->last_rx = gaio_now();
-  if (c->ch->opts.keepalive_ms > 0 && keepalive_arm(c, c->last_rx) < 0) return;
+  if (c->ch->opts.keepalive_ms > 0) {
+    if (keepalive_arm(c, c->last_rx) < 0) return -1;
+  } else {
+    rpc__timer_disarm(c->ch->w, &c->keepalive); /* the TLS handshake timeout */
+  }
   endpoint *ep = c->ep;
   if (ep) {
     ep->state = EP_READY;
     ep->failures = 0;
   }
-  conn_read(c);
   flush_waiting(c->ch);
+  return c->freed ? -1 : 0;
+}
+
+/* Write what the TLS session has to send (its handshake messages, alerts, key updates). */
+static void tls_flush(cconn *c) {
+  rpc__wbuf *b = NULL;
+  if (!c->freed && rpc__tls_seal(c->tls, &b) == 0 && b) send_frame_raw(c, b);
+}
+
+/* TLS: the ClientHello goes out; the handshake must end within connect_timeout_ms (the
+ * keepalive timer keeps that deadline until then). */
+static void tls_connected(cconn *c) {
+  uint64_t ms = (uint64_t)c->ch->opts.connect_timeout_ms;
+  if (rpc__timer_arm(c->ch->w, &c->keepalive, gaio_now() + ms * 1000000u) < 0) {
+    conn_fail(c, "no timer for the TLS handshake");
+    return;
+  }
+  c->pending++; /* the timer's result holds c */
+  tls_flush(c);
+  conn_read(c);
+}
+
+static void connect_done(cconn *c, const gaio_result *r) {
+  if (c->freed) return;
+  if (r->error != 0) {
+    conn_fail_errno(c, "connect", r->error);
+    return;
+  }
+  if (c->tls) {
+    tls_connected(c);
+    return;
+  }
+  if (conn_up(c) == 0) conn_read(c);
 }
 
 static void on_connect(cconn *c, const gaio_result *r) {
@@ -639,6 +707,10 @@ static int on_frame(void *owner, const rpc_frame *f, int oversize) {
 /* Fail c for a socket error, naming the operation and the errno ("read: Connection reset by
  * peer"), so that the caller's message says what broke. */
 static void conn_fail_errno(cconn *c, const char *op, int error) {
+  if (error == GAIO_EOF && c->tls && !c->ready) {
+    conn_fail(c, "connection closed by the server during the TLS handshake");
+    return;
+  }
   if (error == GAIO_EOF) {
     conn_fail(c, "connection closed by the server");
     return;
@@ -648,6 +720,30 @@ static void conn_fail_errno(cconn *c, const char *op, int error) {
   conn_fail(c, why);
 }
 
+/* TLS: n ciphertext bytes arrived: move the handshake on, then hand the plaintext to the
+ * frame codec. Returns as rpc__rbuf_consume(), -ECANCELED once c failed. */
+static int tls_consume(cconn *c, size_t n) {
+  int rc = rpc__tls_feed(c->tls, n);
+  if (rc < 0) {
+    conn_fail(c, rpc__tls_error(c->tls));
+    return -ECANCELED;
+  }
+  tls_flush(c);
+  if (c->freed || (rc == 1 && conn_up(c) < 0)) return -ECANCELED;
+  for (;;) {
+    long got = rpc__tls_recv(c->tls, c->rb.data + c->rb.len, c->rb.cap - c->rb.len);
+    if (got == 0) break;
+    if (got < 0) {
+      conn_fail(c, got == GAIO_EOF ? "connection closed by the server" : rpc__tls_error(c->tls));
+      return -ECANCELED;
+    }
+    rc = rpc__rbuf_consume(&c->rb, (size_t)got, c->ch->opts.max_body, on_frame, c);
+    if (rc < 0) return rc;
+  }
+  tls_flush(c);
+  return c->freed ? -ECANCELED : 0;
+}
+
 static void read_done(cconn *c, const gaio_result *r) {
   if (c->freed) return;
   if (r->error != 0) {
@@ -655,7 +751,8 @@ static void read_done(cconn *c, const gaio_result *r) {
     return;
   }
   c->last_rx = gaio_now();
-  int rc = rpc__rbuf_consume(&c->rb, r->size, c->ch->opts.max_body, on_frame, c);
+  int rc = c->tls ? tls_consume(c, r->size)
+                  : rpc__rbuf_consume(&c->rb, r->size, c->ch->opts.max_body, on_frame, c);
   if (rc == -ECANCELED) return;
   if (rc < 0) {
     conn_fail(c, rc == -EPROTO ? "protocol error from the server" : "out of memory");
@@ -780,6 +877,10 @@ static void on_result(rpc_channel *ch, const gaio_result *r) {
 static void on_keepalive(cconn *c, uint64_t now) {
   rpc_channel *ch = c->ch;
   uint64_t ka = (uint64_t)ch->opts.keepalive_ms * 1000000u;
+  if (!c->ready) {
+    conn_fail(c, "TLS handshake timed out");
+    return;
+  }
   if (c->ping_sent && c->last_rx < c->ping_sent) {
     conn_fail(c, "keepalive timeout");
     return;
@@ -851,6 +952,21 @@ static void *chan_main(void *arg) {
 
 /* ---- Public API: channel ----------------------------------------------------------------- */
 
+/* A TLS endpoint: keep its host ("name" of "name:port", "::1" of "[::1]:port"). */
+static int endpoint_host(endpoint *ep, const char *s, size_t len) {
+  size_t hl = len;
+  while (hl > 0 && s[hl - 1] != ':') hl--;
+  if (hl == 0) return -EINVAL;
+  hl--; /* the colon */
+  if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') {
+    s++;
+    hl -= 2;
+  }
+  ep->tls = 1;
+  ep->host = rpc__msgdup(s, hl);
+  return ep->host ? 0 : -ENOMEM;
+}
+
 static int parse_target(rpc_channel *ch, const char *target) {
   unsigned n = 1;
   for (const char *p = target; *p; p++) n += *p == ',';
@@ -862,7 +978,18 @@ static int parse_target(rpc_channel *ch, const char *target) {
     const char *e = strchr(p, ',');
     size_t len = e ? (size_t)(e - p) : strlen(p);
     endpoint *ep = &ch->eps[i];
+    ep->tls = len > 4 && memcmp(p, "tls:", 4) == 0;
+    if (ep->tls) {
+      p += 4;
+      len -= 4;
+    }
     if (rpc__parse_addr(p, len, &ep->addr, &ep->addr_len) < 0) return -EINVAL;
+    if (ep->addr.ss_family == AF_UNIX) {
+      if (ep->tls) return -EINVAL; /* a unix socket stays plain */
+    } else if (ep->tls || ch->opts.tls) {
+      int rc = endpoint_host(ep, p, len);
+      if (rc < 0) return rc;
+    }
     ep->ch = ch;
     rpc__timer_init(&ep->backoff, TIMER_BACKOFF);
     ch->neps++;
@@ -911,6 +1038,15 @@ static int copy_call_defaults(rpc_channel *ch) {
   return 0;
 }
 
+/* The TLS settings, when an endpoint is TLS (the options are not kept). */
+static int tls_settings(rpc_channel *ch) {
+  const rpc_tls_client_options *o = ch->opts.tls;
+  ch->opts.tls = NULL;
+  for (unsigned i = 0; i < ch->neps; i++)
+    if (ch->eps[i].tls) return rpc__tls_client_ctx(&ch->tls, o);
+  return 0;
+}
+
 static void chan_free(rpc_channel *ch) {
   struct stub *st = ch->stubs;
   while (st) {
@@ -923,7 +1059,9 @@ static void chan_free(rpc_channel *ch) {
   free(ch->md_block);
   rpc__idmap_free(&ch->calls);
   pthread_mutex_destroy(&ch->stub_mu);
+  for (unsigned i = 0; ch->eps && i < ch->neps; i++) free(ch->eps[i].host);
   free(ch->eps);
+  rpc__tls_ctx_free(ch->tls);
   free(ch);
 }
 
@@ -940,6 +1078,7 @@ int rpc_channel_create(rpc_channel **out, const char *target, const rpc_channel_
   int rc = check_options(&ch->opts);
   if (rc == 0) rc = copy_call_defaults(ch);
   if (rc == 0) rc = parse_target(ch, target);
+  if (rc == 0) rc = tls_settings(ch);
   gaio_options go = {0};
   go.backend = ch->opts.backend;
   if (rc == 0) rc = gaio_watcher_create(&ch->w, &go);

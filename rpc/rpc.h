@@ -77,6 +77,12 @@ extern "C" {
 #define RPC_MAX_CHANNEL_METADATA 16u           /* client: headers set in the channel options */
 #define RPC_CQ_MAX_OUTSTANDING 65536u          /* client: calls submitted into one rpc_cq and
                                                   not yet collected; more: -ENOBUFS at submit */
+#define RPC_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS 10000 /* server: a TLS handshake not done by then
+                                                  closes the connection */
+#define RPC_DEFAULT_MAX_TLS_HANDSHAKES 256u    /* server: TLS handshakes in progress at once;
+                                                  a connection beyond it is closed at accept */
+#define RPC_MAX_PEER_SANS 16u                  /* subjectAltNames kept of a peer certificate */
+#define RPC_TLS_ALPN "gaio-rpc"                /* the ALPN protocol both sides offer */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Methods                                                                                     */
@@ -122,6 +128,27 @@ typedef struct rpc_proto_file {
 typedef struct rpc_server rpc_server;
 typedef struct rpc_call rpc_call;
 
+/* TLS of a server (OpenSSL 3; TLS 1.2 at least, 1.3 preferred, renegotiation off, ALPN
+ * RPC_TLS_ALPN: a client offering ALPN without it is refused). The record layer runs in user
+ * space on the workers: kernel TLS offload is not used. Every field is read by
+ * rpc_server_create(), which loads the files then; nothing is kept. */
+enum {
+  RPC_TLS_CLIENT_CERT_NONE = 0,     /* no client certificate asked for */
+  RPC_TLS_CLIENT_CERT_OPTIONAL = 1, /* asked for; one that is sent must verify */
+  RPC_TLS_CLIENT_CERT_REQUIRED = 2, /* mutual TLS: no verified certificate, no connection */
+};
+typedef struct rpc_tls_server_options {
+  const char *cert_file;      /* PEM file: the certificate, then its chain */
+  const char *key_file;       /* PEM file: its private key */
+  const char *cert_pem;       /* or the same as PEM text in memory (when cert_file is NULL) */
+  const char *key_pem;        /* (when key_file is NULL) */
+  const char *client_ca_file; /* PEM file of the CAs that sign client certificates */
+  const char *client_ca_pem;  /* or as PEM text (when client_ca_file is NULL) */
+  int client_cert;            /* RPC_TLS_CLIENT_CERT_*; OPTIONAL and REQUIRED need a client CA */
+  int handshake_timeout_ms;   /* 0: RPC_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS */
+  unsigned max_handshakes;    /* 0: RPC_DEFAULT_MAX_TLS_HANDSHAKES */
+} rpc_tls_server_options;
+
 /* Server options. Zero in any field means its default, so `rpc_server_options o = {0};` works. */
 typedef struct rpc_server_options {
   unsigned workers;            /* worker threads, 1..RPC_MAX_WORKERS */
@@ -152,10 +179,15 @@ typedef struct rpc_server_options {
                                   more: RESOURCE_EXHAUSTED, the handler does not run.
                                   Default RPC_DEFAULT_MAX_METADATA_BYTES (8 KiB) */
   unsigned max_metadata_entries; /* headers per request; default 64 */
+  const rpc_tls_server_options *tls; /* TLS for the listeners whose address starts with
+                                  "tls:" (read at create; NULL: no TLS listener allowed) */
 } rpc_server_options;
 
 /* Create a server (not yet listening or running). opts may be NULL. Stores it in *out and
- * returns 0, or -EINVAL (option out of range), -ENOMEM. The caller destroys it with
+ * returns 0, or -EINVAL (option out of range, TLS without a certificate or key, a client
+ * certificate asked for without a client CA), -ENOENT (a TLS file missing), -EBADMSG (a
+ * certificate, key or CA that does not load, or a key that does not match the certificate),
+ * -ENOMEM. The caller destroys it with
  * rpc_server_destroy(). Configuration calls below (add_service, enable_health, listen) are
  * made from one thread before rpc_server_start(). */
 int rpc_server_create(rpc_server **out, const rpc_server_options *opts);
@@ -178,9 +210,11 @@ int rpc_server_enable_health(rpc_server *s);
 void rpc_server_set_serving(rpc_server *s, int serving);
 
 /* Listen on an address: "host:port" (TCP, SO_REUSEADDR; "127.0.0.1:0" picks a free port; a
- * host name is resolved here, with getaddrinfo, which may block) or "unix:/path" (a stale
- * socket file at path is removed first, and the file is removed at destroy). Before
- * start only; at most RPC_MAX_LISTENERS. Returns 0, or -EINVAL (unparsable address), -EBUSY,
+ * host name is resolved here, with getaddrinfo, which may block), "tls:host:port" (the same
+ * with TLS, as rpc_server_options.tls says) or "unix:/path" (a stale socket file at path is
+ * removed first, and the file is removed at destroy; always plain, with SO_PEERCRED). Before
+ * start only; at most RPC_MAX_LISTENERS. Returns 0, or -EINVAL (unparsable address, or
+ * "tls:" without TLS options), -EBUSY,
  * -ENOSPC (too many listeners), or the error of socket/bind/listen (-EADDRINUSE, ...). */
 int rpc_server_listen(rpc_server *s, const char *address);
 
@@ -249,7 +283,8 @@ int rpc_call_header(const rpc_call *c, const char *key, const void **value, size
 /* The method's full name, "package.Service/Method". Static for the life of the server. */
 const char *rpc_call_method(const rpc_call *c);
 
-/* Who called: the connection's peer address and, on a unix socket, its credentials. */
+/* Who called: the connection's peer address; on a unix socket, its credentials; over TLS,
+ * the identity of its verified client certificate. */
 typedef struct rpc_peer {
   struct sockaddr_storage addr; /* the client's address (AF_INET, AF_INET6 or AF_UNIX) */
   socklen_t addr_len;
@@ -257,11 +292,22 @@ typedef struct rpc_peer {
   pid_t pid;
   uid_t uid;
   gid_t gid;
+  int tls;                      /* 1: the connection is TLS */
+  const char *tls_subject;      /* the client certificate's subject (RFC 2253 string), NULL
+                                   when no verified certificate was presented */
+  const char *const *tls_sans;  /* its subjectAltNames (at most RPC_MAX_PEER_SANS), each
+                                   "DNS:name", "URI:uri", "IP:addr" or "email:addr" */
+  unsigned tls_san_count;
 } rpc_peer;
 
-/* Copy the call's peer to *out. Returns 0, or -ENOTCONN when the connection is gone already.
- * From the worker thread: in an interceptor, or in the handler while it runs inside invoke. */
+/* Copy the call's peer to *out. The TLS strings belong to the connection: valid while the
+ * interceptor or invoke that asked runs. Returns 0, or -ENOTCONN when the connection is gone
+ * already. From the worker thread: in an interceptor, or in the handler inside invoke. */
 int rpc_call_peer(const rpc_call *c, rpc_peer *out);
+
+/* 1 when the peer's verified certificate has the subjectAltName san (as in tls_sans:
+ * "URI:spiffe://example/ns/billing"), else 0. */
+int rpc_peer_has_san(const rpc_peer *p, const char *san);
 
 /* Add a trailer to the call's RESPONSE (key: NUL-terminated, WIRE.md section 13 rules; value
  * copied). Trailers go with a reply and with an error alike. Call it before completing the
@@ -323,6 +369,21 @@ int rpc_call_trace_id(const rpc_call *c, char trace_id[33]);
 typedef struct rpc_channel rpc_channel;
 typedef struct rpc_cq rpc_cq;
 
+/* TLS of a channel (OpenSSL 3; TLS 1.2 at least, 1.3 preferred, ALPN RPC_TLS_ALPN). The
+ * server's certificate is verified against the CAs, and its name against server_name, or else
+ * each endpoint's host (a DNS name or an IP address), which is also sent as SNI. Read by
+ * rpc_channel_create(); nothing is kept. */
+typedef struct rpc_tls_client_options {
+  const char *ca_file;       /* PEM file of the CAs trusted for the server's certificate */
+  const char *ca_pem;        /* or as PEM text; both NULL: the system's default CA store */
+  const char *server_name;   /* the name to verify and send as SNI; NULL: the endpoint's host */
+  int skip_name_check;       /* 1: verify the chain only, not the name (tests, pinned CAs) */
+  const char *cert_file;     /* PEM file of a client certificate and chain (mutual TLS) */
+  const char *key_file;      /* its private key */
+  const char *cert_pem;      /* or as PEM text (when cert_file is NULL) */
+  const char *key_pem;       /* (when key_file is NULL) */
+} rpc_tls_client_options;
+
 /* Channel options. Zero in any field means its default. */
 typedef struct rpc_channel_options {
   size_t max_body;         /* largest reply body accepted (bigger: RESOURCE_EXHAUSTED) and
@@ -350,6 +411,10 @@ typedef struct rpc_channel_options {
   size_t max_metadata_bytes;   /* entry bytes of a response's trailers; more: the call
                               completes RESOURCE_EXHAUSTED. Default 8 KiB */
   unsigned max_metadata_entries; /* trailers per response; default 64 */
+  const rpc_tls_client_options *tls; /* TLS on every TCP endpoint (unix: ones stay plain).
+                              NULL: TLS only on endpoints written "tls:host:port", with the
+                              system's CAs. The handshake counts in connect_timeout_ms; a
+                              failed one fails the waiting calls UNAVAILABLE with its reason */
 } rpc_channel_options;
 
 /* Options of one call. Zero in any field means the channel's default. */
@@ -394,13 +459,15 @@ typedef struct rpc_client_interceptor {
  * (random ids). Each call gets a new span id. */
 void rpc_trace_client_interceptor(rpc_client_interceptor *out);
 
-/* Open a channel to target: endpoints separated by commas, each "host:port" or "unix:/path"
+/* Open a channel to target: endpoints separated by commas, each "host:port", "tls:host:port"
+ * or "unix:/path"
  * (at most RPC_MAX_ENDPOINTS; host names are resolved once, here, with getaddrinfo, which may
  * block). Each endpoint has one connection taking calls at a time: one that got a GOAWAY or
  * used up its request ids (WIRE.md section 3) finishes its calls and closes while a new one
  * takes over. Calls go round-robin over the endpoints whose connection is ready. Starts the
  * channel thread and the first connection attempts; calls made before a connection is ready
- * wait for it. Returns 0 and stores the channel, or -EINVAL (bad target or option), -ENOMEM,
+ * wait for it. Returns 0 and stores the channel, or -EINVAL (bad target or option), -ENOENT
+ * and -EBADMSG (TLS files, as rpc_server_create()), -ENOMEM,
  * or a watcher/thread creation error. The caller destroys it with rpc_channel_destroy(). */
 int rpc_channel_create(rpc_channel **out, const char *target, const rpc_channel_options *opts);
 

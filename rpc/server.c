@@ -17,6 +17,7 @@
 #include "rpc/internal.h"
 #include "rpc/rpc.h"
 #include "rpc/server_internal.h"
+#include "rpc/transport.h"
 
 #define ACCEPTS_QUEUED 4         /* accepts kept pending per listener */
 #define RESULTS_PER_WAIT 128     /* gaio results taken per gaio_wait() */
@@ -116,6 +117,7 @@ struct conn {
   int freed;        /* gaio_free() called */
   uint32_t last_id; /* highest request id accepted: the GOAWAY's id */
   rpc_peer peer;    /* for rpc_call_peer() */
+  rpc__tls *tls;    /* the TLS session; NULL: plain (transport.h) */
   uint64_t last_active;
   rpc__timer idle;  /* the idle timeout; once closing, the linger */
 };
@@ -123,6 +125,7 @@ struct conn {
 struct conn_item {
   rpc__item item;
   int fd;
+  int tls;
 };
 
 struct worker {
@@ -158,6 +161,7 @@ struct worker {
  * written, so that a peer that does not read costs a bounded amount of memory and requests. */
 
 static void conn_close(conn *c);
+static void read_end(conn *c, int error);
 static void conn_maybe_free(conn *c);
 static void conn_resume(conn *c);
 static void call_finish(rpc_call *call);
@@ -205,7 +209,7 @@ static uint8_t *out_room(conn *c, size_t n) {
 }
 
 /* Hand b to gaio as one write. Returns 0, or -1 after closing c (b is freed). */
-static int write_buf(conn *c, rpc__wbuf *b) {
+static int write_raw(conn *c, rpc__wbuf *b) {
   b->conn = c;
   if (gaio_write(c->wk->w, c->fd, b->data, b->len, b) < 0) {
     free(b);
@@ -215,6 +219,21 @@ static int write_buf(conn *c, rpc__wbuf *b) {
   c->pending++;
   c->writes++;
   return 0;
+}
+
+/* Write b (over TLS, its records). Returns 0, 1 when there is nothing to write (TLS before
+ * the handshake is done), or -1 after closing c (b is freed). */
+static int write_buf(conn *c, rpc__wbuf *b) {
+  if (c->tls) {
+    size_t plain = b->len;
+    if (rpc__tls_seal(c->tls, &b) < 0) {
+      conn_close(c);
+      return -1;
+    }
+    c->qbytes = c->qbytes - plain + (b ? b->len : 0); /* what is queued is the ciphertext */
+    if (!b) return 1;
+  }
+  return write_raw(c, b);
 }
 
 static void out_flush(conn *c) {
@@ -376,6 +395,7 @@ static void conn_maybe_free(conn *c) {
   c->wk->nconns--;
   rpc__rbuf_free(&c->rb);
   rpc__idmap_free(&c->calls);
+  rpc__tls_free(c->tls);
   free(c->out);
   free(c);
 }
@@ -383,7 +403,9 @@ static void conn_maybe_free(conn *c) {
 static void conn_read(conn *c) {
   if (c->eof || c->reading || c->freed || c->paused) return;
   assert(c->rb.len < c->rb.cap); /* the buffer grows to hold a whole frame */
-  int rc = gaio_read(c->wk->w, c->fd, c->rb.data + c->rb.len, c->rb.cap - c->rb.len, c);
+  size_t len = c->rb.cap - c->rb.len;
+  uint8_t *p = c->tls ? rpc__tls_rbuf(c->tls, &len) : c->rb.data + c->rb.len;
+  int rc = gaio_read(c->wk->w, c->fd, p, len, c);
   if (rc < 0) {
     conn_close(c);
     return;
@@ -454,9 +476,58 @@ static void conn_peer(conn *c) {
   }
 }
 
-static void conn_adopt(worker *wk, int fd) {
+/* ---- TLS (transport.h): a session per connection of a "tls:" listener ---------------------- */
+
+/* A connection refused or ended by TLS: counted with its reason (what the log says). */
+static void tls_refuse(worker *wk, const char *why) { rpc__tls_ctx_refused(wk->srv->tls, why); }
+
+static int tls_start(worker *wk, conn *c) {
+  int rc = rpc__tls_new(&c->tls, wk->srv->tls, NULL);
+  if (rc == -EBUSY) tls_refuse(wk, "too many TLS handshakes in progress");
+  return rc;
+}
+
+/* The handshake must end within the handshake timeout: the idle timer is set for it, and
+ * on_idle() closes a connection still handshaking when it fires. */
+static void tls_arm_handshake(conn *c) {
+  uint64_t ms = (uint64_t)rpc__tls_ctx_handshake_ms(c->wk->srv->tls);
+  if (rpc__timer_arm(c->wk->w, &c->idle, c->last_active + ms * 1000000u) < 0) conn_close(c);
+  else c->pending++; /* the timer's result holds c */
+}
+
+/* Write what the session has to send (handshake messages, alerts, key updates). */
+static void tls_flush(conn *c) {
+  rpc__wbuf *b = NULL;
+  if (c->freed || rpc__tls_seal(c->tls, &b) < 0 || !b) return;
+  c->qbytes += b->len;
+  write_raw(c, b);
+}
+
+/* The session failed (a bad handshake, an alert): its alert goes out, the calls are cancelled
+ * with no answer, and the connection ends. */
+static void tls_failed(conn *c) {
+  if (!rpc__tls_ready(c->tls)) tls_refuse(c->wk, rpc__tls_error(c->tls));
+  tls_flush(c);
+  conn_orphan_calls(c);
+  conn_finish(c);
+}
+
+/* n ciphertext bytes arrived. Returns 0 to parse on, -1 when c is ending. */
+static int tls_input(conn *c, size_t n) {
+  int rc = rpc__tls_feed(c->tls, n);
+  if (rc < 0) {
+    tls_failed(c);
+    return -1;
+  }
+  if (rc == 1) rpc__tls_peer(c->tls, &c->peer);
+  tls_flush(c);
+  return c->freed || c->closing ? -1 : 0;
+}
+
+static void conn_adopt(worker *wk, int fd, int tls) {
   conn *c = gaio__calloc(1, sizeof *c);
-  if (!c || rpc__rbuf_init(&c->rb) < 0) {
+  if (!c || rpc__rbuf_init(&c->rb) < 0 || (tls && tls_start(wk, c) < 0)) {
+    if (c) rpc__rbuf_free(&c->rb);
     free(c);
     close(fd);
     return;
@@ -469,6 +540,7 @@ static void conn_adopt(worker *wk, int fd) {
   rpc__timer_init(&c->idle, TIMER_IDLE);
   if (gaio_attach(wk->w, fd) < 0) {
     rpc__rbuf_free(&c->rb);
+    rpc__tls_free(c->tls);
     free(c);
     close(fd);
     return;
@@ -479,7 +551,8 @@ static void conn_adopt(worker *wk, int fd) {
   wk->conns = c;
   wk->nconns++;
   c->last_active = gaio_now();
-  conn_arm_idle(c, c->last_active);
+  if (c->tls) tls_arm_handshake(c);
+  else conn_arm_idle(c, c->last_active);
   conn_read(c);
 }
 
@@ -781,11 +854,30 @@ static void protocol_error(conn *c) {
 
 /* Hand the frames of n new bytes (0: resume after a pause) to on_frame, then read on. */
 static void conn_parse(conn *c, size_t n) {
-  int rc = rpc__rbuf_consume(&c->rb, n, c->wk->srv->opts.max_body, on_frame, c);
-  if (c->freed || c->closing) return;
-  if (rc == -EPROTO) protocol_error(c);
-  else if (rc < 0) conn_close(c); /* -ENOMEM */
-  else conn_read(c);              /* unless paused */
+  for (;;) {
+    int rc = rpc__rbuf_consume(&c->rb, n, c->wk->srv->opts.max_body, on_frame, c);
+    if (c->freed || c->closing) return;
+    if (rc == -EPROTO) {
+      protocol_error(c);
+      return;
+    }
+    if (rc < 0) {
+      conn_close(c); /* -ENOMEM */
+      return;
+    }
+    if (!c->tls || c->paused) break;
+    /* TLS: the plaintext of the records received so far, into the receive buffer. */
+    long got = rpc__tls_recv(c->tls, c->rb.data + c->rb.len, c->rb.cap - c->rb.len);
+    if (got == 0) break;
+    if (got < 0) {
+      if (got == GAIO_EOF) read_end(c, GAIO_EOF);
+      else tls_failed(c);
+      return;
+    }
+    n = (size_t)got;
+  }
+  if (c->tls) tls_flush(c);
+  conn_read(c); /* unless paused */
 }
 
 /* Half of what was queued is written: parse what waits in the buffer, and read again. */
@@ -805,7 +897,8 @@ static void read_end(conn *c, int error) {
   }
   /* A reset, or a frame cut short, ends the connection and cancels its calls (WIRE.md
    * section 8). A plain half-close after whole frames gets every answer, then the end. */
-  if (error != GAIO_EOF || c->rb.len > 0 || c->rb.skip > 0) conn_close(c);
+  if (error != GAIO_EOF || c->rb.len > 0 || c->rb.skip > 0 || (c->tls && rpc__tls_partial(c->tls)))
+    conn_close(c);
   else if (c->ncalls == 0) conn_finish(c);
 }
 
@@ -819,6 +912,10 @@ static void read_done(conn *c, const gaio_result *r) {
   if (c->closing) { /* finishing: the bytes are discarded */
     c->rb.len = 0;
     conn_read(c);
+    return;
+  }
+  if (c->tls) {
+    if (tls_input(c, r->size) == 0) conn_parse(c, 0);
     return;
   }
   conn_parse(c, r->size);
@@ -1055,11 +1152,11 @@ static void accept_more(worker *wk, rpc__srv_listener *l) {
   }
 }
 
-static void hand_over(worker *wk, int fd) {
+static void hand_over(worker *wk, int fd, int tls) {
   rpc_server *s = wk->srv;
   worker *to = &s->workers[s->next_worker++ % s->opts.workers];
   if (to == wk) {
-    conn_adopt(wk, fd);
+    conn_adopt(wk, fd, tls);
     return;
   }
   struct conn_item *it = gaio__malloc(sizeof *it);
@@ -1069,6 +1166,7 @@ static void hand_over(worker *wk, int fd) {
   }
   it->item.kind = ITEM_CONN;
   it->fd = fd;
+  it->tls = tls;
   if (rpc__inbox_post(&to->inbox, &it->item) < 0) {
     close(fd);
     free(it);
@@ -1096,7 +1194,7 @@ static void on_accept(worker *wk, rpc__srv_listener *l, const gaio_result *r) {
         int one = 1;
         setsockopt(r->conn_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       }
-      hand_over(wk, r->conn_fd);
+      hand_over(wk, r->conn_fd, l->tls);
     }
   }
   if (l->closed) return;
@@ -1168,7 +1266,7 @@ static void on_inbox(worker *wk) {
     } else if (it->kind == ITEM_CONN) {
       struct conn_item *ci = (struct conn_item *)it;
       if (wk->stopping) close(ci->fd);
-      else conn_adopt(wk, ci->fd);
+      else conn_adopt(wk, ci->fd, ci->tls);
       free(ci);
     } else if (it->kind == ITEM_SHUTDOWN) {
       begin_stop(wk);
@@ -1185,6 +1283,9 @@ static void on_idle(worker *wk, conn *c) {
   if (c->freed) return;
   if (c->closing) {
     conn_close(c); /* the linger time is over */
+  } else if (c->tls && !rpc__tls_ready(c->tls)) {
+    tls_refuse(wk, "TLS handshake timed out");
+    conn_close(c);
   } else if (c->ncalls > 0 || c->last_active + (uint64_t)ms * 1000000u > now) {
     conn_arm_idle(c, c->ncalls > 0 ? now : c->last_active);
   } else {

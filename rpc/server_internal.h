@@ -22,6 +22,7 @@ typedef struct rpc__srv_listener {
   int kind; /* RPC__CTX_LISTEN */
   int fd;
   int is_unix;
+  int tls;      /* "tls:" address: its connections are TLS */
   int attached; /* owned by worker 0's watcher */
   int closed;
   unsigned queued; /* accepts pending */
@@ -53,6 +54,7 @@ struct rpc_server {
   struct health_service *health;
   rpc_server_interceptor interceptors[RPC_MAX_INTERCEPTORS];
   unsigned ninterceptors;
+  struct rpc__tls_ctx *tls; /* from opts.tls (NULL: none); opts.tls is not kept */
 };
 
 const rpc__srv_method *rpc__srv_find_method(const rpc_server *s, uint32_t id);
@@ -64,5 +66,8 @@ size_t rpc__srv_worker_size(void);
 /* The server call being handled on this thread (inside an interceptor or the handler's
  * invoke), or NULL: how a client call made from a handler continues its trace. */
 const rpc_call *rpc__srv_current_call(void);
+
+/* Test hook: the server's TLS refusals so far and the last reason (server_setup.c). */
+unsigned long rpc__srv_tls_refusals(rpc_server *s, char *why, size_t why_len);
 
 #endif /* GAIO_RPC_SERVER_INTERNAL_H */

@@ -13,6 +13,7 @@
 #include "rpc/internal.h"
 #include "rpc/rpc.h"
 #include "rpc/server_internal.h"
+#include "rpc/transport.h"
 
 #define LISTEN_BACKLOG 1024 /* listen(2) backlog of every listener */
 
@@ -32,14 +33,21 @@ int rpc_server_create(rpc_server **out, const rpc_server_options *opts) {
   if (o.allocator && (!o.allocator->alloc || !o.allocator->free)) return -EINVAL;
   if (o.max_metadata_bytes == 0) o.max_metadata_bytes = RPC_DEFAULT_MAX_METADATA_BYTES;
   if (o.max_metadata_entries == 0) o.max_metadata_entries = RPC_DEFAULT_MAX_METADATA_ENTRIES;
+  rpc__tls_ctx *tls = NULL;
+  if (o.tls) {
+    int rc = rpc__tls_server_ctx(&tls, o.tls);
+    if (rc < 0) return rc;
+    o.tls = NULL;
+  }
   rpc_server *s = gaio__calloc(1, sizeof *s);
-  if (!s) return -ENOMEM;
-  s->workers = gaio__calloc(o.workers, rpc__srv_worker_size());
-  if (!s->workers) {
+  if (s) s->workers = gaio__calloc(o.workers, rpc__srv_worker_size());
+  if (!s || !s->workers) {
     free(s);
+    rpc__tls_ctx_free(tls);
     return -ENOMEM;
   }
   s->opts = o;
+  s->tls = tls;
   atomic_init(&s->calls, 0);
   atomic_init(&s->serving, 1);
   atomic_init(&s->stopping, 0);
@@ -225,9 +233,14 @@ int rpc_server_listen(rpc_server *s, const char *address) {
   if (s->nlisteners >= RPC_MAX_LISTENERS) return -ENOSPC;
   struct sockaddr_storage ss;
   socklen_t sl;
-  if (rpc__parse_addr(address, strlen(address), &ss, &sl) < 0) return -EINVAL;
+  int tls = strncmp(address, "tls:", 4) == 0;
+  if (tls) address += 4;
+  if ((tls && !s->tls) || rpc__parse_addr(address, strlen(address), &ss, &sl) < 0 ||
+      (tls && ss.ss_family == AF_UNIX))
+    return -EINVAL;
   rpc__srv_listener *l = &s->listeners[s->nlisteners];
   memset(l, 0, sizeof *l);
+  l->tls = tls;
   l->kind = RPC__CTX_LISTEN;
   rpc__timer_init(&l->retry, 0);
   int rc = open_listener(l, &ss, sl);
@@ -277,6 +290,7 @@ void rpc_server_destroy(rpc_server *s) {
   free(s->methods);
   free(s->services);
   free(s->workers);
+  rpc__tls_ctx_free(s->tls);
   free(s);
 }
 
@@ -290,4 +304,10 @@ int rpc_server_add_interceptor(rpc_server *s, const rpc_server_interceptor *ic) 
   if (s->ninterceptors == RPC_MAX_INTERCEPTORS) return -ENOSPC;
   s->interceptors[s->ninterceptors++] = *ic;
   return 0;
+}
+
+/* Test hook (declared by the tests; this is private to //rpc): the TLS refusals of the server
+ * and the last reason, what its log would say. 0 without TLS. */
+unsigned long rpc__srv_tls_refusals(rpc_server *s, char *why, size_t why_len) {
+  return s->tls ? rpc__tls_ctx_refusals(s->tls, why, why_len) : 0;
 }

@@ -13,6 +13,7 @@ PKGS=(bazel-bootstrap bazel-rules-java bazel-platforms
       libgtest-dev libgmock-dev
       protobuf-compiler protobuf-c-compiler libprotobuf-c-dev
       liburing-dev build-essential clang libclang-rt-14-dev
+      libssl-dev openssl  # TLS in //rpc; the tests make their certificates with openssl
       libuv1-dev)  # the libuv baseline of tests/bench, built by `bazel test //...` too
 # shellcheck disable=SC2206  # word splitting of the extra list is intended
 PKGS+=(${GAIO_EXTRA_PKGS:-})
