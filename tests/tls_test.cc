@@ -278,12 +278,17 @@ class TlsTest : public ::testing::Test {
     return n;
   }
 
-  // Waits (bounded) until the server counted n refusals; returns the last reason.
-  std::string WaitRefusals(unsigned long n) {
+  // Waits (bounded) until the server counted n refusals; returns the last reason. A refused
+  // channel reconnects every 50 ms and may be refused again before the count is read: for
+  // those, at_least accepts more than n (each refusal has the same reason).
+  std::string WaitRefusals(unsigned long n, bool at_least = false) {
     std::string why;
     for (int i = 0; i < 500 && Refusals(&why) < n; i++)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    EXPECT_EQ(n, Refusals(&why));
+    if (at_least)
+      EXPECT_LE(n, Refusals(&why));
+    else
+      EXPECT_EQ(n, Refusals(&why));
     return why;
   }
 
@@ -472,7 +477,7 @@ TEST_F(TlsTest, PlaintextClientOnTlsPortIsRefused) {
   rpc_channel *plain = Chan("127.0.0.1:" + std::to_string(tls_port_), nullptr);
   Result r = Call(plain, "Say", "clear text", 3000);
   EXPECT_EQ(RPC_STATUS_UNAVAILABLE, r.status) << r.message;
-  std::string why = WaitRefusals(1);
+  std::string why = WaitRefusals(1, true);
   EXPECT_NE(std::string::npos, why.find("TLS handshake failed")) << why;
   ClientTls billing("billing");
   EXPECT_EQ(RPC_STATUS_OK, Call(Chan(Tls(), &billing.o), "Say", "still here").status);
@@ -515,7 +520,7 @@ TEST_F(TlsTest, ClientCertFromForeignCaIsRefused) {
   Result r = Call(Chan(Tls(), &foreign.o), "Say", "let me in", 3000);
   EXPECT_EQ(RPC_STATUS_UNAVAILABLE, r.status);
   EXPECT_NE(std::string::npos, r.message.find("unknown ca")) << r.message;
-  std::string why = WaitRefusals(1);
+  std::string why = WaitRefusals(1, true);
   EXPECT_NE(std::string::npos, why.find("certificate verify failed")) << why;
   ClientTls billing("billing");
   EXPECT_EQ(RPC_STATUS_OK, Call(Chan(Tls(), &billing.o), "Say", "still here").status);
@@ -527,7 +532,7 @@ TEST_F(TlsTest, ExpiredClientCertIsRefused) {
   ClientTls expired("expired");
   Result r = Call(Chan(Tls(), &expired.o), "Say", "old", 3000);
   EXPECT_EQ(RPC_STATUS_UNAVAILABLE, r.status);
-  std::string why = WaitRefusals(1);
+  std::string why = WaitRefusals(1, true);
   EXPECT_NE(std::string::npos, why.find("certificate has expired")) << why;
 }
 
@@ -537,7 +542,7 @@ TEST_F(TlsTest, MissingClientCertIsRefusedWhenRequired) {
   ClientTls anon("");
   Result r = Call(Chan(Tls(), &anon.o), "Say", "anon", 3000);
   EXPECT_EQ(RPC_STATUS_UNAVAILABLE, r.status);
-  std::string why = WaitRefusals(1);
+  std::string why = WaitRefusals(1, true);
   EXPECT_NE(std::string::npos, why.find("certificate")) << why;
 }
 
