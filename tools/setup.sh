@@ -7,8 +7,9 @@ set -euo pipefail
 
 # Debian packages: Bazel 4.2.3 and the rules it needs offline, googletest, protobuf-c (runtime,
 # headers, protoc-c plugin), python3-protobuf (gaio-c's own protoc plugin), liburing, a C/C++
-# toolchain, and clang with its sanitizer and fuzzer runtime (libclang-rt-14-dev is only a Recommends of clang, and we install without those), and
-# libuv for the benchmark's baseline server.
+# toolchain, and clang with its sanitizer and fuzzer runtime (libclang-rt-14-dev is only a
+# Recommends of clang, and we install without those), and libuv for the benchmark's baseline
+# server.
 PKGS=(bazel-bootstrap bazel-rules-java bazel-platforms
       libgtest-dev libgmock-dev
       protobuf-compiler protobuf-c-compiler libprotobuf-c-dev
