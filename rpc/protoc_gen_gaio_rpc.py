@@ -119,10 +119,9 @@ def header(fd, services):
           "extern const rpc_proto_file %s;" % file_symbol(fd.name)]
     for svc_full, svc_c, svc_lower, methods in services:
         w += ["", "/* ---- %s ---- */" % svc_full, "",
-              "/* Host impl (initialised with %s__INIT) on s: rpc_server_add_service(). impl stays the"
-              % svc_lower.upper(),
-              " * caller's and must outlive s. Returns as rpc_server_add_service(); -EINVAL also when",
-              " * impl is not a %s. */" % svc_full,
+              "/* Host impl (initialised with %s__INIT) on s, before rpc_server_start()." % svc_lower.upper(),
+              " * impl stays the caller's and must outlive s. Returns as rpc_server_add_service();",
+              " * -EINVAL also when impl is not a %s. */" % svc_full,
               "int %s__serve(rpc_server *s, %s_Service *impl);" % (svc_lower, svc_c)]
         for m in methods:
             w += ["", "/* %s (method id 0x%08x). */" % (m.full, m.id),
@@ -130,12 +129,14 @@ def header(fd, services):
                   "/* Blocking: rpc_channel_call_opts() with this method (opts NULL: defaults). On",
                   " * RPC_STATUS_OK *reply is the reply, freed by the caller with",
                   " * %s; else *reply is NULL. Returns the status, or" % m.free,
-                  " * a negative errno when the call was not made (-EINVAL: NULL ch, req or reply). */",
-                  "int %s_call(rpc_channel *ch, const %s *req, %s **reply," % (m.prefix, m.in_type, m.out_type),
-                  "    const rpc_call_options *opts, char *msg, size_t msg_len);",
-                  "/* Async: rpc_channel_submit_opts() with this method; the completion goes to cq. */",
-                  "int %s_submit(rpc_channel *ch, const %s *req, const rpc_call_options *opts," % (m.prefix, m.in_type),
-                  "    rpc_cq *cq, void *ctx, uint64_t *call_id);",
+                  " * a negative errno when the call was not made (-EINVAL: NULL ch, req or reply; the rest",
+                  " * as rpc_channel_call_opts()). Any thread but the channel's own (-EDEADLK). */",
+                  "int %s_call(rpc_channel *ch, const %s *req," % (m.prefix, m.in_type),
+                  "    %s **reply, const rpc_call_options *opts, char *msg, size_t msg_len);" % m.out_type,
+                  "/* Async: rpc_channel_submit_opts() with this method, from any thread. Returns 0 (exactly",
+                  " * one completion, with ctx, will come to cq) or a negative errno (none will). */",
+                  "int %s_submit(rpc_channel *ch, const %s *req," % (m.prefix, m.in_type),
+                  "    const rpc_call_options *opts, rpc_cq *cq, void *ctx, uint64_t *call_id);",
                   "/* The reply of a completion of this method: c->reply, typed, when c->status is OK",
                   " * and the reply is a %s; else NULL. Ownership is unchanged (c->reply). */" % m.out_type,
                   "%s *%s_reply(const rpc_completion *c);" % (m.out_type, m.prefix)]
