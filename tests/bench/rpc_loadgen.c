@@ -291,6 +291,7 @@ static int tls_init(lg_t *lg) {
     return -1;
   }
   SSL_CTX_set_verify(lg->tls, SSL_VERIFY_PEER, NULL);
+  SSL_CTX_set_read_ahead(lg->tls, 1); /* whole socket reads, like the plaintext path */
   /* A buffer of frames is written record by record and may move between tries (issue()). */
   SSL_CTX_set_mode(lg->tls, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   return 0;
