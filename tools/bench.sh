@@ -478,7 +478,7 @@ for w in $WORKLOADS; do
       rpc-*|tls-handshake)
         p50=$(fmt "$(values "$w" "$c" p50_us | median)")
         p99=$(fmt "$(values "$w" "$c" p99_us | median)")
-        if [ -n "$bname" ]; then [ "$c" != raw ] && rl="goal >= $(wl_goal "$w")"
+        if [ -n "$bname" ]; then [ "$c" != raw ] && [ -n "$(wl_goal "$w")" ] && rl="goal >= $(wl_goal "$w")"
         elif [[ "$c" == *+md || "$c" == *+tls ]]; then rl="goal >= $(wl_goal "$w")"; fi ;;
       pingpong|pinned)
         p50=$(fmt "$(values "$w" "$c" p50_us | median)")
