@@ -1,6 +1,6 @@
 /* rpc_demo [-d seconds] [-w window] [-b backend] [-t tls-dir]: an RPC server on 127.0.0.1:0
- * (Echo, Calculator, KeyValue, health) and a client channel in one process. Makes calls of every kind, prints what happened,
- * then measures the call rate of pipelined async calls for a few seconds. Call metadata: a second
+ * (Echo, Calculator, KeyValue, health) and a client channel in one process. Makes calls of every
+ * kind, prints what happened, then measures the call rate of pipelined async calls for a few seconds. Call metadata: a second
  * server, A, in front of the first, B, requires a bearer token and forwards Echo.Say to B with the
  * trace context of its call, so that A and B see one trace id. -t DIR: over mutual TLS, with
  * DIR/ca.pem, server.pem, server.key, client.pem and client.key (tools/demo.sh --tls makes
