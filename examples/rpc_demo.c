@@ -1,12 +1,13 @@
-/* rpc_demo [-d seconds] [-w window] [-b backend] [-t tls-dir]: an RPC server on 127.0.0.1:0
- * (Echo, Calculator, KeyValue, health) and a client channel in one process. Makes calls of every
- * kind, prints what happened, then measures the call rate of pipelined async calls for a few seconds. Call metadata: a second
- * server, A, in front of the first, B, requires a bearer token and forwards Echo.Say to B with the
- * trace context of its call, so that A and B see one trace id. -t DIR: over mutual TLS, with
- * DIR/ca.pem, server.pem, server.key, client.pem and client.key (tools/demo.sh --tls makes
- * them); the server prints the client's verified identity. Exits 0 only if every call ended
- * the way it should. Every call goes through the typed helpers rpc_proto_library generates
- * (examples/rpc_calc.rpc.h, kv.rpc.h, rpc/health.rpc.h): demo__v1__echo__say_call() and the like. */
+/* rpc_demo [-d seconds] [-w window] [-b backend] [-t tls-dir]: an RPC server on 127.0.0.1:0 (Echo,
+ * Calculator, KeyValue, health) and a client channel in one process. Makes calls of every kind,
+ * prints what happened, then measures the call rate of pipelined async calls for a few seconds.
+ * Call metadata: a second server, A, in front of the first, B, requires a bearer token and
+ * forwards Echo.Say to B with the trace context of its call, so that A and B see one trace id. -t
+ * DIR: over mutual TLS, with DIR/ca.pem, server.pem, server.key, client.pem and client.key
+ * (tools/demo.sh --tls makes them); the server prints the client's verified identity. Exits 0 only
+ * if every call ended the way it should. Every call goes through the typed helpers
+ * rpc_proto_library generates (examples/rpc_calc.rpc.h, kv.rpc.h, rpc/health.rpc.h):
+ * demo__v1__echo__say_call() and the like. */
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
