@@ -212,6 +212,57 @@ int rpc_server_shutdown(rpc_server *s, int drain_ms);
 /* Shut down (drain_ms 0) if still running, then free everything. NULL is a no-op. */
 void rpc_server_destroy(rpc_server *s);
 
+/* ---- Running a server until it is told to stop ------------------------------------------- */
+
+#define RPC_DEFAULT_RUN_DRAIN_MS 5000 /* rpc_server_run(): drain time after the stop */
+#define RPC_MAX_RUN_DRAIN_MS 3600000  /* rpc_server_run(): largest drain_ms (one hour) */
+
+/* Options of rpc_server_run(). Zero in any field means its default. */
+typedef struct rpc_server_run_options {
+  const char *address; /* rpc_server_listen() on it first; NULL or "": s listens already */
+  int drain_ms;         /* rpc_server_shutdown()'s drain after the stop, up to
+                           RPC_MAX_RUN_DRAIN_MS; 0: RPC_DEFAULT_RUN_DRAIN_MS; < 0: none */
+  int print;            /* 1: print on stdout (flushed, for scripts) one line per listener once
+                           started, "listening on 127.0.0.1:PORT" ("[::1]:PORT",
+                           "unix:/path"), and "SIGTERM, draining for up to N ms" (SIGINT, or
+                           "stopped" after rpc_server_stop()) at the stop; 0: print nothing */
+  const char *name;     /* prefix of the printed lines ("kv_server" gives "kv_server: ...") */
+  void (*on_started)(void *arg, rpc_server *s); /* NULL, or called on the calling thread once
+                           the server runs, before waiting: rpc_server_port(s) is the port */
+  void *arg;
+} rpc_server_run_options;
+
+/* Run s until SIGINT, SIGTERM or rpc_server_stop(): listen on opts->address (if given),
+ * rpc_server_start(), wait, then rpc_server_shutdown(s, drain) and return. The caller still
+ * destroys s. One call per server, from one thread (typically main()); opts may be NULL.
+ *
+ * SIGNALS. Before starting the workers it blocks SIGINT and SIGTERM in the calling thread, so
+ * the server's threads inherit the mask, and takes the signals with a signalfd. A disposition
+ * of SIG_IGN (inherited across exec from a parent that ignored them: a non-interactive shell
+ * does so for SIGINT in background jobs) is set to SIG_DFL for the duration of the call, since
+ * POSIX lets a system discard an ignored signal even while it is blocked; handlers the program
+ * installed are left alone. THREADS CREATED BEFORE THE CALL keep their own mask: a
+ * process-directed SIGINT or SIGTERM
+ * may be delivered to any of them that does not block it, with its disposition (the default
+ * ends the process). So call it before creating threads (a channel's included), or block both
+ * signals with pthread_sigmask() first thing in main(). A signal sent to another thread with
+ * pthread_kill() is not seen. On return the signals that came during the drain have been taken
+ * (they asked for the stop under way), and the calling thread's mask and the dispositions are
+ * as before the call; a later signal gets the process's own disposition. Nothing else global
+ * is touched: no handler, no static state.
+ *
+ * Returns 0 after a stop, or a negative errno: that of rpc_server_listen() (-EINVAL for a bad
+ * address, -EADDRINUSE, ...) or rpc_server_start() (-EINVAL: no service; -EBUSY: started
+ * already), -EINVAL (s NULL, drain_ms too large), or -EMFILE/-ENOMEM for its signalfd or
+ * eventfd. After a failure nothing is running, and the mask and dispositions are restored. */
+int rpc_server_run(rpc_server *s, const rpc_server_run_options *opts);
+
+/* Make rpc_server_run() on s stop as if a signal had come: it returns after the drain. A stop
+ * made before rpc_server_run() is called makes it stop right after starting. Any thread, and
+ * async-signal-safe (an atomic store and a write to an eventfd), so a signal handler of the
+ * program's own may call it; not after rpc_server_destroy(). Returns 0, or -EINVAL (NULL). */
+int rpc_server_stop(rpc_server *s);
+
 /* Inside a handler: the call behind the closure_data the handler was given. The handle is
  * valid until the call is completed (closure or rpc_call_fail()); any thread may use it. */
 rpc_call *rpc_server_call(void *closure_data);
