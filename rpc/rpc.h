@@ -31,7 +31,17 @@
  * given to a handler stays valid until the handler's closure has been called, and is then freed
  * by the library; the handler's reply is packed by the closure and stays the handler's.
  *
- * Status codes are gRPC's canonical codes (RPC_STATUS_*, rpc_status_name() in rpc/frame.h).
+ * RUNNING A SERVER. rpc_server_run() does a program's whole serving part: listen, start, wait
+ * for SIGINT or SIGTERM (or rpc_server_stop()), drain, return.
+ *
+ * THE ONE HEADER. This file is all a program includes (with its generated .pb-c.h files). It
+ * pulls in three small headers it shares with the wire codec, so that nothing is defined twice:
+ * rpc/status.h, the status codes (enum rpc_status: gRPC's canonical codes, RPC_STATUS_OK ...
+ * RPC_STATUS_UNAUTHENTICATED), rpc_status_name() and the body limits (RPC_DEFAULT_MAX_BODY
+ * 4 MiB, RPC_MAX_BODY_HARD 64 MiB, RPC_MAX_ERROR_MESSAGE 1024 bytes); rpc/metadata.h, the
+ * header and trailer views (rpc_md, rpc_metadata, rpc_metadata_get()) and their limits
+ * (RPC_DEFAULT_MAX_METADATA_BYTES 8 KiB, RPC_DEFAULT_MAX_METADATA_ENTRIES 64); rpc/frame.h,
+ * rpc_method_id(). Every other limit and default is below, under "Limits and defaults".
  * Functions return 0 or a negative errno, unless stated otherwise. Internal invariants (one
  * end per call, connection and queue accounting) are assert()ed; release builds (-DNDEBUG, as
  * Bazel's -c opt sets) compile the checks out, and a broken invariant is then undefined. */
@@ -45,8 +55,9 @@
 
 #include <protobuf-c/protobuf-c.h>
 
-#include "rpc/frame.h"
-#include "rpc/metadata.h"
+#include "rpc/frame.h"    /* rpc_method_id() */
+#include "rpc/metadata.h" /* rpc_md, rpc_metadata, RPC_DEFAULT_MAX_METADATA_* */
+#include "rpc/status.h"   /* enum rpc_status, rpc_status_name(), RPC_DEFAULT_MAX_BODY, ... */
 
 #ifdef __cplusplus
 extern "C" {
@@ -54,6 +65,10 @@ extern "C" {
 
 /* ------------------------------------------------------------------------------------------ */
 /* Limits and defaults. Every one can be changed through the options below (0 = default).     */
+/* Also in force, from rpc/status.h: RPC_DEFAULT_MAX_BODY (4 MiB, the max_body options),
+ * RPC_MAX_BODY_HARD (64 MiB, their upper bound), RPC_MAX_ERROR_MESSAGE (1024 bytes of an error
+ * message); from rpc/metadata.h: RPC_DEFAULT_MAX_METADATA_BYTES (8 KiB) and
+ * RPC_DEFAULT_MAX_METADATA_ENTRIES (64), the max_metadata_* options' defaults. */
 
 #define RPC_DEFAULT_WORKERS 2u                 /* server worker threads */
 #define RPC_MAX_WORKERS 64u                    /* upper bound of rpc_server_options.workers */
