@@ -92,6 +92,10 @@ extern "C" {
 #define RPC_MAX_CHANNEL_METADATA 16u           /* client: headers set in the channel options */
 #define RPC_CQ_MAX_OUTSTANDING 65536u          /* client: calls submitted into one rpc_cq and
                                                   not yet collected; more: -ENOBUFS at submit */
+#define RPC_CHANNEL_MAX_WRITE_BYTES_PER_CONN (4u << 20) /* client: request bytes queued on one
+                                                  connection and not yet written to its socket,
+                                                  beyond which new calls wait in the channel
+                                                  (README "Flow control") */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Methods                                                                                     */
