@@ -28,16 +28,6 @@ int ex_err(const char *what, int error) {
   return error;
 }
 
-const struct option ex_help_option[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-
-void ex_usage_exit(const ex_usage *u, int code) {
-  FILE *out = code == 0 ? stdout : stderr;
-  fprintf(out, "usage: %s %s\n", prog, u->synopsis);
-  for (const char *const *f = u->flags; f && *f; f++) fprintf(out, "  %s\n", *f);
-  fprintf(out, "  -h, --help        this text\n");
-  exit(code);
-}
-
 int ex_parse_long(char flag, const char *text, long min, long max, long *out) {
   char *end;
   errno = 0;

@@ -1,16 +1,17 @@
 /* Helpers shared by the gaio-c examples: listening sockets, accepting through gaio (a listener
- * that keeps accepts queued on a watcher), the backend flag, flag parsing, SIGINT/SIGTERM handling and printing the counters.
+ * that keeps accepts queued on a watcher), the backend flag, flag parsing (and, from usage.h,
+ * -h/--help), SIGINT/SIGTERM handling and printing the counters.
  * Not part of the library. Every function reports its own errors on stderr, prefixed with the
  * program name given to ex_init(), and returns 0 or a negative errno. */
 #ifndef GAIO_EXAMPLES_EXAMPLE_UTIL_H
 #define GAIO_EXAMPLES_EXAMPLE_UTIL_H
 
-#include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "examples/usage.h"
 #include "gaio/gaio.h"
 
 /* Remember the program name (the basename of argv[0]) for messages. Call first in main(). */
@@ -21,27 +22,6 @@ const char *ex_prog(void);
 
 /* Print "<prog>: <what>: <gaio_strerror(error)>" on stderr. Returns error, for `return ex_err()`. */
 int ex_err(const char *what, int error);
-
-/* ---- Usage ----
- * A program describes its flags once, in an ex_usage, for -h/--help (on stdout, exit 0) and for
- * a bad or unknown flag (on stderr, exit 2). */
-typedef struct ex_usage {
-  const char *synopsis;     /* what follows the program name: "[-p port] [-a address]" */
-  const char *const *flags; /* one line per flag, saying its default; NULL-terminated */
-} ex_usage;
-
-/* Usage lines of the flags several programs share. */
-#define EX_USAGE_PORT "-p PORT           TCP port, 0..65535 (default 0: any free port, printed)"
-#define EX_USAGE_ADDRESS "-a ADDRESS        numeric IPv4 or IPv6 address (default 127.0.0.1)"
-#define EX_USAGE_BACKEND \
-  "-b BACKEND        uring or epoll (default: gaio's choice; GAIO_BACKEND overrides it)"
-
-/* getopt_long()'s long options for programs with short flags only: --help, as 'h'. */
-extern const struct option ex_help_option[];
-
-/* Print "usage: <prog> <synopsis>" and the flag lines, on stdout when code is 0, else on
- * stderr, and exit(code). */
-_Noreturn void ex_usage_exit(const ex_usage *u, int code);
 
 /* Parse a decimal integer in [min, max] for the command-line flag -flag. On error prints why and
  * returns -EINVAL. */

@@ -47,8 +47,7 @@ static int parse_args(int argc, char **argv, bench_addr *a, rpc_server_options *
     } else if (strcmp(flag, "--backend") == 0) {
       o->backend = v;
     } else {
-      fprintf(stderr, "usage: rpc_echo_bench [--workers N] [--backend epoll|uring] [--host H] "
-                      "[--port P]\n");
+      fprintf(stderr, "rpc_echo_bench: unknown flag %s\n", flag);
       return -EINVAL;
     }
   }
@@ -59,10 +58,18 @@ static int parse_args(int argc, char **argv, bench_addr *a, rpc_server_options *
   return 0;
 }
 
+static const char *const flags[] = {
+    "--workers N       server worker threads (default 1)",
+    "--backend NAME    epoll or uring (default: gaio's choice; GAIO_BACKEND overrides it)",
+    BENCH_USAGE_HOST, BENCH_USAGE_PORT, NULL};
+static const ex_usage usage = {"[--workers N] [--backend epoll|uring] [--host H] [--port P]",
+                               flags};
+
 int main(int argc, char **argv) {
+  ex_help_if_asked(argc, argv, &usage);
   bench_addr a = {0};
   rpc_server_options o = {.workers = 1};
-  if (parse_args(argc, argv, &a, &o) != 0) return 2;
+  if (parse_args(argc, argv, &a, &o) != 0) ex_usage_exit(&usage, 2);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
