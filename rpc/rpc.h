@@ -409,8 +409,9 @@ typedef struct rpc_channel_options {
                               Keeps idle connections under a server's idle timeout. 0: off */
   const char *backend;     /* gaio backend; NULL: automatic */
   unsigned max_pending_calls; /* calls accepted and not yet completed (waiting for a
-                              connection, or in flight); beyond it a submit returns -ENOBUFS
-                              (a stub's closure gets RESOURCE_EXHAUSTED) */
+                              connection or for room in one, RPC_CHANNEL_MAX_WRITE_BYTES_PER_CONN,
+                              or in flight); beyond it a submit returns -ENOBUFS (a stub's
+                              closure gets RESOURCE_EXHAUSTED) */
   const rpc_md *metadata;  /* headers sent with every call (copied at create; at most
                               RPC_MAX_CHANNEL_METADATA), before the call's own */
   size_t metadata_count;
