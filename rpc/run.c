@@ -99,22 +99,23 @@ static void print_listeners(const rpc_server *s, const char *name) {
   if (!name) name = "";
   for (unsigned i = 0; i < s->nlisteners; i++) {
     const rpc__srv_listener *l = &s->listeners[i];
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    char host[INET6_ADDRSTRLEN] = "?";
     if (l->is_unix) {
       printf("%s%slistening on unix:%s\n", name, sep, l->path);
       continue;
     }
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?";
+    memset(&ss, 0, sizeof ss);
+    int v6 = 0;
     if (getsockname(l->fd, (struct sockaddr *)&ss, &len) == 0) {
-      const void *a = ss.ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
-                                               : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
+      v6 = ss.ss_family == AF_INET6;
+      const void *a = v6 ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+                         : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
       inet_ntop(ss.ss_family, a, host, sizeof host);
     }
-    if (ss.ss_family == AF_INET6)
-      printf("%s%slistening on [%s]:%d\n", name, sep, host, l->port);
-    else
-      printf("%s%slistening on %s:%d\n", name, sep, host, l->port);
+    printf(v6 ? "%s%slistening on [%s]:%d\n" : "%s%slistening on %s:%d\n", name, sep, host,
+           l->port);
   }
   fflush(stdout);
 }
