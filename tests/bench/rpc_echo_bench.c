@@ -63,8 +63,7 @@ static int parse_args(int argc, char **argv, bench_addr *a, rpc_server_options *
     } else if (strcmp(flag, "--tls") == 0) {
       use_tls(o, v);
     } else {
-      fprintf(stderr, "usage: rpc_echo_bench [--workers N] [--backend epoll|uring] [--host H] "
-                      "[--port P] [--tls DIR]\n");
+      fprintf(stderr, "rpc_echo_bench: unknown flag %s\n", flag);
       return -EINVAL;
     }
   }
@@ -75,10 +74,20 @@ static int parse_args(int argc, char **argv, bench_addr *a, rpc_server_options *
   return 0;
 }
 
+static const char *const flags[] = {
+    "--workers N       server worker threads (default 1)",
+    "--backend NAME    epoll or uring (default: gaio's choice; GAIO_BACKEND overrides it)",
+    BENCH_USAGE_HOST, BENCH_USAGE_PORT,
+    "--tls DIR         listen on tls: with DIR/server.pem and DIR/server.key (default: plaintext)",
+    NULL};
+static const ex_usage usage = {"[--workers N] [--backend epoll|uring] [--host H] [--port P] [--tls DIR]",
+                               flags};
+
 int main(int argc, char **argv) {
+  ex_help_if_asked(argc, argv, &usage);
   bench_addr a = {0};
   rpc_server_options o = {.workers = 1};
-  if (parse_args(argc, argv, &a, &o) != 0) return 2;
+  if (parse_args(argc, argv, &a, &o) != 0) ex_usage_exit(&usage, 2);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);

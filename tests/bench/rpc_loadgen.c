@@ -531,11 +531,27 @@ static int parse_args(config *cfg, int argc, char **argv) {
   return 0;
 }
 
+_Static_assert(MAX_MD == 64, "the --metadata usage line says 0..64");
+static const char *const flags[] = {
+    "--conns N         connections (default 1)",
+    "--depth D         calls in flight per connection (default 1)",
+    "--size S          payload bytes per call, at least 1 (default 64)",
+    "--duration SEC    measured time (default 3)",
+    "--warmup SEC      time before measuring (default 1)",
+    "--timeout SEC     give up after this long past the end (default 30)",
+    "--cpu C           pin this process to CPU C (default: not pinned)",
+    "--metadata N      headers sent with every call, 0..64 (default 0)",
+    "--host H          the server's address (default 127.0.0.1)",
+    BENCH_USAGE_SERVER_PORT, NULL};
+static const ex_usage usage = {"--port P [--host H] [--conns N] [--depth D] [--size S] [...]",
+                               flags};
+
 int main(int argc, char **argv) {
+  ex_help_if_asked(argc, argv, &usage);
   static lg_t lg;
   lg.cfg = (config){.conns = 1, .depth = 1, .size = 64, .cpu = -1, .duration = 3.0,
                     .warmup = 1.0, .timeout = 30.0};
-  if (parse_args(&lg.cfg, argc, argv) != 0) return 2;
+  if (parse_args(&lg.cfg, argc, argv) != 0) ex_usage_exit(&usage, 2);
   signal(SIGPIPE, SIG_IGN);
   if (lg.cfg.cpu >= 0 && bench_pin_cpu((int)lg.cfg.cpu) != 0) return 1;
   pat_init();
