@@ -15,10 +15,16 @@
 
 #include "rpc/internal.h"
 #include "rpc/rpc.h"
+#include "rpc/stats.h"
 
 #define RESULTS_PER_WAIT 128 /* gaio results taken per gaio_wait() */
 
-enum { EP_IDLE, EP_CONNECTING, EP_READY, EP_BACKOFF };
+enum {
+  EP_IDLE = RPC_ENDPOINT_IDLE,
+  EP_CONNECTING = RPC_ENDPOINT_CONNECTING,
+  EP_READY = RPC_ENDPOINT_READY,
+  EP_BACKOFF = RPC_ENDPOINT_BACKOFF
+};
 enum { MODE_CLOSURE, MODE_CQ, MODE_SYNC };
 enum { ITEM_SUBMIT = 1, ITEM_CANCEL = 2, ITEM_CLOSE = 3, ITEM_NEXT_WIRE = 4 };
 enum { TIMER_BACKOFF = 2, TIMER_KEEPALIVE = 3 }; /* a call's deadline timer has an id as ctx */
@@ -31,10 +37,20 @@ typedef struct endpoint {
   struct sockaddr_storage addr;
   socklen_t addr_len;
   cconn *conn; /* the connection being made or in use; NULL when none */
-  int state;
+  int state;          /* set through ep_state() */
   int failures;
   double delay_ms;
   rpc__timer backoff;
+  char name[RPC_ADDRESS_MAX]; /* the address as the target gave it */
+  const char *fail_op; /* the step of the last failed attempt ("connect", "socket", ...) */
+  int fail_error;      /* and its error */
+  /* Counters: written by the channel thread, read by rpc_channel_get_stats() (rpc/stats.h);
+   * last_error under ch->stats_mu. */
+  _Atomic int state_pub;
+  rpc__counter connects, connect_failures, backoff_until;
+  rpc__counter calls[RPC_STATUS_CODES];
+  rpc__hist latency;
+  char last_error[RPC_MAX_ERROR_MESSAGE];
 } endpoint;
 
 struct cconn {
@@ -55,6 +71,7 @@ struct cconn {
   uint64_t ping_sent;  /* when the outstanding PING went out; 0: none outstanding */
   uint32_t ping_token;
   rpc__timer keepalive; /* its pending results are counted in `pending` too */
+  endpoint *origin;     /* the endpoint it was made for, also once replaced: names it */
 };
 
 typedef struct sync_wait {
@@ -90,6 +107,7 @@ struct ccall {
   int wait_for_ready;   /* resolved at submit: 1 wait, 0 fail at once when hopeless */
   unsigned ic_ran;      /* interceptors whose before() ran: their after() runs at completion */
   uint64_t submitted;   /* gaio_now() at submit */
+  endpoint *ep;         /* the endpoint it was sent to (NULL: never sent), for the counters */
   rpc_metadata trailers; /* the response's trailers: a copy (malloc) owned by the call */
 };
 
@@ -138,6 +156,10 @@ struct rpc_channel {
   unsigned md_count;
   rpc_client_interceptor ics[RPC_MAX_INTERCEPTORS];
   unsigned nics;
+  rpc__logger log;
+  pthread_mutex_t stats_mu; /* the endpoints' last_error */
+  rpc__counter unsent[RPC_STATUS_CODES];
+  const endpoint *last_failed; /* the endpoint that failed last (channel thread) */
 };
 
 /* Headers being built for one call (rpc_headers_add): encoded entries, no prefix. */
@@ -154,6 +176,36 @@ static _Thread_local const rpc_metadata *tls_trailers;
 
 static void conn_fail(cconn *c, const char *why);
 static void ep_connect(endpoint *ep);
+
+/* ---- Endpoint state, its counters and log lines ----------------------------------------- */
+
+/* Move ep to state st; a change is published for rpc_channel_get_stats() and logged once. The
+ * move to BACKOFF is logged by ep_backoff(), with its reason. */
+static void ep_state(endpoint *ep, int st) {
+  if (ep->state == st) return;
+  ep->state = st;
+  atomic_store_explicit(&ep->state_pub, st, memory_order_relaxed);
+  const rpc__logger *lg = &ep->ch->log;
+  if (st == EP_READY) rpc__log(lg, RPC_LOG_INFO, "%s: ready", ep->name);
+  else if (st == EP_CONNECTING) rpc__log(lg, RPC_LOG_DEBUG, "%s: connecting", ep->name);
+  else if (st == EP_IDLE) rpc__log(lg, RPC_LOG_INFO, "%s: idle", ep->name);
+}
+
+/* The text of ep's last failure (channel thread), kept for the stats readers too. */
+static void ep_set_error(endpoint *ep, const char *text) {
+  rpc_channel *ch = ep->ch;
+  pthread_mutex_lock(&ch->stats_mu);
+  snprintf(ep->last_error, sizeof ep->last_error, "%s", text);
+  pthread_mutex_unlock(&ch->stats_mu);
+  ch->last_failed = ep;
+}
+
+/* Why calls fail when no endpoint can take them: the last failure, which names its endpoint,
+ * or a generic text before any failure. Channel thread. */
+static const char *unreachable_why(const rpc_channel *ch) {
+  return ch->last_failed && ch->last_failed->last_error[0] ? ch->last_failed->last_error
+                                                           : "no endpoint is reachable";
+}
 
 /* ---- Completion -------------------------------------------------------------------------- */
 
@@ -236,6 +288,13 @@ static void complete(rpc_channel *ch, ccall *call, int status, const char *msg, 
   call->status = status;
   call->msg = rpc__msgdup(msg, msg ? len : 0);
   call->reply = reply;
+  unsigned st = (unsigned)status < RPC_STATUS_CODES ? (unsigned)status : RPC_STATUS_UNKNOWN;
+  if (call->ep) {
+    rpc__count(&call->ep->calls[st], 1);
+    rpc__hist_record(&call->ep->latency, (gaio_now() - call->submitted) / 1000u);
+  } else {
+    rpc__count(&ch->unsent[st], 1);
+  }
   if (call->ic_ran) {
     rpc_client_call info = {call->method_id, call->id, NULL};
     uint64_t took = gaio_now() - call->submitted;
@@ -307,7 +366,7 @@ static void conn_retire(cconn *c) {
   c->ep = NULL;
   if (ep && ep->conn == c) {
     ep->conn = NULL;
-    ep->state = EP_IDLE;
+    ep_state(ep, EP_IDLE);
     ep->failures = 0;
     ep_connect(ep);
   }
@@ -334,6 +393,7 @@ static void send_call(cconn *c, ccall *call) {
     return;
   }
   call->conn = c;
+  call->ep = c->origin;
   rpc_frame f = {0};
   f.type = RPC_TYPE_REQUEST;
   f.flags = (uint8_t)call->md_flag;
@@ -358,7 +418,7 @@ static void fail_waiting_if_hopeless(rpc_channel *ch) {
   if (any_connecting(ch)) return;
   for (ccall *call = ch->wq_head, *next; call; call = next) {
     next = call->qnext;
-    if (!call->wait_for_ready) complete_str(ch, call, RPC_STATUS_UNAVAILABLE, "no endpoint is reachable");
+    if (!call->wait_for_ready) complete_str(ch, call, RPC_STATUS_UNAVAILABLE, unreachable_why(ch));
   }
 }
 
@@ -372,7 +432,7 @@ static void dispatch(rpc_channel *ch, ccall *call) {
   } else if (call->wait_for_ready || any_connecting(ch)) {
     wq_push(ch, call);
   } else {
-    complete_str(ch, call, RPC_STATUS_UNAVAILABLE, "no endpoint is reachable");
+    complete_str(ch, call, RPC_STATUS_UNAVAILABLE, unreachable_why(ch));
   }
 }
 
@@ -394,10 +454,13 @@ static uint64_t rnd(rpc_channel *ch) {
   return ch->rng;
 }
 
+/* The attempt of ep failed (its step and error in fail_op, fail_error): wait before the next,
+ * and say so: "127.0.0.1:7000: connect: Connection refused; retrying in 0.8 s". */
 static void ep_backoff(endpoint *ep) {
   rpc_channel *ch = ep->ch;
   ep->conn = NULL;
-  ep->state = EP_BACKOFF;
+  ep_state(ep, EP_BACKOFF);
+  rpc__count(&ep->connect_failures, 1);
   if (ep->failures++ == 0) ep->delay_ms = ch->opts.backoff_initial_ms;
   else ep->delay_ms *= RPC_BACKOFF_MULTIPLIER;
   if (ep->delay_ms > ch->opts.backoff_max_ms) ep->delay_ms = ch->opts.backoff_max_ms;
@@ -405,8 +468,20 @@ static void ep_backoff(endpoint *ep) {
   double d = ep->delay_ms * (1.0 + RPC_BACKOFF_JITTER * (2.0 * r - 1.0));
   /* Without a timer (no gaio request to spare) the endpoint is idle: the next call that finds
    * no connection ready connects it (dispatch). */
-  if (rpc__timer_arm(ch->w, &ep->backoff, gaio_now() + (uint64_t)(d * 1e6)) < 0)
-    ep->state = EP_IDLE;
+  uint64_t at = gaio_now() + (uint64_t)(d * 1e6);
+  char text[RPC_MAX_ERROR_MESSAGE];
+  int armed = rpc__timer_arm(ch->w, &ep->backoff, at) == 0;
+  const char *op = ep->fail_op ? ep->fail_op : "connect";
+  if (armed)
+    snprintf(text, sizeof text, "%s: %s: %s; retrying in %.1f s", ep->name, op,
+             gaio_strerror(ep->fail_error), d / 1000.0);
+  else
+    snprintf(text, sizeof text, "%s: %s: %s; retrying at the next call", ep->name, op,
+             gaio_strerror(ep->fail_error));
+  atomic_store_explicit(&ep->backoff_until, armed ? at : 0, memory_order_relaxed);
+  ep_set_error(ep, text);
+  rpc__log(&ch->log, RPC_LOG_WARN, "%s", text);
+  if (!armed) ep_state(ep, EP_IDLE);
   fail_waiting_if_hopeless(ch);
 }
 
@@ -422,10 +497,13 @@ static void ep_lost(endpoint *ep, int was_ready) {
 }
 
 /* Close the connection: its calls complete UNAVAILABLE, its endpoint reconnects. */
-static void conn_fail(cconn *c, const char *why) {
+static void conn_fail(cconn *c, const char *why_) {
   if (c->freed) return;
   rpc_channel *ch = c->ch;
   c->freed = 1;
+  char why[RPC_MAX_ERROR_MESSAGE];
+  snprintf(why, sizeof why, "%s: %s", c->origin ? c->origin->name : "?", why_);
+  if (c->ready && !ch->closing) rpc__log(&ch->log, RPC_LOG_WARN, "%s; connection closed", why);
   rpc__timer_disarm(ch->w, &c->keepalive);
   rpc__idnode *n;
   while ((n = rpc__idmap_pop(&c->calls)) != NULL) {
@@ -454,6 +532,8 @@ static void conn_read(cconn *c) {
 static void ep_connect(endpoint *ep) {
   rpc_channel *ch = ep->ch;
   int fd = socket(ep->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  ep->fail_op = "socket";
+  ep->fail_error = fd < 0 ? -errno : -ENOMEM;
   cconn *c = fd >= 0 ? gaio__calloc(1, sizeof *c) : NULL;
   if (!c || rpc__rbuf_init(&c->rb) < 0) goto fail;
   if (ep->addr.ss_family != AF_UNIX) {
@@ -466,15 +546,19 @@ static void ep_connect(endpoint *ep) {
   c->fd = fd;
   c->next_wire = 1;
   rpc__timer_init(&c->keepalive, TIMER_KEEPALIVE);
-  if (gaio_attach(ch->w, fd) < 0) goto fail;
+  if ((ep->fail_error = gaio_attach(ch->w, fd)) < 0) goto fail;
   fd = -1; /* the watcher's now */
   c->next = ch->conns;
   if (ch->conns) ch->conns->prev = c;
   ch->conns = c;
   uint64_t deadline = gaio_now() + (uint64_t)ch->opts.connect_timeout_ms * 1000000u;
   ep->conn = c;
-  ep->state = EP_CONNECTING;
-  if (gaio_connect(ch->w, c->fd, (struct sockaddr *)&ep->addr, ep->addr_len, c, deadline) < 0) {
+  c->origin = ep;
+  ep_state(ep, EP_CONNECTING);
+  int rc = gaio_connect(ch->w, c->fd, (struct sockaddr *)&ep->addr, ep->addr_len, c, deadline);
+  if (rc < 0) {
+    ep->fail_op = "connect";
+    ep->fail_error = rc;
     c->freed = 1;
     gaio_free(ch->w, c->fd);
     conn_maybe_free(c);
@@ -518,6 +602,10 @@ static int keepalive_arm(cconn *c, uint64_t from) {
 static void connect_done(cconn *c, const gaio_result *r) {
   if (c->freed) return;
   if (r->error != 0) {
+    if (c->ep) {
+      c->ep->fail_op = "connect";
+      c->ep->fail_error = r->error;
+    }
     conn_fail(c, "connect failed");
     return;
   }
@@ -526,7 +614,9 @@ static void connect_done(cconn *c, const gaio_result *r) {
   if (c->ch->opts.keepalive_ms > 0 && keepalive_arm(c, c->last_rx) < 0) return;
   endpoint *ep = c->ep;
   if (ep) {
-    ep->state = EP_READY;
+    rpc__count(&ep->connects, 1);
+    atomic_store_explicit(&ep->backoff_until, 0, memory_order_relaxed);
+    ep_state(ep, EP_READY);
     ep->failures = 0;
   }
   conn_read(c);
@@ -863,6 +953,7 @@ static int parse_target(rpc_channel *ch, const char *target) {
     size_t len = e ? (size_t)(e - p) : strlen(p);
     endpoint *ep = &ch->eps[i];
     if (rpc__parse_addr(p, len, &ep->addr, &ep->addr_len) < 0) return -EINVAL;
+    snprintf(ep->name, sizeof ep->name, "%.*s", (int)len, p);
     ep->ch = ch;
     rpc__timer_init(&ep->backoff, TIMER_BACKOFF);
     ch->neps++;
@@ -883,7 +974,7 @@ static int check_options(rpc_channel_options *o) {
       (o->metadata_count && !o->metadata) || (o->interceptor_count && !o->interceptors))
     return -EINVAL;
   if (o->max_body > RPC_MAX_BODY_HARD || o->default_timeout_ms < 0 || o->connect_timeout_ms < 0 ||
-      o->keepalive_ms < 0 ||
+      o->keepalive_ms < 0 || o->log_level < 0 || o->log_level > RPC_LOG_DEBUG ||
       o->backoff_initial_ms < 0 || o->backoff_max_ms < o->backoff_initial_ms)
     return -EINVAL;
   return 0;
@@ -923,6 +1014,7 @@ static void chan_free(rpc_channel *ch) {
   free(ch->md_block);
   rpc__idmap_free(&ch->calls);
   pthread_mutex_destroy(&ch->stub_mu);
+  pthread_mutex_destroy(&ch->stats_mu);
   free(ch->eps);
   free(ch);
 }
@@ -934,10 +1026,12 @@ int rpc_channel_create(rpc_channel **out, const char *target, const rpc_channel_
   if (!ch) return -ENOMEM;
   if (opts) ch->opts = *opts;
   pthread_mutex_init(&ch->stub_mu, NULL);
+  pthread_mutex_init(&ch->stats_mu, NULL);
   atomic_init(&ch->next_id, 1);
   ch->close_item.kind = ITEM_CLOSE;
   ch->rng = gaio_now() ^ (uint64_t)(uintptr_t)ch ^ 0x9E3779B97F4A7C15ull;
   int rc = check_options(&ch->opts);
+  rpc__logger_init(&ch->log, ch->opts.log, ch->opts.log_arg, ch->opts.log_level);
   if (rc == 0) rc = copy_call_defaults(ch);
   if (rc == 0) rc = parse_target(ch, target);
   gaio_options go = {0};
@@ -1387,4 +1481,39 @@ int rpc_cq_wait(rpc_cq *cq, rpc_completion *out, int max, int timeout_ms) {
     c->reply = NULL;
   }
   return n;
+}
+
+/* ---- Counters ---------------------------------------------------------------------------- */
+
+int rpc_channel_get_stats(rpc_channel *ch, rpc_channel_stats *out) {
+  if (!ch || !out) return -EINVAL;
+  memset(out, 0, sizeof *out);
+  out->endpoints = gaio__calloc(ch->neps ? ch->neps : 1, sizeof *out->endpoints);
+  if (!out->endpoints) return -ENOMEM;
+  out->nendpoints = ch->neps;
+  uint64_t now = gaio_now();
+  for (unsigned i = 0; i < ch->neps; i++) {
+    const endpoint *ep = &ch->eps[i];
+    rpc_endpoint_stats *es = &out->endpoints[i];
+    memcpy(es->address, ep->name, sizeof es->address);
+    es->state = atomic_load_explicit(&((endpoint *)ep)->state_pub, memory_order_relaxed);
+    es->connects = rpc__get(&ep->connects);
+    es->connect_failures = rpc__get(&ep->connect_failures);
+    uint64_t until = rpc__get(&ep->backoff_until);
+    if (es->state == RPC_ENDPOINT_BACKOFF && until > now)
+      es->backoff_remaining_ms = (until - now + 999999u) / 1000000u;
+    for (unsigned k = 0; k < RPC_STATUS_CODES; k++) es->calls[k] = rpc__get(&ep->calls[k]);
+    rpc__hist_add_to(&es->latency, &ep->latency);
+    pthread_mutex_lock(&ch->stats_mu);
+    memcpy(es->last_error, ep->last_error, sizeof es->last_error);
+    pthread_mutex_unlock(&ch->stats_mu);
+  }
+  for (unsigned k = 0; k < RPC_STATUS_CODES; k++) out->unsent[k] = rpc__get(&ch->unsent[k]);
+  return 0;
+}
+
+void rpc_channel_stats_free(rpc_channel_stats *st) {
+  if (!st) return;
+  free(st->endpoints);
+  memset(st, 0, sizeof *st);
 }
