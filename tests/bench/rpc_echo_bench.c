@@ -1,7 +1,9 @@
 /* The rpc contestant of the RPC benchmarks: an //rpc server hosting gaio.bench.Echo, whose Say
  * handler replies with the request's payload (packed by the closure before the handler returns).
  *
- * rpc_echo_bench [--workers N] [--backend epoll|uring] [--host H] [--port P]
+ * rpc_echo_bench [--workers N] [--backend epoll|uring] [--stats on|off] [--host H] [--port P]
+ * --stats off sets rpc_server_options.stats = -1 (no per-call counters), for bench.sh's
+ * counters on/off row.
  * Prints the bound port on stdout's first line; on SIGINT or SIGTERM shuts down (no drain) and
  * exits 0. One worker by default, for a like-for-like comparison with raw_frame_echo. */
 #include <errno.h>
@@ -38,7 +40,8 @@ static int parse_args(int argc, char **argv, bench_addr *a, rpc_server_options *
     if (rc == 1) continue;
     const char *flag = argv[i], *v = NULL;
     long n;
-    if ((strcmp(flag, "--workers") == 0 || strcmp(flag, "--backend") == 0) &&
+    if ((strcmp(flag, "--workers") == 0 || strcmp(flag, "--backend") == 0 ||
+         strcmp(flag, "--stats") == 0) &&
         (v = bench_flag_value(argc, argv, &i)) == NULL)
       return -EINVAL;
     if (strcmp(flag, "--workers") == 0) {
@@ -46,9 +49,11 @@ static int parse_args(int argc, char **argv, bench_addr *a, rpc_server_options *
       o->workers = (unsigned)n;
     } else if (strcmp(flag, "--backend") == 0) {
       o->backend = v;
+    } else if (strcmp(flag, "--stats") == 0 && (strcmp(v, "on") == 0 || strcmp(v, "off") == 0)) {
+      o->stats = strcmp(v, "on") == 0 ? 0 : -1;
     } else {
-      fprintf(stderr, "usage: rpc_echo_bench [--workers N] [--backend epoll|uring] [--host H] "
-                      "[--port P]\n");
+      fprintf(stderr, "usage: rpc_echo_bench [--workers N] [--backend epoll|uring] "
+                      "[--stats on|off] [--host H] [--port P]\n");
       return -EINVAL;
     }
   }
