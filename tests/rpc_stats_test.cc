@@ -569,6 +569,8 @@ TEST_F(RpcStatsTest, ChannelCountsCallsPerEndpointAndLogsReady) {
   EXPECT_EQ(1u, st.endpoints[0].calls[RPC_STATUS_ABORTED]);
   EXPECT_EQ(3u, st.endpoints[0].latency.count);
   rpc_channel_stats_free(&st);
+  EXPECT_EQ(0, rpc_channel_destroy(ch_));  // before clog goes
+  ch_ = nullptr;
 }
 
 // ---- Errors that say what failed ----------------------------------------------------------------
