@@ -158,7 +158,7 @@ int ex_watcher_create(gaio_watcher **out, const gaio_options *opts, const char *
   int rc = gaio_watcher_create(out, &o);
   if (rc == 0) return 0;
   const char *env = getenv("GAIO_BACKEND");
-  if (backend != NULL && rc == -EINVAL)
+  if (backend != NULL && rc == GAIO_EBACKEND)
     fprintf(stderr, "%s: unknown backend '%s' (use uring or epoll)\n", prog, backend);
   else if (backend != NULL)
     fprintf(stderr, "%s: backend '%s' cannot start: %s\n", prog, backend, gaio_strerror(rc));

@@ -152,7 +152,7 @@ static int read_once(gaio_watcher *w, gaio__fd *f, gaio__req *r) {
   if (r->op == GAIO_OP_RECVFROM) {
     n = recv_datagram(f, r);
     if (n > 0 || (n == 0 && !(f->state & GAIO__FD_STREAM))) {
-      gaio__count(&w->bytes_read, (uint64_t)n);
+      gaio__count_read(w, (uint64_t)n);
       r->done = (size_t)n;
       if (n == 0 && (r->flags & GAIO__REQ_SWAP)) {
         gaio__swap_return(w, r->buf);
@@ -167,7 +167,7 @@ static int read_once(gaio_watcher *w, gaio__fd *f, gaio__req *r) {
     n = gaio__sys_read(f->fd, r->buf + r->done, want);
   }
   if (n > 0) {
-    gaio__count(&w->bytes_read, (uint64_t)n);
+    gaio__count_read(w, (uint64_t)n);
     r->done += (size_t)n;
     if (r->flags & GAIO__REQ_SWAP) gaio__swap_trim(w, r->buf, r->done);
     int drained = (size_t)n < want && (f->state & (GAIO__FD_STREAM | GAIO__FD_HUP)) ==
@@ -292,7 +292,7 @@ static void run_writes(gaio_watcher *w, gaio__fd *f) {
       }
       continue;
     }
-    gaio__count(&w->bytes_written, (uint64_t)n);
+    gaio__count_write(w, (uint64_t)n);
     writes_advance(w, f, (size_t)n);
     if ((size_t)n < total && !(f->state & GAIO__FD_HUP)) block(w, f, GAIO__FD_WR_BLOCKED);
   }
@@ -323,6 +323,7 @@ static int ep_poll(gaio_watcher *w, int timeout_ms) {
   int n = gaio__sys_epoll_wait(s->epfd, s->events, (int)s->max_events, owed ? 0 : timeout_ms);
   if (owed) kick_owed(w, s);
   if (n < 0) return errno == EINTR ? 0 : -errno;
+  gaio__count(&w->events, (uint64_t)n);
   for (int i = 0; i < n; i++) {
     uint64_t tag = s->events[i].data.u64;
     uint32_t ev = s->events[i].events;

@@ -536,7 +536,7 @@ static void read_done(gaio_watcher *w, gaio__req *r, int res, uint32_t cflags) {
     block_put(state_of(w), r);
     if (res >= 0 && (res > 0 || !(f->state & GAIO__FD_STREAM))) {
       r->done = (size_t)res;
-      gaio__count(&w->bytes_read, (uint64_t)res);
+      gaio__count_read(w, (uint64_t)res);
       gaio__complete(w, r, 0);
       return;
     }
@@ -548,7 +548,7 @@ static void read_done(gaio_watcher *w, gaio__req *r, int res, uint32_t cflags) {
     return;
   }
   if (res > 0) {
-    gaio__count(&w->bytes_read, (uint64_t)res);
+    gaio__count_read(w, (uint64_t)res);
     r->done += (size_t)res;
     if (r->op == GAIO_OP_READ_FULL && r->done < r->len) {
       if (r->flags & GAIO__REQ_CANCEL)
@@ -630,7 +630,7 @@ static void write_done(gaio_watcher *w, gaio__req *head, int res) {
     return;
   }
   if (res >= 0) {
-    gaio__count(&w->bytes_written, (uint64_t)res);
+    gaio__count_write(w, (uint64_t)res);
     if (head->op == GAIO_OP_SENDTO) res = (int)(head->len - head->done); /* one datagram */
     writes_advance(w, f, cnt, (size_t)res);
     return;
@@ -692,6 +692,7 @@ static void reap(gaio_watcher *w) {
     n++;
   }
   io_uring_cq_advance(&s->ring, n);
+  gaio__count(&w->events, n);
 }
 
 /* Submit what is queued, then wait up to timeout_ms (-1 forever, 0 not at all) for one

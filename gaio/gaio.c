@@ -25,6 +25,8 @@ uint64_t gaio_now(void) {
 const char *gaio_strerror(int error) {
   if (error == 0) return "success";
   if (error == GAIO_EOF) return "end of stream";
+  if (error == GAIO_EBACKEND)
+    return "unknown gaio backend name (in the backend option or GAIO_BACKEND; use \"uring\" or \"epoll\")";
   if (error < 0) {
     const char *s = strerrordesc_np(-error);
     if (s != NULL) return s;
@@ -63,7 +65,7 @@ static int backend_start(gaio_watcher *w, const char *name) {
   if (name == NULL || name[0] == '\0') name = getenv("GAIO_BACKEND");
   if (name != NULL && name[0] != '\0') {
     w->be = backend_by_name(name);
-    return w->be == NULL ? -EINVAL : w->be->init(w);
+    return w->be == NULL ? GAIO_EBACKEND : w->be->init(w);
   }
   int rc = -ENOSYS;
   for (size_t i = 0; gaio__backends[i] != NULL; i++) {
@@ -763,8 +765,12 @@ static int poll_sleep(gaio_watcher *w, int t, int *err) {
     pthread_mutex_unlock(&w->lock);
     if (busy) return 1;
   }
+  /* Only a wait that may block is timed: a non-blocking poll is work, not idle time. */
+  uint64_t t0 = t != 0 ? gaio_now() : 0;
   *err = w->be->poll(w, t);
+  gaio__count(&w->polls, 1);
   if (t != 0) {
+    gaio__count(&w->idle_ns, gaio_now() - t0);
     pthread_mutex_lock(&w->lock);
     w->sleeping = 0;
     pthread_mutex_unlock(&w->lock);
@@ -875,6 +881,11 @@ void gaio_watcher_stats(gaio_watcher *w, gaio_stats *out) {
   out->bytes_written = atomic_load_explicit(&w->bytes_written, memory_order_relaxed);
   out->queued_results = atomic_load_explicit(&w->queued, memory_order_relaxed);
   out->fds = atomic_load_explicit(&w->nfds, memory_order_relaxed);
+  out->polls = atomic_load_explicit(&w->polls, memory_order_relaxed);
+  out->idle_ns = atomic_load_explicit(&w->idle_ns, memory_order_relaxed);
+  out->events = atomic_load_explicit(&w->events, memory_order_relaxed);
+  out->reads = atomic_load_explicit(&w->reads, memory_order_relaxed);
+  out->writes = atomic_load_explicit(&w->writes, memory_order_relaxed);
   out->in_flight = out->submitted >= out->completed ? out->submitted - out->completed : 0;
 }
 

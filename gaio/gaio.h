@@ -60,6 +60,9 @@ typedef struct gaio_watcher gaio_watcher;
 
 /* Library error code, outside the errno range (as libuv's UV_EOF): the peer closed its side. */
 #define GAIO_EOF (-4095)
+/* gaio_watcher_create(): the backend named in gaio_options.backend or GAIO_BACKEND does not
+ * exist here. */
+#define GAIO_EBACKEND (-4094)
 
 /* Operation codes, reported in gaio_result.op. */
 enum gaio_op {
@@ -154,7 +157,7 @@ typedef struct gaio_options {
   /* Backend by name: "uring" (io_uring) or "epoll" (edge-triggered epoll) on Linux. NULL or ""
    * picks the best one that starts: io_uring first, epoll when io_uring cannot start (an old
    * kernel, seccomp, the io_uring_disabled sysctl). The environment variable GAIO_BACKEND
-   * overrides that automatic choice (not an explicit name). An unknown name gives -EINVAL from
+   * overrides that automatic choice (not an explicit name). An unknown name gives GAIO_EBACKEND from
    * gaio_watcher_create(); a named backend that cannot start gives its setup error (-ENOSYS,
    * -EPERM, ...), never a silent switch to another backend. */
   const char *backend;
@@ -174,6 +177,13 @@ typedef struct gaio_stats {
   uint64_t in_flight;      /* accepted, not yet delivered (submitted - completed) */
   uint64_t queued_results; /* completions waiting to be delivered */
   uint64_t fds;            /* fds currently owned by the watcher */
+  /* Loop metrics, as libuv's uv_metrics_info: */
+  uint64_t polls;          /* waits in the kernel (epoll_wait, io_uring_enter), blocking or not */
+  uint64_t idle_ns;        /* time spent in the waits that could block (timeout not 0) */
+  uint64_t events;         /* readiness events (epoll) or completion queue entries (io_uring)
+                              those waits returned */
+  uint64_t reads;          /* socket reads that moved bytes (bytes_read is their sum) */
+  uint64_t writes;         /* socket writes that moved bytes (bytes_written is their sum) */
 } gaio_stats;
 
 /* Monotonic clock in nanoseconds, the time base of every deadline. Safe from any thread. */

@@ -160,6 +160,9 @@ struct gaio_watcher {
                            next gaio_wait() returns it once the done queue is empty */
 
   gaio__counter submitted, completed, bytes_read, bytes_written, queued;
+  /* Loop metrics (loop thread): waits in the kernel, time blocked there, the events or CQEs
+   * they returned, and socket reads and writes that moved bytes. */
+  gaio__counter polls, idle_ns, events, reads, writes;
   atomic_ullong nfds;
 };
 
@@ -200,6 +203,17 @@ gaio__fd *gaio__fd_event(struct gaio_watcher *w, int fd, uint32_t gen);
 static inline void gaio__count(gaio__counter *c, uint64_t n) {
   atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
                         memory_order_relaxed);
+}
+
+/* A socket read or write of n bytes (backends, loop thread). */
+static inline void gaio__count_read(struct gaio_watcher *w, uint64_t n) {
+  gaio__count(&w->bytes_read, n);
+  gaio__count(&w->reads, 1);
+}
+
+static inline void gaio__count_write(struct gaio_watcher *w, uint64_t n) {
+  gaio__count(&w->bytes_written, n);
+  gaio__count(&w->writes, 1);
 }
 
 #endif /* GAIO_INTERNAL_H */

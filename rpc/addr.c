@@ -40,6 +40,13 @@ int rpc__parse_addr(const char *s, size_t len, struct sockaddr_storage *ss, sock
   host[hl] = 0;
   memcpy(port, colon + 1, pl);
   port[pl] = 0;
+  /* getaddrinfo takes any number and keeps its low 16 bits (":99999" became port 34463). */
+  unsigned long pv = 0;
+  for (size_t i = 0; i < pl; i++) {
+    if (port[i] < '0' || port[i] > '9') return -EINVAL;
+    pv = pv * 10 + (unsigned long)(port[i] - '0');
+    if (pv > RPC__MAX_PORT) return -EINVAL;
+  }
   struct addrinfo hints = {0}, *res = NULL;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_NUMERICSERV;

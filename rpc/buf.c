@@ -131,6 +131,7 @@ int rpc__rbuf_consume(rpc__rbuf *b, size_t n, size_t max_body, rpc__frame_fn fn,
       }
       break;
     } else {
+      b->bad_at = pos; /* the owner may look at the header to say what was wrong */
       return -EPROTO;
     }
     if (rc < 0) return rc;

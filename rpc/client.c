@@ -16,10 +16,16 @@
 #include "rpc/internal.h"
 #include "rpc/rpc.h"
 #include "rpc/transport.h"
+#include "rpc/stats.h"
 
 #define RESULTS_PER_WAIT 128 /* gaio results taken per gaio_wait() */
 
-enum { EP_IDLE, EP_CONNECTING, EP_READY, EP_BACKOFF };
+enum {
+  EP_IDLE = RPC_ENDPOINT_IDLE,
+  EP_CONNECTING = RPC_ENDPOINT_CONNECTING,
+  EP_READY = RPC_ENDPOINT_READY,
+  EP_BACKOFF = RPC_ENDPOINT_BACKOFF
+};
 enum { MODE_CLOSURE, MODE_CQ, MODE_SYNC };
 enum { ITEM_SUBMIT = 1, ITEM_CANCEL = 2, ITEM_CLOSE = 3, ITEM_NEXT_WIRE = 4 };
 enum { TIMER_BACKOFF = 2, TIMER_KEEPALIVE = 3 }; /* a call's deadline timer has an id as ctx */
@@ -32,12 +38,24 @@ typedef struct endpoint {
   struct sockaddr_storage addr;
   socklen_t addr_len;
   cconn *conn; /* the connection being made or in use; NULL when none */
-  int state;
+  int state;          /* set through ep_state() */
   int failures;
   double delay_ms;
   rpc__timer backoff;
   int tls;       /* connections are TLS ("tls:" endpoint, or the channel's TLS options) */
   char *host;    /* TLS: the host as written (SNI and name check); malloc */
+  char name[RPC_ADDRESS_MAX]; /* the address as the target gave it */
+  const char *fail_op; /* the step of the last failed attempt ("connect", "socket", ...) */
+  int fail_error;      /* and its error */
+  char fail_why[RPC__TLS_ERROR_MAX]; /* or the reason as text, when it is not an errno (the
+                                        TLS handshake's); "" when none */
+  /* Counters: written by the channel thread, read by rpc_channel_get_stats() (rpc/stats.h);
+   * last_error under ch->stats_mu. */
+  _Atomic int state_pub;
+  rpc__counter connects, connect_failures, backoff_until;
+  rpc__counter calls[RPC_STATUS_CODES];
+  rpc__hist latency;
+  char last_error[RPC_MAX_ERROR_MESSAGE];
 } endpoint;
 
 struct cconn {
@@ -61,6 +79,7 @@ struct cconn {
                            handshake timeout of a TLS connection */
   rpc__tls *tls;        /* the TLS session; NULL: plain (transport.h) */
   size_t qbytes; /* bytes of frames given to gaio_write() and not yet written */
+  endpoint *origin;     /* the endpoint it was made for, also once replaced: names it */
 };
 
 typedef struct sync_wait {
@@ -96,6 +115,7 @@ struct ccall {
   int wait_for_ready;   /* resolved at submit: 1 wait, 0 fail at once when hopeless */
   unsigned ic_ran;      /* interceptors whose before() ran: their after() runs at completion */
   uint64_t submitted;   /* gaio_now() at submit */
+  endpoint *ep;         /* the endpoint it was sent to (NULL: never sent), for the counters */
   rpc_metadata trailers; /* the response's trailers: a copy (malloc) owned by the call */
 };
 
@@ -145,7 +165,10 @@ struct rpc_channel {
   rpc_client_interceptor ics[RPC_MAX_INTERCEPTORS];
   unsigned nics;
   rpc__tls_ctx *tls;    /* the settings of TLS endpoints; NULL when there is none */
-  char last_error[RPC__TLS_ERROR_MAX]; /* why the last connection attempt failed */
+  rpc__logger log;
+  pthread_mutex_t stats_mu; /* the endpoints' last_error */
+  rpc__counter unsent[RPC_STATUS_CODES];
+  const endpoint *last_failed; /* the endpoint that failed last (channel thread) */
 };
 
 /* Headers being built for one call (rpc_headers_add): encoded entries, no prefix. */
@@ -163,6 +186,36 @@ static _Thread_local const rpc_metadata *tls_trailers;
 static void conn_fail(cconn *c, const char *why);
 static void conn_fail_errno(cconn *c, const char *op, int error);
 static void ep_connect(endpoint *ep);
+
+/* ---- Endpoint state, its counters and log lines ----------------------------------------- */
+
+/* Move ep to state st; a change is published for rpc_channel_get_stats() and logged once. The
+ * move to BACKOFF is logged by ep_backoff(), with its reason. */
+static void ep_state(endpoint *ep, int st) {
+  if (ep->state == st) return;
+  ep->state = st;
+  atomic_store_explicit(&ep->state_pub, st, memory_order_relaxed);
+  const rpc__logger *lg = &ep->ch->log;
+  if (st == EP_READY) rpc__log(lg, RPC_LOG_INFO, "%s: ready", ep->name);
+  else if (st == EP_CONNECTING) rpc__log(lg, RPC_LOG_DEBUG, "%s: connecting", ep->name);
+  else if (st == EP_IDLE) rpc__log(lg, RPC_LOG_INFO, "%s: idle", ep->name);
+}
+
+/* The text of ep's last failure (channel thread), kept for the stats readers too. */
+static void ep_set_error(endpoint *ep, const char *text) {
+  rpc_channel *ch = ep->ch;
+  pthread_mutex_lock(&ch->stats_mu);
+  snprintf(ep->last_error, sizeof ep->last_error, "%s", text);
+  pthread_mutex_unlock(&ch->stats_mu);
+  ch->last_failed = ep;
+}
+
+/* Why calls fail when no endpoint can take them: the last failure, which names its endpoint,
+ * or a generic text before any failure. Channel thread. */
+static const char *unreachable_why(const rpc_channel *ch) {
+  return ch->last_failed && ch->last_failed->last_error[0] ? ch->last_failed->last_error
+                                                           : "no endpoint is reachable";
+}
 
 /* ---- Completion -------------------------------------------------------------------------- */
 
@@ -245,6 +298,13 @@ static void complete(rpc_channel *ch, ccall *call, int status, const char *msg, 
   call->status = status;
   call->msg = rpc__msgdup(msg, msg ? len : 0);
   call->reply = reply;
+  unsigned st = (unsigned)status < RPC_STATUS_CODES ? (unsigned)status : RPC_STATUS_UNKNOWN;
+  if (call->ep) {
+    rpc__count(&call->ep->calls[st], 1);
+    rpc__hist_record(&call->ep->latency, (gaio_now() - call->submitted) / 1000u);
+  } else {
+    rpc__count(&ch->unsent[st], 1);
+  }
   if (call->ic_ran) {
     rpc_client_call info = {call->method_id, call->id, NULL};
     uint64_t took = gaio_now() - call->submitted;
@@ -329,7 +389,7 @@ static void conn_retire(cconn *c) {
   c->ep = NULL;
   if (ep && ep->conn == c) {
     ep->conn = NULL;
-    ep->state = EP_IDLE;
+    ep_state(ep, EP_IDLE);
     ep->failures = 0;
     ep_connect(ep);
   }
@@ -356,6 +416,7 @@ static void send_call(cconn *c, ccall *call) {
     return;
   }
   call->conn = c;
+  call->ep = c->origin;
   rpc_frame f = {0};
   f.type = RPC_TYPE_REQUEST;
   f.flags = (uint8_t)call->md_flag;
@@ -375,23 +436,12 @@ static void send_call(cconn *c, ccall *call) {
   send_frame(c, b);
 }
 
-/* A call fails UNAVAILABLE for want of a connection: the message says why the last attempt
- * failed (the TLS handshake's reason, ...). */
-static void fail_unreachable(rpc_channel *ch, ccall *call) {
-  char why[sizeof ch->last_error + 48];
-  if (ch->last_error[0])
-    snprintf(why, sizeof why, "no endpoint is reachable (last error: %s)", ch->last_error);
-  else
-    snprintf(why, sizeof why, "no endpoint is reachable");
-  complete_str(ch, call, RPC_STATUS_UNAVAILABLE, why);
-}
-
 /* Fail the waiting calls when no endpoint can take them soon (unless wait_for_ready). */
 static void fail_waiting_if_hopeless(rpc_channel *ch) {
   if (any_connecting(ch)) return;
   for (ccall *call = ch->wq_head, *next; call; call = next) {
     next = call->qnext;
-    if (!call->wait_for_ready) fail_unreachable(ch, call);
+    if (!call->wait_for_ready) complete_str(ch, call, RPC_STATUS_UNAVAILABLE, unreachable_why(ch));
   }
 }
 
@@ -407,7 +457,7 @@ static void dispatch(rpc_channel *ch, ccall *call) {
   } else if (call->wait_for_ready || any_connecting(ch)) {
     wq_push(ch, call);
   } else {
-    fail_unreachable(ch, call);
+    complete_str(ch, call, RPC_STATUS_UNAVAILABLE, unreachable_why(ch));
   }
 }
 
@@ -429,10 +479,13 @@ static uint64_t rnd(rpc_channel *ch) {
   return ch->rng;
 }
 
+/* The attempt of ep failed (its step and error in fail_op, fail_error): wait before the next,
+ * and say so: "127.0.0.1:7000: connect: Connection refused; retrying in 0.8 s". */
 static void ep_backoff(endpoint *ep) {
   rpc_channel *ch = ep->ch;
   ep->conn = NULL;
-  ep->state = EP_BACKOFF;
+  ep_state(ep, EP_BACKOFF);
+  rpc__count(&ep->connect_failures, 1);
   if (ep->failures++ == 0) ep->delay_ms = ch->opts.backoff_initial_ms;
   else ep->delay_ms *= RPC_BACKOFF_MULTIPLIER;
   if (ep->delay_ms > ch->opts.backoff_max_ms) ep->delay_ms = ch->opts.backoff_max_ms;
@@ -440,8 +493,23 @@ static void ep_backoff(endpoint *ep) {
   double d = ep->delay_ms * (1.0 + RPC_BACKOFF_JITTER * (2.0 * r - 1.0));
   /* Without a timer (no gaio request to spare) the endpoint is idle: the next call that finds
    * no connection ready connects it (dispatch). */
-  if (rpc__timer_arm(ch->w, &ep->backoff, gaio_now() + (uint64_t)(d * 1e6)) < 0)
-    ep->state = EP_IDLE;
+  uint64_t at = gaio_now() + (uint64_t)(d * 1e6);
+  char text[RPC_MAX_ERROR_MESSAGE];
+  int armed = rpc__timer_arm(ch->w, &ep->backoff, at) == 0;
+  char cause[RPC__TLS_ERROR_MAX + 64];
+  if (ep->fail_why[0])
+    snprintf(cause, sizeof cause, "%s", ep->fail_why);
+  else
+    snprintf(cause, sizeof cause, "%s: %s", ep->fail_op ? ep->fail_op : "connect",
+             gaio_strerror(ep->fail_error));
+  if (armed)
+    snprintf(text, sizeof text, "%s: %s; retrying in %.1f s", ep->name, cause, d / 1000.0);
+  else
+    snprintf(text, sizeof text, "%s: %s; retrying at the next call", ep->name, cause);
+  atomic_store_explicit(&ep->backoff_until, armed ? at : 0, memory_order_relaxed);
+  ep_set_error(ep, text);
+  rpc__log(&ch->log, RPC_LOG_WARN, "%s", text);
+  if (!armed) ep_state(ep, EP_IDLE);
   fail_waiting_if_hopeless(ch);
 }
 
@@ -457,11 +525,14 @@ static void ep_lost(endpoint *ep, int was_ready) {
 }
 
 /* Close the connection: its calls complete UNAVAILABLE, its endpoint reconnects. */
-static void conn_fail(cconn *c, const char *why) {
+static void conn_fail(cconn *c, const char *why_) {
   if (c->freed) return;
   rpc_channel *ch = c->ch;
   c->freed = 1;
-  if (!c->ready) snprintf(ch->last_error, sizeof ch->last_error, "%s", why);
+  char why[RPC_MAX_ERROR_MESSAGE];
+  snprintf(why, sizeof why, "%s: %s", c->origin ? c->origin->name : "?", why_);
+  if (c->ready && !ch->closing) rpc__log(&ch->log, RPC_LOG_WARN, "%s; connection closed", why);
+  if (!c->ready && c->ep) snprintf(c->ep->fail_why, sizeof c->ep->fail_why, "%s", why_);
   rpc__timer_disarm(ch->w, &c->keepalive);
   rpc__idnode *n;
   while ((n = rpc__idmap_pop(&c->calls)) != NULL) {
@@ -492,6 +563,9 @@ static void conn_read(cconn *c) {
 static void ep_connect(endpoint *ep) {
   rpc_channel *ch = ep->ch;
   int fd = socket(ep->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  ep->fail_why[0] = '\0';
+  ep->fail_op = "socket";
+  ep->fail_error = fd < 0 ? -errno : -ENOMEM;
   cconn *c = fd >= 0 ? gaio__calloc(1, sizeof *c) : NULL;
   if (!c || rpc__rbuf_init(&c->rb) < 0) goto fail;
   if (ep->addr.ss_family != AF_UNIX) {
@@ -504,16 +578,24 @@ static void ep_connect(endpoint *ep) {
   c->fd = fd;
   c->next_wire = 1;
   rpc__timer_init(&c->keepalive, TIMER_KEEPALIVE);
-  if (ep->tls && rpc__tls_new(&c->tls, ch->tls, ep->host) < 0) goto fail;
-  if (gaio_attach(ch->w, fd) < 0) goto fail;
+  if (ep->tls && (ep->fail_error = rpc__tls_new(&c->tls, ch->tls, ep->host)) < 0) {
+    ep->fail_op = "TLS session";
+    goto fail;
+  }
+  ep->fail_op = "socket";
+  if ((ep->fail_error = gaio_attach(ch->w, fd)) < 0) goto fail;
   fd = -1; /* the watcher's now */
   c->next = ch->conns;
   if (ch->conns) ch->conns->prev = c;
   ch->conns = c;
   uint64_t deadline = gaio_now() + (uint64_t)ch->opts.connect_timeout_ms * 1000000u;
   ep->conn = c;
-  ep->state = EP_CONNECTING;
-  if (gaio_connect(ch->w, c->fd, (struct sockaddr *)&ep->addr, ep->addr_len, c, deadline) < 0) {
+  c->origin = ep;
+  ep_state(ep, EP_CONNECTING);
+  int rc = gaio_connect(ch->w, c->fd, (struct sockaddr *)&ep->addr, ep->addr_len, c, deadline);
+  if (rc < 0) {
+    ep->fail_op = "connect";
+    ep->fail_error = rc;
     c->freed = 1;
     gaio_free(ch->w, c->fd);
     conn_maybe_free(c);
@@ -567,7 +649,9 @@ static int conn_up(cconn *c) {
   }
   endpoint *ep = c->ep;
   if (ep) {
-    ep->state = EP_READY;
+    rpc__count(&ep->connects, 1);
+    atomic_store_explicit(&ep->backoff_until, 0, memory_order_relaxed);
+    ep_state(ep, EP_READY);
     ep->failures = 0;
   }
   flush_waiting(c->ch);
@@ -993,6 +1077,7 @@ static int parse_target(rpc_channel *ch, const char *target) {
       len -= 4;
     }
     if (rpc__parse_addr(p, len, &ep->addr, &ep->addr_len) < 0) return -EINVAL;
+    snprintf(ep->name, sizeof ep->name, "%.*s", (int)len, p);
     if (ep->addr.ss_family == AF_UNIX) {
       if (ep->tls) return -EINVAL; /* a unix socket stays plain */
     } else if (ep->tls || ch->opts.tls) {
@@ -1019,7 +1104,7 @@ static int check_options(rpc_channel_options *o) {
       (o->metadata_count && !o->metadata) || (o->interceptor_count && !o->interceptors))
     return -EINVAL;
   if (o->max_body > RPC_MAX_BODY_HARD || o->default_timeout_ms < 0 || o->connect_timeout_ms < 0 ||
-      o->keepalive_ms < 0 ||
+      o->keepalive_ms < 0 || o->log_level < 0 || o->log_level > RPC_LOG_DEBUG ||
       o->backoff_initial_ms < 0 || o->backoff_max_ms < o->backoff_initial_ms)
     return -EINVAL;
   return 0;
@@ -1069,6 +1154,7 @@ static void chan_free(rpc_channel *ch) {
   rpc__idmap_free(&ch->calls);
   pthread_mutex_destroy(&ch->stub_mu);
   for (unsigned i = 0; ch->eps && i < ch->neps; i++) free(ch->eps[i].host);
+  pthread_mutex_destroy(&ch->stats_mu);
   free(ch->eps);
   rpc__tls_ctx_free(ch->tls);
   free(ch);
@@ -1081,10 +1167,12 @@ int rpc_channel_create(rpc_channel **out, const char *target, const rpc_channel_
   if (!ch) return -ENOMEM;
   if (opts) ch->opts = *opts;
   pthread_mutex_init(&ch->stub_mu, NULL);
+  pthread_mutex_init(&ch->stats_mu, NULL);
   atomic_init(&ch->next_id, 1);
   ch->close_item.kind = ITEM_CLOSE;
   ch->rng = gaio_now() ^ (uint64_t)(uintptr_t)ch ^ 0x9E3779B97F4A7C15ull;
   int rc = check_options(&ch->opts);
+  rpc__logger_init(&ch->log, ch->opts.log, ch->opts.log_arg, ch->opts.log_level);
   if (rc == 0) rc = copy_call_defaults(ch);
   if (rc == 0) rc = parse_target(ch, target);
   if (rc == 0) rc = tls_settings(ch);
@@ -1541,4 +1629,39 @@ int rpc_cq_wait(rpc_cq *cq, rpc_completion *out, int max, int timeout_ms) {
     c->reply = NULL;
   }
   return n;
+}
+
+/* ---- Counters ---------------------------------------------------------------------------- */
+
+int rpc_channel_get_stats(rpc_channel *ch, rpc_channel_stats *out) {
+  if (!ch || !out) return -EINVAL;
+  memset(out, 0, sizeof *out);
+  out->endpoints = gaio__calloc(ch->neps ? ch->neps : 1, sizeof *out->endpoints);
+  if (!out->endpoints) return -ENOMEM;
+  out->nendpoints = ch->neps;
+  uint64_t now = gaio_now();
+  for (unsigned i = 0; i < ch->neps; i++) {
+    const endpoint *ep = &ch->eps[i];
+    rpc_endpoint_stats *es = &out->endpoints[i];
+    memcpy(es->address, ep->name, sizeof es->address);
+    es->state = atomic_load_explicit(&((endpoint *)ep)->state_pub, memory_order_relaxed);
+    es->connects = rpc__get(&ep->connects);
+    es->connect_failures = rpc__get(&ep->connect_failures);
+    uint64_t until = rpc__get(&ep->backoff_until);
+    if (es->state == RPC_ENDPOINT_BACKOFF && until > now)
+      es->backoff_remaining_ms = (until - now + 999999u) / 1000000u;
+    for (unsigned k = 0; k < RPC_STATUS_CODES; k++) es->calls[k] = rpc__get(&ep->calls[k]);
+    rpc__hist_add_to(&es->latency, &ep->latency);
+    pthread_mutex_lock(&ch->stats_mu);
+    memcpy(es->last_error, ep->last_error, sizeof es->last_error);
+    pthread_mutex_unlock(&ch->stats_mu);
+  }
+  for (unsigned k = 0; k < RPC_STATUS_CODES; k++) out->unsent[k] = rpc__get(&ch->unsent[k]);
+  return 0;
+}
+
+void rpc_channel_stats_free(rpc_channel_stats *st) {
+  if (!st) return;
+  free(st->endpoints);
+  memset(st, 0, sizeof *st);
 }

@@ -102,6 +102,7 @@ typedef struct rpc__rbuf {
   uint64_t skip;  /* bytes of an oversized body still to discard as they arrive */
   int urgent;     /* a frame type handed to fn ahead of the frames before it (0: none) */
   size_t scanned; /* whole frames in data[0, scanned) were looked at for `urgent` */
+  size_t bad_at;  /* after -EPROTO from rpc__rbuf_consume: where the malformed header starts */
 } rpc__rbuf;
 
 int rpc__rbuf_init(rpc__rbuf *b);
@@ -154,7 +155,10 @@ void rpc__inbox_destroy(rpc__inbox *ib);
 
 /* ---- Addresses. ---------------------------------------------------------------------------- */
 
-/* Parse "host:port", "[v6]:port" or "unix:/path" (len bytes of s). Returns 0 or -EINVAL. */
+#define RPC__MAX_PORT 65535u /* a TCP port: a larger number is refused, not wrapped */
+
+/* Parse "host:port", "[v6]:port" or "unix:/path" (len bytes of s); port is decimal digits, at
+ * most RPC__MAX_PORT. Returns 0 or -EINVAL. */
 int rpc__parse_addr(const char *s, size_t len, struct sockaddr_storage *ss, socklen_t *sl);
 
 /* Copy a status message, truncated to RPC_MAX_ERROR_MESSAGE bytes, NUL-terminated (malloc). */

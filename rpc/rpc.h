@@ -55,9 +55,10 @@
 
 #include <protobuf-c/protobuf-c.h>
 
-#include "rpc/frame.h"    /* rpc_method_id() */
-#include "rpc/metadata.h" /* rpc_md, rpc_metadata, RPC_DEFAULT_MAX_METADATA_* */
-#include "rpc/status.h"   /* enum rpc_status, rpc_status_name(), RPC_DEFAULT_MAX_BODY, ... */
+#include "rpc/frame.h"     /* rpc_method_id() */
+#include "rpc/histogram.h" /* rpc_histogram: the latency histograms of the counters */
+#include "rpc/metadata.h"  /* rpc_md, rpc_metadata, RPC_DEFAULT_MAX_METADATA_* */
+#include "rpc/status.h"    /* enum rpc_status, rpc_status_name(), RPC_DEFAULT_MAX_BODY, ... */
 
 #ifdef __cplusplus
 extern "C" {
@@ -142,6 +143,36 @@ typedef struct rpc_proto_file {
 } rpc_proto_file;
 
 /* ------------------------------------------------------------------------------------------ */
+/* Logs and errors                                                                             */
+
+/* Severity of a log line; a server or channel reports the lines at or above its log_level
+ * (RPC_LOG_ERROR is the most severe). */
+enum rpc_log_level {
+  RPC_LOG_ERROR = 1, /* the server or channel lost something: a listener broke */
+  RPC_LOG_WARN = 2,  /* a peer broke a rule or failed: protocol errors, connect failures */
+  RPC_LOG_INFO = 3,  /* normal life: connections closed, calls refused, endpoints ready */
+  RPC_LOG_DEBUG = 4  /* every connection accepted */
+};
+#define RPC_LOG_LINE_MAX 512 /* bytes of one log line, NUL included (longer: truncated) */
+
+/* A log sink: one line (no newline; valid only during the call) naming the peer or endpoint
+ * and the reason, e.g. "peer 127.0.0.1:41234: protocol error (bad_magic); closing the
+ * connection". Called on the worker or channel thread that saw the event, concurrently from
+ * several workers: it must be thread-safe and must not block for long, nor call back into the
+ * server or channel. Each event is reported once. */
+typedef void (*rpc_log_fn)(void *arg, int level, const char *line);
+
+/* "ERROR", "WARN", "INFO", "DEBUG", or "?" for another value. Static string. */
+const char *rpc_log_level_name(int level);
+
+/* A message for an error code returned by this API: a negative errno, GAIO_EOF or
+ * GAIO_EBACKEND (an unknown backend name, in the options or in GAIO_BACKEND). The errors the
+ * RPC layer gives a meaning of its own get that ("-ENOBUFS": "too many calls pending (the
+ * channel's max_pending_calls or a completion queue's limit)"); others get strerror's text.
+ * Static string; any thread. */
+const char *rpc_strerror(int err);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Server                                                                                      */
 
 typedef struct rpc_server rpc_server;
@@ -200,6 +231,12 @@ typedef struct rpc_server_options {
   unsigned max_metadata_entries; /* headers per request; default 64 */
   const rpc_tls_server_options *tls; /* TLS for the listeners whose address starts with
                                   "tls:" (read at create; NULL: no TLS listener allowed) */
+  rpc_log_fn log;              /* NULL (the default): no log lines */
+  void *log_arg;               /* given to log; the caller's, must outlive the server */
+  int log_level;               /* lines at this level or more severe; 0: RPC_LOG_INFO */
+  int stats;                   /* 0: count calls per method (rpc_server_get_stats()); -1: do not
+                                  (the per-call counters and histograms stay 0; connection
+                                  counters are kept either way) */
 } rpc_server_options;
 
 /* Create a server (not yet listening or running). opts may be NULL. Stores it in *out and
@@ -486,6 +523,10 @@ typedef struct rpc_channel_options {
                               NULL: TLS only on endpoints written "tls:host:port", with the
                               system's CAs. The handshake counts in connect_timeout_ms; a
                               failed one fails the waiting calls UNAVAILABLE with its reason */
+  rpc_log_fn log;          /* NULL (the default): no log lines. Endpoint state changes and
+                              connections lost, on the channel thread */
+  void *log_arg;           /* given to log; the caller's, must outlive the channel */
+  int log_level;           /* lines at this level or more severe; 0: RPC_LOG_INFO */
 } rpc_channel_options;
 
 /* Options of one call. Zero in any field means the channel's default. */
@@ -637,6 +678,135 @@ int rpc_channel_cancel(rpc_channel *ch, uint64_t call_id);
  * return every ready completion up to max in out[0..n). Invalidates the messages of the
  * previous batch. One consumer thread per queue. Returns n >= 0 (0 on timeout) or -EINVAL. */
 int rpc_cq_wait(rpc_cq *cq, rpc_completion *out, int max, int timeout_ms);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Counters                                                                                    */
+/* Every counter counts from the creation of its server or channel and is never reset. Each
+ * worker (and each channel thread) writes its own counters, with no lock and no shared atomic
+ * on the per-call path; a reader sums them: each figure is exact for each worker, the sum is a
+ * snapshot taken one worker after another. */
+
+#define RPC_STATUS_CODES 17u /* RPC_STATUS_OK .. RPC_STATUS_UNAUTHENTICATED */
+#define RPC_ADDRESS_MAX 128u /* bytes of an address text, NUL included */
+
+/* Why a server connection ended (rpc_server_stats.connections_closed[]). */
+enum rpc_close_cause {
+  RPC_CLOSE_PEER = 0,     /* the client closed it (or reset it) */
+  RPC_CLOSE_IDLE = 1,     /* idle_timeout_ms passed with nothing received and no call */
+  RPC_CLOSE_PROTOCOL = 2, /* the client broke WIRE.md: see protocol_errors */
+  RPC_CLOSE_SHUTDOWN = 3, /* rpc_server_shutdown() */
+  RPC_CLOSE_ERROR = 4,    /* a socket error, or no memory */
+  RPC_CLOSE_CAUSES = 5
+};
+/* "peer", "idle", "protocol_error", "shutdown", "error"; "?" otherwise. Static. */
+const char *rpc_close_cause_name(int cause);
+
+/* What was wrong with a client's bytes (rpc_server_stats.protocol_errors[]). */
+enum rpc_protocol_error {
+  RPC_PERR_BAD_MAGIC = 0,   /* a header not starting with the magic "GR" */
+  RPC_PERR_BAD_VERSION = 1, /* another protocol version */
+  RPC_PERR_BAD_TYPE = 2,    /* an unknown frame type, or one only a server may send */
+  RPC_PERR_BAD_HEADER = 3,  /* flags, reserved bytes or fields that must be 0 */
+  RPC_PERR_OVERSIZE = 4,    /* body_len over RPC_MAX_BODY_HARD, or an oversize non-REQUEST */
+  RPC_PERR_KINDS = 5
+};
+/* "bad_magic", "bad_version", "bad_type", "bad_header", "oversize"; "?" otherwise. Static. */
+const char *rpc_protocol_error_name(int kind);
+
+/* A gaio watcher's loop metrics (summed over a server's workers), as libuv's uv_metrics_info. */
+typedef struct rpc_loop_stats {
+  uint64_t polls;       /* waits in the kernel (epoll_wait, io_uring_enter) */
+  uint64_t idle_ns;     /* time blocked in those waits */
+  uint64_t events;      /* readiness events or completion queue entries they returned */
+  uint64_t completions; /* results delivered by gaio_wait() */
+  uint64_t reads, writes, read_bytes, write_bytes; /* socket reads and writes that moved bytes */
+} rpc_loop_stats;
+
+typedef struct rpc_method_stats {
+  const char *method;          /* "package.Service/Method": the server's, valid until destroy */
+  uint32_t id;                 /* rpc_method_id() of it */
+  uint64_t started;            /* requests dispatched to the handler (interceptors included) */
+  uint64_t completed[RPC_STATUS_CODES]; /* answers by status, framework refusals included
+                                  (INVALID_ARGUMENT of a request that does not unpack, ...) */
+  uint64_t in_flight;          /* started and not yet finished by their handler */
+  uint64_t request_bytes;      /* request bodies of started calls */
+  uint64_t response_bytes;     /* response bodies sent for them */
+  rpc_histogram latency;       /* started calls: from the request's arrival to the handler's
+                                  completion */
+} rpc_method_stats;
+
+typedef struct rpc_listener_stats {
+  char address[RPC_ADDRESS_MAX]; /* as bound: "127.0.0.1:7000", "unix:/run/x.sock" */
+  uint64_t accepted;
+  uint64_t accept_errors;      /* failed accepts (whatever their kind) */
+} rpc_listener_stats;
+
+typedef struct rpc_server_stats {
+  const char *backend;         /* "epoll", "uring"; "" before start. Static */
+  unsigned workers;
+  uint64_t uptime_us;          /* since rpc_server_start() (0 before) */
+  uint64_t connections_accepted;
+  uint64_t connections_open;
+  uint64_t connections_closed[RPC_CLOSE_CAUSES];
+  uint64_t protocol_errors[RPC_PERR_KINDS];
+  uint64_t goaways_sent;
+  uint64_t calls_refused;      /* answered RESOURCE_EXHAUSTED by max_calls_per_conn/max_calls */
+  uint64_t calls_unimplemented; /* requests naming a method id the server does not host */
+  rpc_method_stats *methods;   /* every hosted method, in registration order (malloc) */
+  size_t nmethods;
+  rpc_listener_stats listeners[RPC_MAX_LISTENERS];
+  unsigned nlisteners;
+  rpc_loop_stats loop;
+} rpc_server_stats;
+
+/* Read the server's counters into *out (which the caller frees with rpc_server_stats_free()).
+ * Any thread, also from a handler, at any time from create to destroy, except concurrently
+ * with rpc_server_shutdown() or rpc_server_destroy(). Returns 0, -EINVAL (NULL), -ENOMEM. */
+int rpc_server_get_stats(rpc_server *s, rpc_server_stats *out);
+
+/* Free what rpc_server_get_stats() allocated and zero *st. NULL is a no-op. */
+void rpc_server_stats_free(rpc_server_stats *st);
+
+/* Host the admin service gaio.admin.v1.Admin (rpc/admin.proto): GetStats answers with
+ * rpc_server_get_stats() as a ServerStats message. Before start only. Returns as
+ * rpc_server_add_service() (-EEXIST when enabled already). */
+int rpc_server_enable_admin(rpc_server *s);
+
+/* The state of a channel endpoint. */
+enum rpc_endpoint_state {
+  RPC_ENDPOINT_IDLE = 0,       /* no connection, none being made (connects on the next call) */
+  RPC_ENDPOINT_CONNECTING = 1,
+  RPC_ENDPOINT_READY = 2,
+  RPC_ENDPOINT_BACKOFF = 3     /* the last attempt failed; the next one waits */
+};
+/* "idle", "connecting", "ready", "backoff"; "?" otherwise. Static. */
+const char *rpc_endpoint_state_name(int state);
+
+typedef struct rpc_endpoint_stats {
+  char address[RPC_ADDRESS_MAX]; /* "127.0.0.1:7000", "unix:/path" */
+  int state;                   /* enum rpc_endpoint_state */
+  uint64_t connects;           /* connections that became ready */
+  uint64_t connect_failures;   /* attempts that failed */
+  char last_error[RPC_MAX_ERROR_MESSAGE]; /* the last failure: "127.0.0.1:7000: connect:
+                                  Connection refused; retrying in 0.8 s" ("" when none) */
+  uint64_t backoff_remaining_ms; /* in RPC_ENDPOINT_BACKOFF: time to the next attempt */
+  uint64_t calls[RPC_STATUS_CODES]; /* calls sent to this endpoint, by final status */
+  rpc_histogram latency;       /* those calls, from submit to completion */
+} rpc_endpoint_stats;
+
+typedef struct rpc_channel_stats {
+  rpc_endpoint_stats *endpoints; /* in target order (malloc) */
+  size_t nendpoints;
+  uint64_t unsent[RPC_STATUS_CODES]; /* calls completed before any endpoint took them (no
+                                  endpoint reachable, deadline, cancel, channel closed) */
+} rpc_channel_stats;
+
+/* Read the channel's counters into *out (free with rpc_channel_stats_free()). Any thread,
+ * while the channel exists. Returns 0, -EINVAL, -ENOMEM. */
+int rpc_channel_get_stats(rpc_channel *ch, rpc_channel_stats *out);
+
+/* Free what rpc_channel_get_stats() allocated and zero *st. NULL is a no-op. */
+void rpc_channel_stats_free(rpc_channel_stats *st);
 
 #ifdef __cplusplus
 }

@@ -8,6 +8,7 @@
 #include <netinet/tcp.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -116,6 +117,8 @@ struct conn {
   int shut_done;    /* the half-close completed */
   int freed;        /* gaio_free() called */
   uint32_t last_id; /* highest request id accepted: the GOAWAY's id */
+  int cause;        /* why it ends (enum rpc_close_cause), -1 until known: counted and logged
+                       once, when the struct is freed */
   rpc_peer peer;    /* for rpc_call_peer() */
   rpc__tls *tls;    /* the TLS session; NULL: plain (transport.h) */
   uint64_t last_active;
@@ -150,6 +153,8 @@ struct worker {
   int stopping;
   int drained;       /* the drain deadline passed */
   uint64_t drain_at;
+  rpc__srv_counters *ct; /* this worker's counters (s->counters[index]) */
+  int perr_kind;         /* the protocol error on_frame found in this parse; -1: none */
 };
 
 /* ---- Output --------------------------------------------------------------------------------
@@ -175,6 +180,23 @@ static void conn_release(conn *c) {
   assert(c->pending > 0);
   c->pending--;
   conn_maybe_free(c);
+}
+
+/* The reason c ends, if none is known yet: the first one wins (a protocol error's GOAWAY, then
+ * the peer's FIN, is a protocol error). */
+static void conn_cause(conn *c, int cause) {
+  if (c->cause < 0) c->cause = cause;
+}
+
+/* The peer's address as text, for log lines. */
+static const char *peer_text(const conn *c, char *buf, size_t n) {
+  rpc__addr_text(&c->peer.addr, c->peer.addr_len, buf, n);
+  return buf;
+}
+
+/* The counters of method m in this worker, or NULL with stats off. */
+static rpc__method_counters *method_counters(worker *wk, const rpc__srv_method *m) {
+  return wk->ct->methods ? &wk->ct->methods[m - wk->srv->methods] : NULL;
 }
 
 static void conn_mark_dirty(conn *c) {
@@ -292,6 +314,7 @@ static void send_reply(conn *c, uint32_t request_id, rpc__wbuf *b) {
 static void send_goaway(conn *c, const char *reason) {
   if (c->goaway) return;
   c->goaway = 1;
+  if (!c->freed && !c->closing) rpc__count(&c->wk->ct->goaways, 1);
   rpc_frame f = {0};
   f.type = RPC_TYPE_GOAWAY;
   f.request_id = c->last_id;
@@ -392,6 +415,14 @@ static void conn_close(conn *c) {
 static void conn_maybe_free(conn *c) {
   if (!c->freed || c->pending > 0) return;
   assert(!c->dirty && c->writes == 0 && !c->reading);
+  int cause = c->cause < 0 ? RPC_CLOSE_ERROR : c->cause;
+  rpc__count(&c->wk->ct->closed[cause], 1);
+  const rpc__logger *lg = &c->wk->srv->log;
+  if (rpc__log_on(lg, RPC_LOG_INFO)) {
+    char peer[RPC_ADDRESS_MAX];
+    rpc__log(lg, RPC_LOG_INFO, "peer %s: connection closed (%s)", peer_text(c, peer, sizeof peer),
+             rpc_close_cause_name(cause));
+  }
   conn_unlink(c);
   c->wk->nconns--;
   rpc__rbuf_free(&c->rb);
@@ -480,11 +511,20 @@ static void conn_peer(conn *c) {
 /* ---- TLS (transport.h): a session per connection of a "tls:" listener ---------------------- */
 
 /* A connection refused or ended by TLS: counted with its reason (what the log says). */
-static void tls_refuse(worker *wk, const char *why) { rpc__tls_ctx_refused(wk->srv->tls, why); }
+/* A TLS connection refused (c is closed by the caller): counted, and logged with the peer. */
+static void tls_refuse(conn *c, const char *why) {
+  rpc__tls_ctx_refused(c->wk->srv->tls, why);
+  conn_cause(c, RPC_CLOSE_PROTOCOL);
+  if (rpc__log_on(&c->wk->srv->log, RPC_LOG_WARN)) {
+    char peer[RPC_ADDRESS_MAX];
+    rpc__log(&c->wk->srv->log, RPC_LOG_WARN, "peer %s: TLS refused: %s; closing the connection",
+             peer_text(c, peer, sizeof peer), why);
+  }
+}
 
-static int tls_start(worker *wk, conn *c) {
-  int rc = rpc__tls_new(&c->tls, wk->srv->tls, NULL);
-  if (rc == -EBUSY) tls_refuse(wk, "too many TLS handshakes in progress");
+static int tls_start(conn *c) {
+  int rc = rpc__tls_new(&c->tls, c->wk->srv->tls, NULL);
+  if (rc == -EBUSY) tls_refuse(c, "too many TLS handshakes in progress");
   return rc;
 }
 
@@ -507,7 +547,7 @@ static void tls_flush(conn *c) {
 /* The session failed (a bad handshake, an alert): its alert goes out, the calls are cancelled
  * with no answer, and the connection ends. */
 static void tls_failed(conn *c) {
-  if (!rpc__tls_ready(c->tls)) tls_refuse(c->wk, rpc__tls_error(c->tls));
+  if (!rpc__tls_ready(c->tls)) tls_refuse(c, rpc__tls_error(c->tls));
   tls_flush(c);
   conn_orphan_calls(c);
   conn_finish(c);
@@ -527,7 +567,7 @@ static int tls_input(conn *c, size_t n) {
 
 static void conn_adopt(worker *wk, int fd, int tls) {
   conn *c = gaio__calloc(1, sizeof *c);
-  if (!c || rpc__rbuf_init(&c->rb) < 0 || (tls && tls_start(wk, c) < 0)) {
+  if (!c || rpc__rbuf_init(&c->rb) < 0) {
     if (c) rpc__rbuf_free(&c->rb);
     free(c);
     close(fd);
@@ -535,22 +575,29 @@ static void conn_adopt(worker *wk, int fd, int tls) {
   }
   c->kind = RPC__CTX_CONN;
   c->shut_kind = RPC__CTX_SHUT;
+  c->cause = -1;
   c->rb.urgent = RPC_TYPE_PING; /* a PONG does not wait for the handlers before it */
   c->wk = wk;
   c->fd = fd;
   rpc__timer_init(&c->idle, TIMER_IDLE);
-  if (gaio_attach(wk->w, fd) < 0) {
+  conn_peer(c);
+  if ((tls && tls_start(c) < 0) || gaio_attach(wk->w, fd) < 0) {
     rpc__rbuf_free(&c->rb);
     rpc__tls_free(c->tls);
     free(c);
     close(fd);
     return;
   }
-  conn_peer(c);
   c->next = wk->conns;
   if (wk->conns) wk->conns->prev = c;
   wk->conns = c;
   wk->nconns++;
+  rpc__count(&wk->ct->adopted, 1);
+  if (rpc__log_on(&wk->srv->log, RPC_LOG_DEBUG)) {
+    char peer[RPC_ADDRESS_MAX];
+    rpc__log(&wk->srv->log, RPC_LOG_DEBUG, "peer %s: connection accepted (worker %u)",
+             peer_text(c, peer, sizeof peer), wk->index);
+  }
   c->last_active = gaio_now();
   if (c->tls) tls_arm_handshake(c);
   else conn_arm_idle(c, c->last_active);
@@ -677,6 +724,11 @@ static int call_new(conn *c, rpc_call *call, const rpc_frame *f, const rpc__srv_
   c->live = call;
   c->ncalls++;
   c->wk->ncalls++;
+  rpc__method_counters *mc = method_counters(c->wk, m);
+  if (mc) {
+    rpc__count(&mc->started, 1);
+    rpc__count(&mc->request_bytes, f->body_len);
+  }
   if (f->timeout_us) {
     call->deadline = gaio_now() + (uint64_t)f->timeout_us * 1000u;
     if (call_deadline_set(c->wk, call) < 0) {
@@ -686,6 +738,10 @@ static int call_new(conn *c, rpc_call *call, const rpc_frame *f, const rpc__srv_
       c->wk->ncalls--;
       rpc__idmap_del(&c->calls, call->request_id);
       call->in_map = 0;
+      if (mc) { /* not started after all: refused below */
+        rpc__count(&mc->started, (uint64_t)-1);
+        rpc__count(&mc->request_bytes, (uint64_t)0 - f->body_len);
+      }
       return -ENOMEM;
     }
   }
@@ -748,23 +804,42 @@ static int take_headers(rpc_server *s, rpc_call *call, const uint8_t **body, siz
   return 0;
 }
 
+/* Answer a request that does not reach its handler (m: its method, NULL when unknown),
+ * counted and logged as refused. */
+static void refuse(conn *c, const rpc_frame *f, const rpc__srv_method *m, int st,
+                   const char *why) {
+  worker *wk = c->wk;
+  send_status(c, f->request_id, st, why);
+  rpc__method_counters *mc = m ? method_counters(wk, m) : NULL;
+  if (mc) rpc__count_status(mc, st);
+  if (!rpc__log_on(&wk->srv->log, RPC_LOG_INFO)) return;
+  char peer[RPC_ADDRESS_MAX], id[16];
+  snprintf(id, sizeof id, "0x%08x", (unsigned)f->method_id);
+  rpc__log(&wk->srv->log, RPC_LOG_INFO, "peer %s: call %s refused: %s %s",
+           peer_text(c, peer, sizeof peer), m ? m->full_name : id, rpc_status_name(st), why);
+}
+
 static void on_request(conn *c, const rpc_frame *f) {
   rpc_server *s = c->wk->srv;
   const rpc__srv_method *m = rpc__srv_find_method(s, f->method_id);
   if (!m) {
-    send_status(c, f->request_id, RPC_STATUS_UNIMPLEMENTED, "unknown method");
+    char why[48];
+    snprintf(why, sizeof why, "unknown method id 0x%08x", (unsigned)f->method_id);
+    rpc__count(&c->wk->ct->unimplemented, 1);
+    refuse(c, f, NULL, RPC_STATUS_UNIMPLEMENTED, why);
     return;
   }
   const char *why = NULL;
   int st = admit(c, f, &why);
   if (st) {
-    send_status(c, f->request_id, st, why);
+    if (st == RPC_STATUS_RESOURCE_EXHAUSTED) rpc__count(&c->wk->ct->refused, 1);
+    refuse(c, f, m, st, why);
     return;
   }
   rpc_call *call = call_get(c->wk);
   if (!call) {
     atomic_fetch_sub(&s->calls, 1);
-    send_status(c, f->request_id, RPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    refuse(c, f, m, RPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     return;
   }
   call->arrived = gaio_now();
@@ -774,7 +849,7 @@ static void on_request(conn *c, const rpc_frame *f) {
   if ((f->flags & RPC_FLAG_METADATA) && (st = take_headers(s, call, &body, &len, &why)) != 0) {
     atomic_fetch_sub(&s->calls, 1);
     call_put(c->wk, call);
-    send_status(c, f->request_id, st, why);
+    refuse(c, f, m, st, why);
     return;
   }
   call->input = protobuf_c_message_unpack(m->md->input, &call->alloc, len, body);
@@ -783,15 +858,15 @@ static void on_request(conn *c, const rpc_frame *f) {
     atomic_fetch_sub(&s->calls, 1);
     call_put(c->wk, call);
     if (oom)
-      send_status(c, f->request_id, RPC_STATUS_RESOURCE_EXHAUSTED, "out of memory unpacking the request");
+      refuse(c, f, m, RPC_STATUS_RESOURCE_EXHAUSTED, "out of memory unpacking the request");
     else
-      send_status(c, f->request_id, RPC_STATUS_INVALID_ARGUMENT, "request does not unpack");
+      refuse(c, f, m, RPC_STATUS_INVALID_ARGUMENT, "request does not unpack");
     return;
   }
   if (call_new(c, call, f, m) < 0) {
     atomic_fetch_sub(&s->calls, 1);
     call_put(c->wk, call);
-    send_status(c, f->request_id, RPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    refuse(c, f, m, RPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
   }
 }
 
@@ -821,9 +896,13 @@ static int on_frame(void *owner, const rpc_frame *f, int oversize) {
     return RPC__FRAME_PAUSE;
   }
   if (oversize) {
-    if (f->type != RPC_TYPE_REQUEST) return -EPROTO;
+    if (f->type != RPC_TYPE_REQUEST) {
+      c->wk->perr_kind = RPC_PERR_OVERSIZE;
+      return -EPROTO;
+    }
     if (accept_id(c, f->request_id))
-      send_status(c, f->request_id, RPC_STATUS_RESOURCE_EXHAUSTED, "message larger than the server's limit");
+      refuse(c, f, rpc__srv_find_method(c->wk->srv, f->method_id), RPC_STATUS_RESOURCE_EXHAUSTED,
+             "message larger than the server's limit");
     return 0;
   }
   switch (f->type) {
@@ -841,13 +920,21 @@ static int on_frame(void *owner, const rpc_frame *f, int oversize) {
       return 0;
     }
     default: /* RESPONSE, PONG, GOAWAY: a client may not send them */
+      c->wk->perr_kind = RPC_PERR_BAD_TYPE;
       return -EPROTO;
   }
 }
 
 /* A protocol error (WIRE.md section 8): GOAWAY, the calls are cancelled with no RESPONSE, and
  * the connection ends. */
-static void protocol_error(conn *c) {
+static void protocol_error(conn *c, int kind) {
+  rpc__count(&c->wk->ct->protocol_errors[kind], 1);
+  conn_cause(c, RPC_CLOSE_PROTOCOL);
+  if (rpc__log_on(&c->wk->srv->log, RPC_LOG_WARN)) {
+    char peer[RPC_ADDRESS_MAX];
+    rpc__log(&c->wk->srv->log, RPC_LOG_WARN, "peer %s: protocol error (%s); closing the connection",
+             peer_text(c, peer, sizeof peer), rpc_protocol_error_name(kind));
+  }
   send_goaway(c, "protocol error");
   conn_orphan_calls(c);
   conn_finish(c);
@@ -855,11 +942,17 @@ static void protocol_error(conn *c) {
 
 /* Hand the frames of n new bytes (0: resume after a pause) to on_frame, then read on. */
 static void conn_parse(conn *c, size_t n) {
+  worker *wk = c->wk;
   for (;;) {
-    int rc = rpc__rbuf_consume(&c->rb, n, c->wk->srv->opts.max_body, on_frame, c);
+    wk->perr_kind = -1;
+    int rc = rpc__rbuf_consume(&c->rb, n, wk->srv->opts.max_body, on_frame, c);
     if (c->freed || c->closing) return;
     if (rc == -EPROTO) {
-      protocol_error(c);
+      /* on_frame named the kind, or the parser refused a header: look at it. */
+      int kind = wk->perr_kind >= 0
+                     ? wk->perr_kind
+                     : rpc__protocol_error_kind(c->rb.data + c->rb.bad_at, c->rb.len - c->rb.bad_at);
+      protocol_error(c, kind);
       return;
     }
     if (rc < 0) {
@@ -892,6 +985,7 @@ static void conn_resume(conn *c) {
 /* The read ended: the peer closed its side (GAIO_EOF) or the socket failed. */
 static void read_end(conn *c, int error) {
   c->eof = 1;
+  conn_cause(c, error == GAIO_EOF || error == -ECONNRESET ? RPC_CLOSE_PEER : RPC_CLOSE_ERROR);
   if (c->closing) {
     if (c->shut_done || error != GAIO_EOF) conn_close(c); /* the FIN after our half-close */
     return;
@@ -944,6 +1038,7 @@ static void on_write(rpc__wbuf *b, const gaio_result *r) {
   }
   free(b);
   if (!c->freed && r->error != 0) {
+    conn_cause(c, r->error == -EPIPE || r->error == -ECONNRESET ? RPC_CLOSE_PEER : RPC_CLOSE_ERROR);
     conn_close(c);
   } else if (!c->freed) {
     if (c->out && c->out->len > 0) conn_mark_dirty(c);
@@ -1011,6 +1106,7 @@ static void call_finish(rpc_call *call) {
                               : call->reply ? RPC_STATUS_OK : call->status;
   size_t sent = call->answered ? call->early_bytes : 0;
   call_deadline_clear(wk, call);
+  rpc__method_counters *mc = method_counters(wk, call->method);
   assert(wk->ncalls > 0);
   wk->ncalls--;
   if (c) {
@@ -1023,6 +1119,12 @@ static void call_finish(rpc_call *call) {
     if (!call->answered) sent = send_answer(c, call);
     if (c->ncalls == 0 && (c->goaway || c->eof)) conn_finish(c);
     conn_release(c);
+  }
+  if (mc) {
+    rpc__count(&mc->finished, 1);
+    rpc__count_status(mc, status);
+    rpc__count(&mc->response_bytes, sent);
+    rpc__hist_record(&mc->latency, (gaio_now() - call->arrived) / 1000u);
   }
   run_after(call, status, sent);
   call_put(wk, call);
@@ -1209,6 +1311,8 @@ static void hand_over(worker *wk, int fd, int tls) {
 /* The listener is unusable: free it (its queued accepts complete -ECANCELED) and keep the
  * first such error for rpc_server_listen_error(), instead of retrying forever. */
 static void listener_break(worker *wk, rpc__srv_listener *l, int error) {
+  rpc__log(&wk->srv->log, RPC_LOG_ERROR, "listener %s: accept: %s; the listener is closed",
+           l->address, gaio_strerror(error));
   int none = 0;
   atomic_compare_exchange_strong(&wk->srv->listen_error, &none, error);
   l->closed = 1;
@@ -1216,10 +1320,25 @@ static void listener_break(worker *wk, rpc__srv_listener *l, int error) {
   if (l->attached) gaio_free(wk->w, l->fd);
 }
 
+/* A failed accept, counted and logged (a cancelled one is not a failure). */
+static void accept_failed(worker *wk, rpc__srv_listener *l, int error) {
+  int verdict = gaio_accept_verdict(error);
+  if (verdict == GAIO_ACCEPT_GONE) return;
+  rpc__count(&l->accept_errors, 1);
+  if (verdict == GAIO_ACCEPT_NEXT)
+    rpc__log(&wk->srv->log, RPC_LOG_WARN, "listener %s: accept: %s", l->address,
+             gaio_strerror(error));
+  else if (verdict == GAIO_ACCEPT_BACKOFF)
+    rpc__log(&wk->srv->log, RPC_LOG_ERROR, "listener %s: accept: %s; accepting again in %d ms",
+             l->address, gaio_strerror(error), ACCEPT_RETRY_MS);
+}
+
 static void on_accept(worker *wk, rpc__srv_listener *l, const gaio_result *r) {
   l->queued--;
   wk->accepts--;
+  if (r->error != 0) accept_failed(wk, l, r->error);
   if (r->error == 0 && r->conn_fd >= 0) {
+    rpc__count(&l->accepted, 1);
     if (wk->stopping) {
       close(r->conn_fd);
     } else {
@@ -1266,6 +1385,7 @@ static void begin_stop(worker *wk) {
   for (conn *c = wk->conns, *next; c; c = next) {
     next = c->next;
     conn_hold(c);
+    conn_cause(c, RPC_CLOSE_SHUTDOWN);
     send_goaway(c, "server shutting down");
     if (c->ncalls == 0) conn_finish(c);
     conn_release(c);
@@ -1281,6 +1401,7 @@ static void drain_expired(worker *wk) {
   for (conn *c = wk->conns, *next; c; c = next) {
     next = c->next;
     conn_hold(c);
+    conn_cause(c, RPC_CLOSE_SHUTDOWN);
     conn_orphan_calls(c);
     conn_finish(c);
     conn_release(c);
@@ -1316,11 +1437,12 @@ static void on_idle(worker *wk, conn *c) {
   if (c->closing) {
     conn_close(c); /* the linger time is over */
   } else if (c->tls && !rpc__tls_ready(c->tls)) {
-    tls_refuse(wk, "TLS handshake timed out");
+    tls_refuse(c, "TLS handshake timed out");
     conn_close(c);
   } else if (c->ncalls > 0 || c->last_active + (uint64_t)ms * 1000000u > now) {
     conn_arm_idle(c, c->ncalls > 0 ? now : c->last_active);
   } else {
+    conn_cause(c, RPC_CLOSE_IDLE);
     send_goaway(c, "idle timeout");
     conn_finish(c);
   }
@@ -1413,14 +1535,23 @@ int rpc__srv_start_workers(rpc_server *s) {
     worker *wk = &s->workers[i];
     wk->srv = s;
     wk->index = i;
+    wk->ct = &s->counters[i];
+    if (s->opts.stats == 0 && s->nmethods > 0 &&
+        (wk->ct->methods = gaio__calloc(s->nmethods, sizeof *wk->ct->methods)) == NULL)
+      rc = -ENOMEM;
     rpc__timer_init(&wk->drain, TIMER_DRAIN);
     wk->shutdown_item.kind = ITEM_SHUTDOWN;
     gaio_options go = {0};
     go.backend = s->opts.backend;
     s->nworkers = i + 1;
-    rc = gaio_watcher_create(&wk->w, &go);
+    if (rc == 0) rc = gaio_watcher_create(&wk->w, &go);
     rpc__inbox_init(&wk->inbox, wk->w); /* without a watcher, it is only destroyed */
+    if (wk->w) {
+      s->backend = gaio_backend_name(wk->w);
+      atomic_store(&wk->ct->w, wk->w);
+    }
   }
+  s->started_at = gaio_now();
   for (unsigned j = 0; j < s->nlisteners && rc == 0; j++) {
     rc = gaio_attach(s->workers[0].w, s->listeners[j].fd);
     if (rc == 0) s->listeners[j].attached = 1;
@@ -1451,6 +1582,8 @@ void rpc__srv_stop_workers(rpc_server *s, int drain_ms) {
   for (unsigned i = 0; i < s->nworkers; i++) {
     worker *wk = &s->workers[i];
     rpc__inbox_destroy(&wk->inbox); /* first: it waits for posters still using the watcher */
+    if (wk->w) gaio_watcher_stats(wk->w, &wk->ct->loop);
+    atomic_store(&wk->ct->w, NULL);
     gaio_watcher_destroy(wk->w);
     rpc__idmap_free(&wk->deadlines);
     wk->w = NULL;
@@ -1468,3 +1601,10 @@ void rpc__srv_stop_workers(rpc_server *s, int drain_ms) {
 }
 
 size_t rpc__srv_worker_size(void) { return sizeof(worker); }
+
+void rpc__srv_counters_free(rpc_server *s) {
+  for (unsigned i = 0; i < s->opts.workers; i++) {
+    free(s->counters[i].methods);
+    s->counters[i].methods = NULL;
+  }
+}

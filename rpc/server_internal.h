@@ -9,6 +9,7 @@
 
 #include "rpc/internal.h"
 #include "rpc/rpc.h"
+#include "rpc/stats.h"
 
 typedef struct rpc__srv_method {
   uint32_t id;
@@ -29,7 +30,22 @@ typedef struct rpc__srv_listener {
   uint64_t paused_until; /* gaio_now() time to accept again after a shortage; 0: not paused */
   int port;
   char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  char address[RPC_ADDRESS_MAX]; /* as bound, for stats and logs */
+  rpc__counter accepted, accept_errors; /* written by worker 0 */
 } rpc__srv_listener;
+
+/* The counters of one worker, written by that worker's thread only (rpc/stats.h), read by
+ * rpc_server_get_stats() from any thread. */
+typedef struct rpc__srv_counters {
+  rpc__method_counters *methods; /* one per s->methods entry, same index; NULL: stats off */
+  rpc__counter adopted;          /* connections taken by this worker */
+  rpc__counter closed[RPC_CLOSE_CAUSES];
+  rpc__counter protocol_errors[RPC_PERR_KINDS];
+  rpc__counter goaways, refused, unimplemented;
+  _Atomic(gaio_watcher *) w;     /* the worker's watcher while it exists */
+  gaio_stats loop;               /* its counters when it was destroyed (written before w is
+                                    cleared; read after the workers are joined) */
+} rpc__srv_counters;
 
 struct worker;
 struct health_service;
@@ -57,6 +73,11 @@ struct rpc_server {
   rpc_server_interceptor interceptors[RPC_MAX_INTERCEPTORS];
   unsigned ninterceptors;
   struct rpc__tls_ctx *tls; /* from opts.tls (NULL: none); opts.tls is not kept */
+  rpc__logger log;
+  rpc__srv_counters *counters; /* one per worker (opts.workers), from create */
+  const char *backend;         /* the backend's name once started */
+  uint64_t started_at;         /* gaio_now() at start */
+  void *admin;                 /* the admin service (admin.c), when enabled */
 };
 
 const rpc__srv_method *rpc__srv_find_method(const rpc_server *s, uint32_t id);
@@ -64,6 +85,8 @@ void rpc__srv_closure(const ProtobufCMessage *reply, void *closure_data);
 int rpc__srv_start_workers(rpc_server *s);
 void rpc__srv_stop_workers(rpc_server *s, int drain_ms);
 size_t rpc__srv_worker_size(void);
+/* Free the per-method counters of every worker (destroy). */
+void rpc__srv_counters_free(rpc_server *s);
 
 /* The server call being handled on this thread (inside an interceptor or the handler's
  * invoke), or NULL: how a client call made from a handler continues its trace. */

@@ -31,6 +31,8 @@ int rpc_server_create(rpc_server **out, const rpc_server_options *opts) {
   if (o.workers > RPC_MAX_WORKERS || o.max_body > RPC_MAX_BODY_HARD || o.close_linger_ms < 0)
     return -EINVAL;
   if (o.allocator && (!o.allocator->alloc || !o.allocator->free)) return -EINVAL;
+  if (o.stats < -1 || o.stats > 0 || o.log_level < 0 || o.log_level > RPC_LOG_DEBUG)
+    return -EINVAL;
   if (o.max_metadata_bytes == 0) o.max_metadata_bytes = RPC_DEFAULT_MAX_METADATA_BYTES;
   if (o.max_metadata_entries == 0) o.max_metadata_entries = RPC_DEFAULT_MAX_METADATA_ENTRIES;
   rpc__tls_ctx *tls = NULL;
@@ -40,14 +42,23 @@ int rpc_server_create(rpc_server **out, const rpc_server_options *opts) {
     o.tls = NULL;
   }
   rpc_server *s = gaio__calloc(1, sizeof *s);
-  if (s) s->workers = gaio__calloc(o.workers, rpc__srv_worker_size());
-  if (!s || !s->workers) {
+  if (s) {
+    s->workers = gaio__calloc(o.workers, rpc__srv_worker_size());
+    s->counters = gaio__calloc(o.workers, sizeof *s->counters);
+  }
+  if (!s || !s->workers || !s->counters) {
+    if (s) {
+      free(s->workers);
+      free(s->counters);
+    }
     free(s);
     rpc__tls_ctx_free(tls);
     return -ENOMEM;
   }
   s->opts = o;
   s->tls = tls;
+  rpc__logger_init(&s->log, o.log, o.log_arg, o.log_level);
+  s->backend = "";
   atomic_init(&s->calls, 0);
   atomic_init(&s->serving, 1);
   atomic_init(&s->stopping, 0);
@@ -217,10 +228,12 @@ static int open_listener(rpc__srv_listener *l, const struct sockaddr_storage *ss
     return e;
   }
   l->fd = fd;
+  struct sockaddr_storage b;
+  socklen_t bl = sizeof b;
+  if (getsockname(fd, (struct sockaddr *)&b, &bl) != 0) bl = 0;
+  if (l->is_unix) rpc__addr_text(ss, sl, l->address, sizeof l->address);
+  else rpc__addr_text(&b, bl, l->address, sizeof l->address);
   if (!l->is_unix) {
-    struct sockaddr_storage b;
-    socklen_t bl = sizeof b;
-    getsockname(fd, (struct sockaddr *)&b, &bl);
     l->port = ntohs(b.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&b)->sin6_port
                                             : ((struct sockaddr_in *)&b)->sin_port);
   }
@@ -286,6 +299,9 @@ void rpc_server_destroy(rpc_server *s) {
     if (s->listeners[i].is_unix && s->listeners[i].path[0]) unlink(s->listeners[i].path);
   if (atomic_load(&s->run_fd) > 0) close(atomic_load(&s->run_fd) - 1); /* rpc_server_run() */
   free(s->health);
+  free(s->admin);
+  rpc__srv_counters_free(s);
+  free(s->counters);
   for (size_t i = 0; i < s->nmethods; i++) free(s->methods[i].full_name);
   free(s->methods);
   free(s->services);

@@ -114,7 +114,7 @@ TEST(GaioApi, CreateRejectsUnknownBackend) {
   gaio_options o = {};
   o.backend = "no-such-backend";
   gaio_watcher *w = reinterpret_cast<gaio_watcher *>(uintptr_t{1});
-  EXPECT_EQ(gaio_watcher_create(&w, &o), -EINVAL);
+  EXPECT_EQ(gaio_watcher_create(&w, &o), GAIO_EBACKEND);
   EXPECT_EQ(w, nullptr);
 }
 
@@ -185,7 +185,7 @@ TEST_P(GaioTest, BackendEnvOverridesOnlyTheAutomaticChoice) {
   gaio_watcher_destroy(w);
 
   w = reinterpret_cast<gaio_watcher *>(uintptr_t{1});
-  EXPECT_EQ(gaio_watcher_create(&w, nullptr), -EINVAL);
+  EXPECT_EQ(gaio_watcher_create(&w, nullptr), GAIO_EBACKEND);
   EXPECT_EQ(w, nullptr);
 
   if (old) {

@@ -1948,9 +1948,9 @@ TEST_P(OpsTest, BackendChoice) {
     o.backend = "";
     EXPECT_EQ(CreatedBackend(&o), dflt) << "\"\" is the automatic choice";
     o.backend = "kqueue";
-    EXPECT_EQ(CreatedBackend(&o), "error " + std::to_string(-EINVAL));
+    EXPECT_EQ(CreatedBackend(&o), "error " + std::to_string(GAIO_EBACKEND));
     o.backend = "EPOLL";
-    EXPECT_EQ(CreatedBackend(&o), "error " + std::to_string(-EINVAL)) << "names are exact";
+    EXPECT_EQ(CreatedBackend(&o), "error " + std::to_string(GAIO_EBACKEND)) << "names are exact";
     o.backend = GetParam().c_str();
     EXPECT_EQ(CreatedBackend(&o), GetParam());
   }
@@ -1968,7 +1968,7 @@ TEST_P(OpsTest, BackendChoice) {
   }
   {
     ScopedBackendEnv env("nonsense");
-    EXPECT_EQ(CreatedBackend(nullptr), "error " + std::to_string(-EINVAL));
+    EXPECT_EQ(CreatedBackend(nullptr), "error " + std::to_string(GAIO_EBACKEND));
   }
   EXPECT_EQ(std::string(gaio_backend_name(w_)), GetParam());
   EXPECT_EQ(CountOpenFds(), fds0);

@@ -665,7 +665,8 @@ TEST_F(TlsTest, RecordCutMidwayEndsTheCallOnce) {
   rpc_channel *ch = Chan("tls:127.0.0.1:" + std::to_string(fake.port()), &billing.o);
   Result r = Call(ch, "Say", "cut", 5000);
   EXPECT_EQ(RPC_STATUS_UNAVAILABLE, r.status);
-  EXPECT_EQ("connection closed by the server", r.message);
+  EXPECT_EQ("127.0.0.1:" + std::to_string(fake.port()) + ": connection closed by the server",
+            r.message);
 }
 
 TEST_F(TlsTest, CloseNotifyFromThePeerEndsTheCallOnce) {
@@ -675,7 +676,8 @@ TEST_F(TlsTest, CloseNotifyFromThePeerEndsTheCallOnce) {
   rpc_channel *ch = Chan("tls:127.0.0.1:" + std::to_string(fake.port()), &billing.o);
   Result r = Call(ch, "Say", "bye", 5000);
   EXPECT_EQ(RPC_STATUS_UNAVAILABLE, r.status);
-  EXPECT_EQ("connection closed by the server", r.message);
+  EXPECT_EQ("127.0.0.1:" + std::to_string(fake.port()) + ": connection closed by the server",
+            r.message);
 }
 
 // A client written with OpenSSL directly (blocking): it completes a mutual-TLS handshake as

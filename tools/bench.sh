@@ -27,8 +27,10 @@
 #   --contestants  echo workloads, subset of: epoll libuv gaio-epoll gaio-uring gaio-epoll-swap
 #                  gaio-uring-swap gaio-epoll-user gaio-uring-user (default: the first six);
 #                  gaio-NAME runs gaio_echo --backend NAME
-#   --rpc-contestants  rpc workloads, subset of: raw rpc rpc-wN (default: raw rpc); rpc-wN runs
-#                  the //rpc server with N workers (rpc has 1, like-for-like with raw)
+#   --rpc-contestants  rpc workloads, subset of: raw rpc rpc-wN rpc-nostats (default: raw rpc);
+#                  rpc-wN runs the //rpc server with N workers (rpc has 1, like-for-like with
+#                  raw); rpc-nostats is rpc with its counters off (stats = -1): with both rpc and
+#                  rpc-nostats, a "counters on/off" table gives rpc / rpc-nostats (goal >= 0.97)
 #   --perf         also `perf record` the gaio servers during ping-pong, and the rpc server
 #                  during rpc-16x16x64: top 15 symbols
 #   --out DIR      results folder (default tests/bench/results/<date>)
@@ -106,6 +108,7 @@ server_cmd() {
     gaio-*) echo "$BIN/gaio_echo --backend ${1#gaio-}" ;;
     raw) echo "$BIN/raw_frame_echo" ;;
     rpc) echo "$BIN/rpc_echo_bench --workers 1" ;;
+    rpc-nostats) echo "$BIN/rpc_echo_bench --workers 1 --stats off" ;;
     rpc-w[1-9]*) echo "$BIN/rpc_echo_bench --workers ${1#rpc-w}" ;;
     *) return 1 ;;
   esac
@@ -498,6 +501,21 @@ for w in $WORKLOADS; do
       printf '%s\t%s\t%s\n' "$w" "$c" "$rel" >>"$CHART"
   done
 done
+# Issue 13: what the server's counters cost, rpc (counters on) against rpc-nostats (off).
+if [[ " $RPC_AVAILABLE " == *" rpc "* && " $RPC_AVAILABLE " == *" rpc-nostats "* ]]; then
+  {
+    echo
+    echo "Counters on/off (rpc / rpc-nostats, same run; goal >= 0.97)"
+    echo
+    echo "| workload | rpc (counters on) | rpc-nostats (off) | unit | ratio on/off | goal |"
+    echo "|---|---|---|---|---|---|"
+    for w in $RPC_WL; do
+      read -r key unit better <<<"$(wl_metric "$w")"
+      on=$(values "$w" rpc "$key" | median) off=$(values "$w" rpc-nostats "$key" | median)
+      echo "| $(wl_title "$w") | $(fmt "$on") | $(fmt "$off") | $unit | $(ratio "$on" "$off") | >= 0.97 |"
+    done
+  } >>"$MD"
+fi
 {
   echo
   echo "Notes"

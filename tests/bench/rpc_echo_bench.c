@@ -1,9 +1,12 @@
 /* The rpc contestant of the RPC benchmarks: an //rpc server hosting gaio.bench.Echo, whose Say
  * handler replies with the request's payload (packed by the closure before the handler returns).
  *
- * rpc_echo_bench [--workers N] [--backend epoll|uring] [--host H] [--port P] [--tls DIR]
- * --tls DIR listens on "tls:" (TLS 1.3, no client certificate) with DIR/server.pem and
- * DIR/server.key. Prints the bound port on stdout's first line; on SIGINT or SIGTERM shuts down (no drain) and
+ * rpc_echo_bench [--workers N] [--backend epoll|uring] [--stats on|off] [--host H] [--port P]
+ *                [--tls DIR]
+ * --stats off sets rpc_server_options.stats = -1 (no per-call counters), for bench.sh's
+ * counters on/off row. --tls DIR listens on "tls:" (TLS 1.3, no client certificate) with
+ * DIR/server.pem and DIR/server.key.
+ * Prints the bound port on stdout's first line; on SIGINT or SIGTERM shuts down (no drain) and
  * exits 0. One worker by default, for a like-for-like comparison with raw_frame_echo. */
 #include <errno.h>
 #include <signal.h>
@@ -52,7 +55,7 @@ static int parse_args(int argc, char **argv, bench_addr *a, rpc_server_options *
     const char *flag = argv[i], *v = NULL;
     long n;
     if ((strcmp(flag, "--workers") == 0 || strcmp(flag, "--backend") == 0 ||
-         strcmp(flag, "--tls") == 0) &&
+         strcmp(flag, "--tls") == 0 || strcmp(flag, "--stats") == 0) &&
         (v = bench_flag_value(argc, argv, &i)) == NULL)
       return -EINVAL;
     if (strcmp(flag, "--workers") == 0) {
@@ -62,8 +65,10 @@ static int parse_args(int argc, char **argv, bench_addr *a, rpc_server_options *
       o->backend = v;
     } else if (strcmp(flag, "--tls") == 0) {
       use_tls(o, v);
+    } else if (strcmp(flag, "--stats") == 0 && (strcmp(v, "on") == 0 || strcmp(v, "off") == 0)) {
+      o->stats = strcmp(v, "on") == 0 ? 0 : -1;
     } else {
-      fprintf(stderr, "rpc_echo_bench: unknown flag %s\n", flag);
+      fprintf(stderr, "rpc_echo_bench: unknown flag or value %s\n", flag);
       return -EINVAL;
     }
   }
@@ -78,10 +83,12 @@ static const char *const flags[] = {
     "--workers N       server worker threads (default 1)",
     "--backend NAME    epoll or uring (default: gaio's choice; GAIO_BACKEND overrides it)",
     BENCH_USAGE_HOST, BENCH_USAGE_PORT,
+    "--stats on|off    per-call counters (default on)",
     "--tls DIR         listen on tls: with DIR/server.pem and DIR/server.key (default: plaintext)",
     NULL};
-static const ex_usage usage = {"[--workers N] [--backend epoll|uring] [--host H] [--port P] [--tls DIR]",
-                               flags};
+static const ex_usage usage = {
+    "[--workers N] [--backend epoll|uring] [--stats on|off] [--host H] [--port P] [--tls DIR]",
+    flags};
 
 int main(int argc, char **argv) {
   ex_help_if_asked(argc, argv, &usage);
