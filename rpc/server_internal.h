@@ -51,6 +51,7 @@ struct rpc_server {
   int started;
   int stopped;
   struct health_service *health;
+  struct rpc__reflection *reflection; /* reflection.c: proto files, the service; NULL: none */
   rpc_server_interceptor interceptors[RPC_MAX_INTERCEPTORS];
   unsigned ninterceptors;
 };
@@ -60,6 +61,7 @@ void rpc__srv_closure(const ProtobufCMessage *reply, void *closure_data);
 int rpc__srv_start_workers(rpc_server *s);
 void rpc__srv_stop_workers(rpc_server *s, int drain_ms);
 size_t rpc__srv_worker_size(void);
+void rpc__reflection_free(rpc_server *s);
 
 /* The server call being handled on this thread (inside an interceptor or the handler's
  * invoke), or NULL: how a client call made from a handler continues its trace. */

@@ -273,6 +273,7 @@ void rpc_server_destroy(rpc_server *s) {
   for (unsigned i = 0; i < RPC_MAX_LISTENERS; i++)
     if (s->listeners[i].is_unix && s->listeners[i].path[0]) unlink(s->listeners[i].path);
   free(s->health);
+  rpc__reflection_free(s);
   for (size_t i = 0; i < s->nmethods; i++) free(s->methods[i].full_name);
   free(s->methods);
   free(s->services);

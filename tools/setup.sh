@@ -8,12 +8,15 @@ set -euo pipefail
 # Debian packages: Bazel 4.2.3 and the rules it needs offline, googletest, protobuf-c (runtime,
 # headers, protoc-c plugin), liburing, a C/C++ toolchain, and clang with its sanitizer and fuzzer
 # runtime (libclang-rt-14-dev is only a Recommends of clang, and we install without those), and
-# libuv for the benchmark's baseline server.
+# libuv for the benchmark's baseline server, the C++ protobuf runtime and promtool for the
+# command-line client and its test.
 PKGS=(bazel-bootstrap bazel-rules-java bazel-platforms
       libgtest-dev libgmock-dev
       protobuf-compiler protobuf-c-compiler libprotobuf-c-dev
       liburing-dev build-essential clang libclang-rt-14-dev
-      libuv1-dev)  # the libuv baseline of tests/bench, built by `bazel test //...` too
+      libuv1-dev   # the libuv baseline of tests/bench, built by `bazel test //...` too
+      libprotobuf-dev  # the command-line client //rpc/cli:gaiorpc (C++ protobuf runtime)
+      prometheus)  # promtool: tests/cli_test checks `gaiorpc stats --prometheus` with it
 # shellcheck disable=SC2206  # word splitting of the extra list is intended
 PKGS+=(${GAIO_EXTRA_PKGS:-})
 
