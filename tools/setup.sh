@@ -15,7 +15,7 @@ PKGS=(bazel-bootstrap bazel-rules-java bazel-platforms
       protobuf-compiler protobuf-c-compiler libprotobuf-c-dev
       liburing-dev build-essential clang libclang-rt-14-dev
       libuv1-dev   # the libuv baseline of tests/bench, built by `bazel test //...` too
-      libprotobuf-dev  # the command-line client //rpc/cli:gaiorpc (C++ protobuf runtime)
+      libprotobuf-dev libprotoc-dev  # //rpc/cli:gaiorpc: C++ protobuf runtime, .proto parser headers
       prometheus)  # promtool: tests/cli_test checks `gaiorpc stats --prometheus` with it
 # shellcheck disable=SC2206  # word splitting of the extra list is intended
 PKGS+=(${GAIO_EXTRA_PKGS:-})
