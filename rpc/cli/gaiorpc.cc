@@ -257,6 +257,29 @@ class Client {
 
 // ---- Descriptors: the server's reflection service, or --proto files -------------------------
 
+// protoc fills in json_name for every field of the descriptors it writes out; drop the ones
+// that are the default (lowerCamelCase of the name), so that `describe` prints what the .proto
+// file says.
+std::string DefaultJsonName(const std::string &name) {
+  std::string out;
+  bool upper = false;
+  for (char c : name) {
+    if (c == '_') {
+      upper = true;
+      continue;
+    }
+    out += upper ? static_cast<char>(toupper(static_cast<unsigned char>(c))) : c;
+    upper = false;
+  }
+  return out;
+}
+
+void DropDefaultJsonNames(pb::DescriptorProto *m) {
+  for (auto &f : *m->mutable_field())
+    if (f.json_name() == DefaultJsonName(f.name())) f.clear_json_name();
+  for (auto &n : *m->mutable_nested_type()) DropDefaultJsonNames(&n);
+}
+
 // A descriptor database that asks the server's reflection service, file by file, and keeps
 // what it got. The last failure is kept for the error message.
 class ReflectionDatabase : public pb::DescriptorDatabase {
@@ -300,6 +323,7 @@ class ReflectionDatabase : public pb::DescriptorDatabase {
         failure_ = {RPC_STATUS_INTERNAL, "reflection: a descriptor does not parse"};
         return false;
       }
+      for (auto &m : *fd.mutable_message_type()) DropDefaultJsonNames(&m);
       last = fd.name();
       files_.emplace(last, std::move(fd));
     }
