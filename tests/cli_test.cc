@@ -273,6 +273,14 @@ TEST_F(Cli, ErrorStatusesBecomeTheExitStatus) {
       r.err);
 }
 
+TEST_F(Cli, TimeoutBoundsTheCall) {
+  Result r = Gaiorpc({"--timeout", "100", addr(), "call", "gaio.test.cli.Echo/Say",
+                      R"({"delayMs": 1000})"});
+  EXPECT_EQ(RPC_STATUS_DEADLINE_EXCEEDED, r.exit);
+  EXPECT_EQ("", r.out);
+  EXPECT_EQ(0u, r.err.find("gaiorpc: gaio.test.cli.Echo/Say: DEADLINE_EXCEEDED")) << r.err;
+}
+
 TEST_F(Cli, MalformedRequestsExit65) {
   for (const auto &args : std::vector<std::vector<std::string>>{
            {addr(), "call", "gaio.test.cli.Echo/Say", R"({"text": )"},

@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <sstream>
@@ -59,6 +60,7 @@ namespace {
 void Say(Gaio__Test__Cli__Echo_Service *, const Gaio__Test__Cli__EchoRequest *in,
          Gaio__Test__Cli__EchoReply_Closure closure, void *data) {
   rpc_call *call = rpc_server_call(data);
+  if (in->delay_ms > 0) usleep(static_cast<useconds_t>(in->delay_ms) * 1000);
   std::string text;
   for (int i = 0; i < (in->times > 0 ? in->times : 1); i++) text += in->text;
   if (in->kind == GAIO__TEST__CLI__ECHO_REQUEST__KIND__LOUD)
