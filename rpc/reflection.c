@@ -250,7 +250,8 @@ static void list_services(Gaio__Reflection__V1__Reflection_Service *svc,
   }
   for (size_t i = 0; i < s->nservices; i++) names[i] = (char *)s->services[i]->descriptor->name;
   qsort(names, s->nservices, sizeof *names, cmp_str);
-  Gaio__Reflection__V1__ListServicesResponse out = GAIO__REFLECTION__V1__LIST_SERVICES_RESPONSE__INIT;
+  Gaio__Reflection__V1__ListServicesResponse out =
+      GAIO__REFLECTION__V1__LIST_SERVICES_RESPONSE__INIT;
   out.n_services = s->nservices;
   out.services = names;
   closure(&out, data);

@@ -216,8 +216,9 @@ TEST_F(Cli, DescribePrintsProtoText) {
 }
 
 TEST_F(Cli, CallWithJson) {
-  Result r = Gaiorpc({addr(), "call", "gaio.test.cli.Echo/Say",
-                      R"({"text": "ab", "times": 2, "kind": "LOUD", "inner": {"numbers": [1, "-2"]}})"});
+  Result r = Gaiorpc(
+      {addr(), "call", "gaio.test.cli.Echo/Say",
+       R"({"text": "ab", "times": 2, "kind": "LOUD", "inner": {"numbers": [1, "-2"]}})"});
   EXPECT_EQ(0, r.exit) << r.err;
   EXPECT_EQ("", r.err);
   EXPECT_EQ(
@@ -258,7 +259,8 @@ TEST_F(Cli, CallReadsTheRequestFromAFileOrStdin) {
 }
 
 TEST_F(Cli, ErrorStatusesBecomeTheExitStatus) {
-  Result r = Gaiorpc({addr(), "call", "gaio.test.cli.Echo/Fail", R"({"text": "gone", "failCode": 5})"});
+  Result r =
+      Gaiorpc({addr(), "call", "gaio.test.cli.Echo/Fail", R"({"text": "gone", "failCode": 5})"});
   EXPECT_EQ(RPC_STATUS_NOT_FOUND, r.exit);
   EXPECT_EQ("", r.out);
   EXPECT_EQ("gaiorpc: gaio.test.cli.Echo/Fail: NOT_FOUND: gone\n", r.err);

@@ -132,7 +132,8 @@ TEST(ReflectionSetup, AddProtoFileRefusesBadInput) {
   rpc_proto_file truncated = {"a.proto", reinterpret_cast<const uint8_t *>(bad.data()), bad.size(),
                               none};
   EXPECT_EQ(-EINVAL, rpc_server_add_proto_file(s, &truncated));
-  rpc_proto_file misnamed = {"b.proto", reinterpret_cast<const uint8_t *>(a.data()), a.size(), none};
+  rpc_proto_file misnamed = {"b.proto", reinterpret_cast<const uint8_t *>(a.data()), a.size(),
+                             none};
   EXPECT_EQ(-EINVAL, rpc_server_add_proto_file(s, &misnamed));
   rpc_proto_file ok = {"a.proto", reinterpret_cast<const uint8_t *>(a.data()), a.size(), none};
   EXPECT_EQ(0, rpc_server_add_proto_file(s, &ok));

@@ -502,7 +502,8 @@ int Parse(const std::string &format, const std::string &text, pb::Message *m, Fa
     pb::TextFormat::Parser p;
     p.RecordErrorsTo(&errors);
     if (!p.ParseFromString(text, m)) {
-      *f = {EXIT_DATA, "the request is not " + m->GetTypeName() + " in text format:\n" + errors.text};
+      *f = {EXIT_DATA,
+            "the request is not " + m->GetTypeName() + " in text format:\n" + errors.text};
       return f->exit;
     }
     return 0;
@@ -541,7 +542,8 @@ int Call(Client *c, Descriptors *d, const Options &o, Failure *f) {
   std::string text;
   int rc = RequestText(o, &text, f);
   if (rc) return rc;
-  const pb::MethodDescriptor *md = d->Find(&pb::DescriptorPool::FindMethodByName, Dotted(method), f);
+  const pb::MethodDescriptor *md =
+      d->Find(&pb::DescriptorPool::FindMethodByName, Dotted(method), f);
   if (!md) return f->exit;
   pb::DynamicMessageFactory factory;
   std::unique_ptr<pb::Message> req(factory.GetPrototype(md->input_type())->New());

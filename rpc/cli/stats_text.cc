@@ -173,7 +173,8 @@ uint64_t Percentile(const Histogram &h, double q) {
   uint64_t cum = 0;
   for (int i = 0; i < h.counts_size(); i++) {
     cum += h.counts(i);
-    if (cum >= rank) return i < h.bounds_us_size() ? std::min(h.bounds_us(i), h.max_us()) : h.max_us();
+    if (cum < rank) continue;
+    return i < h.bounds_us_size() ? std::min(h.bounds_us(i), h.max_us()) : h.max_us();
   }
   return h.max_us();
 }
