@@ -6,12 +6,17 @@
  * call fails UNAUTHENTICATED, with another token PERMISSION_DENIED (rpc_serve.c). */
 #include <stdio.h>
 
+#include "examples/kv.rpc.h" /* examples_kv__proto_file */
 #include "examples/kv_service.h"
 #include "examples/rpc_serve.h"
 
 #define DRAIN_MS 2000
 
-static int add(rpc_server *s, void *kv) { return rpc_server_add_service(s, kv_service_base(kv)); }
+/* The service, and kv.proto's descriptor for the reflection service (gaiorpc needs no --proto). */
+static int add(rpc_server *s, void *kv) {
+  int rc = rpc_server_add_proto_file(s, &examples_kv__proto_file);
+  return rc < 0 ? rc : rpc_server_add_service(s, kv_service_base(kv));
+}
 
 int main(int argc, char **argv) {
   kv_service *kv = kv_service_create();

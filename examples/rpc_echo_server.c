@@ -4,6 +4,7 @@
  * address: "127.0.0.1:7000" (default), "127.0.0.1:0" (any free port) or "unix:/path".
  * --token-file: calls need a bearer token, as kv_server's (examples/rpc_serve.h). */
 
+#include "examples/rpc_calc.rpc.h" /* examples_rpc_calc__proto_file */
 #include "examples/rpc_calc_service.h"
 #include "examples/rpc_serve.h"
 
@@ -15,6 +16,7 @@ static int add(rpc_server *s, void *arg) {
   calc_service **cs = arg;
   int rc = calc_service_create(cs, 0);
   if (rc < 0) return rc;
+  if ((rc = rpc_server_add_proto_file(s, &examples_rpc_calc__proto_file)) < 0) return rc;
   return calc_service_add(*cs, s);
 }
 

@@ -78,7 +78,9 @@ int ex_rpc_serve(const char *prog, const char *default_addr, int argc, char **ar
     rpc_server_destroy(s);
     return 1;
   }
-  if ((rc = add(s, arg)) < 0 || (rc = rpc_server_enable_health(s)) < 0) {
+  /* Health, reflection and the admin service's counters: gaiorpc ADDR list | health | stats. */
+  if ((rc = add(s, arg)) < 0 || (rc = rpc_server_enable_health(s)) < 0 ||
+      (rc = rpc_server_enable_reflection(s)) < 0 || (rc = rpc_server_enable_admin(s)) < 0) {
     rpc_server_destroy(s);
     return fail("add services", rc);
   }

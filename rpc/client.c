@@ -111,6 +111,8 @@ struct ccall {
   int status;
   char *msg;
   ProtobufCMessage *reply;
+  uint8_t *raw;         /* out == NULL (rpc_channel_call_bytes): the reply's bytes (malloc) */
+  size_t raw_len;
   int md_flag;          /* RPC_FLAG_METADATA when req carries headers */
   int wait_for_ready;   /* resolved at submit: 1 wait, 0 fail at once when hopeless */
   unsigned ic_ran;      /* interceptors whose before() ran: their after() runs at completion */
@@ -223,6 +225,7 @@ static void call_free(ccall *call) {
   free(call->req);
   free(call->msg);
   free((void *)call->trailers.data);
+  free(call->raw);
   if (call->reply) protobuf_c_message_free_unpacked(call->reply, NULL);
   free(call);
 }
@@ -739,6 +742,14 @@ static void on_response(cconn *c, const rpc_frame *f, int oversize) {
     complete_str(ch, call, st, why);
   } else if (f->status != RPC_STATUS_OK) {
     complete(ch, call, f->status, (const char *)body, len, NULL);
+  } else if (!call->out) { /* the caller unpacks: the bytes as they came */
+    if ((call->raw = gaio__malloc(len ? len : 1)) == NULL) {
+      complete_str(ch, call, RPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+      return;
+    }
+    if (len) memcpy(call->raw, body, len);
+    call->raw_len = len;
+    complete(ch, call, RPC_STATUS_OK, "", 0, NULL);
   } else {
     ProtobufCMessage *m = protobuf_c_message_unpack(call->out, NULL, len, body);
     if (m) complete(ch, call, RPC_STATUS_OK, "", 0, m);
@@ -1281,9 +1292,16 @@ static int build_headers(rpc_channel *ch, ccall *call, const rpc_call_options *o
   return rc;
 }
 
-/* The REQUEST body: the headers' block (if any), then the packed message. */
-static int pack_request(ccall *call, const rpc_headers *h, const ProtobufCMessage *req,
-                        size_t len, size_t max_body) {
+/* A call's request: a message to pack (msg), or bytes packed already (msg NULL). */
+typedef struct req_body {
+  const ProtobufCMessage *msg;
+  const void *bytes;
+  size_t len;
+} req_body;
+
+/* The REQUEST body: the headers' block (if any), then the request. */
+static int pack_request(ccall *call, const rpc_headers *h, const req_body *req, size_t max_body) {
+  size_t len = req->len;
   size_t md = h->count ? RPC_METADATA_PREFIX + h->len : 0;
   if (len > max_body || md > max_body - len) return -EMSGSIZE;
   call->req = rpc__wbuf_new(md + len);
@@ -1298,13 +1316,14 @@ static int pack_request(ccall *call, const rpc_headers *h, const ProtobufCMessag
     memcpy(p + RPC_METADATA_PREFIX, h->buf, h->len);
     call->md_flag = RPC_FLAG_METADATA;
   }
-  protobuf_c_message_pack(req, p + md);
+  if (req->msg) protobuf_c_message_pack(req->msg, p + md);
+  else if (len) memcpy(p + md, req->bytes, len);
   return 0;
 }
 
 /* A new call from proto and the options, with its request packed. Returns 0 or a negative
  * errno (nothing to undo but the pending count, which the caller owns). */
-static int make_call(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *req,
+static int make_call(rpc_channel *ch, const rpc_method *m, req_body *req,
                      const rpc_call_options *o, ccall *call) {
   call->item.kind = ITEM_SUBMIT;
   call->id = atomic_fetch_add(&ch->next_id, 1);
@@ -1314,24 +1333,27 @@ static int make_call(rpc_channel *ch, const rpc_method *m, const ProtobufCMessag
   int ms = o->timeout_ms == 0 ? ch->opts.default_timeout_ms : o->timeout_ms;
   call->deadline = ms > 0 ? call->submitted + (uint64_t)ms * 1000000u : 0;
   call->wait_for_ready = o->wait_for_ready > 0 ? 1 : o->wait_for_ready < 0 ? 0 : ch->opts.wait_for_ready;
-  size_t len = protobuf_c_message_get_packed_size(req);
+  if (req->msg) req->len = protobuf_c_message_get_packed_size(req->msg);
   rpc_headers h;
   headers_init(&h);
   int rc = 0;
   /* No headers and no interceptors: no allocation and no extra pass. */
   if (ch->md_count || o->metadata_count || ch->nics) rc = build_headers(ch, call, o, &h);
-  if (rc == 0) rc = pack_request(call, &h, req, len, ch->opts.max_body);
+  if (rc == 0) rc = pack_request(call, &h, req, ch->opts.max_body);
   headers_free(&h);
   return rc;
 }
 
-/* Pack the request and post the call. Any thread. */
-static int submit(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *req,
+/* Pack the request and post the call. A message request needs m->output, to unpack the reply
+ * with; a bytes request with m->output NULL gets the reply's bytes (call->raw). Any thread. */
+static int submit(rpc_channel *ch, const rpc_method *m, req_body req,
                   const rpc_call_options *opts, ccall *proto, uint64_t *call_id) {
   static const rpc_call_options none;
   const rpc_call_options *o = opts ? opts : &none;
-  if (!ch || !m || !req || !m->output || (o->metadata_count && !o->metadata)) return -EINVAL;
-  if (m->input && req->descriptor != m->input) return -EINVAL;
+  if (!ch || !m || (o->metadata_count && !o->metadata)) return -EINVAL;
+  if (req.msg ? !m->output || (m->input && req.msg->descriptor != m->input)
+              : !req.bytes && req.len)
+    return -EINVAL;
   if (atomic_fetch_add(&ch->pending_calls, 1) >= ch->opts.max_pending_calls) {
     atomic_fetch_sub(&ch->pending_calls, 1);
     return -ENOBUFS;
@@ -1340,7 +1362,7 @@ static int submit(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *
   int rc = call ? 0 : -ENOMEM;
   if (call) {
     *call = *proto;
-    rc = make_call(ch, m, req, o, call);
+    rc = make_call(ch, m, &req, o, call);
   }
   uint64_t id = call ? call->id : 0;
   if (rc == 0 && rpc__inbox_post(&ch->inbox, &call->item) < 0) rc = -ESHUTDOWN;
@@ -1373,7 +1395,8 @@ int rpc_channel_submit_opts(rpc_channel *ch, const rpc_method *m, const Protobuf
   proto.mode = MODE_CQ;
   proto.cq = cq;
   proto.ctx = ctx;
-  int rc = submit(ch, m, req, opts, &proto, call_id);
+  if (!req) return -EINVAL;
+  int rc = submit(ch, m, (req_body){req, NULL, 0}, opts, &proto, call_id);
   if (rc < 0) atomic_fetch_sub(&cq->outstanding, 1);
   return rc;
 }
@@ -1412,12 +1435,14 @@ void rpc_metadata_free(rpc_metadata *md) {
   *md = (rpc_metadata){NULL, 0, 0};
 }
 
-int rpc_channel_call_opts(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *req,
-                          const rpc_call_options *opts, ProtobufCMessage **reply, char *msg,
-                          size_t msg_len, rpc_metadata *trailers) {
+/* Submit a call and wait for it. Returns its status with the call in *done (the caller takes
+ * what it needs and frees it with call_free()), or the negative errno of submit (*done NULL).
+ * The message and trailers are handed over as rpc_channel_call_opts() documents. */
+static int call_sync(rpc_channel *ch, const rpc_method *m, req_body req,
+                     const rpc_call_options *opts, char *msg, size_t msg_len,
+                     rpc_metadata *trailers, ccall **done) {
+  *done = NULL;
   if (trailers) *trailers = (rpc_metadata){NULL, 0, 0};
-  if (!reply) return -EINVAL;
-  *reply = NULL;
   if (ch && pthread_equal(pthread_self(), ch->th)) return -EDEADLK;
   sync_wait sw;
   memset(&sw, 0, sizeof sw);
@@ -1440,18 +1465,52 @@ int rpc_channel_call_opts(rpc_channel *ch, const rpc_method *m, const ProtobufCM
       memcpy(msg, s, n);
       msg[n] = 0;
     }
-    if (rc == RPC_STATUS_OK) {
-      *reply = call->reply;
-      call->reply = NULL;
-    }
     if (trailers) { /* the copy becomes the caller's */
       *trailers = call->trailers;
       call->trailers = (rpc_metadata){NULL, 0, 0};
     }
-    call_free(call);
+    *done = call;
   }
   pthread_cond_destroy(&sw.cv);
   pthread_mutex_destroy(&sw.mu);
+  return rc;
+}
+
+int rpc_channel_call_opts(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *req,
+                          const rpc_call_options *opts, ProtobufCMessage **reply, char *msg,
+                          size_t msg_len, rpc_metadata *trailers) {
+  if (trailers) *trailers = (rpc_metadata){NULL, 0, 0};
+  if (!reply) return -EINVAL;
+  *reply = NULL;
+  if (!req) return -EINVAL;
+  ccall *call;
+  int rc = call_sync(ch, m, (req_body){req, NULL, 0}, opts, msg, msg_len, trailers, &call);
+  if (rc == RPC_STATUS_OK) {
+    *reply = call->reply;
+    call->reply = NULL;
+  }
+  if (call) call_free(call);
+  return rc;
+}
+
+int rpc_channel_call_bytes(rpc_channel *ch, const char *full_method, const void *req,
+                           size_t req_len, const rpc_call_options *opts, uint8_t **reply,
+                           size_t *reply_len, char *msg, size_t msg_len, rpc_metadata *trailers) {
+  if (trailers) *trailers = (rpc_metadata){NULL, 0, 0};
+  if (!reply || !reply_len) return -EINVAL;
+  *reply = NULL;
+  *reply_len = 0;
+  if (!full_method || !strchr(full_method, '/')) return -EINVAL;
+  rpc_method m;
+  rpc_method_init(&m, full_method, NULL, NULL);
+  ccall *call;
+  int rc = call_sync(ch, &m, (req_body){NULL, req, req_len}, opts, msg, msg_len, trailers, &call);
+  if (rc == RPC_STATUS_OK) {
+    *reply = call->raw;
+    *reply_len = call->raw_len;
+    call->raw = NULL;
+  }
+  if (call) call_free(call);
   return rc;
 }
 
@@ -1507,8 +1566,10 @@ static void stub_invoke(ProtobufCService *svc, unsigned index, const ProtobufCMe
     proto.mode = MODE_CLOSURE;
     proto.closure = closure;
     proto.closure_data = closure_data;
+    const rpc_call_options *o = tls_opts.set ? &tls_opts.o : NULL;
     rc = tls_opts.set < 0 ? -ENOMEM
-                          : submit(st->ch, &m, input, tls_opts.set ? &tls_opts.o : NULL, &proto, NULL);
+         : !input         ? -EINVAL
+                          : submit(st->ch, &m, (req_body){input, NULL, 0}, o, &proto, NULL);
   }
   stub_options_clear(); /* they were for this call */
   if (rc < 0) {

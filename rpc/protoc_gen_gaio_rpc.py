@@ -119,9 +119,10 @@ def header(fd, services):
           "extern const rpc_proto_file %s;" % file_symbol(fd.name)]
     for svc_full, svc_c, svc_lower, methods in services:
         w += ["", "/* ---- %s ---- */" % svc_full, "",
-              "/* Host impl (initialised with %s__INIT) on s, before rpc_server_start()." % svc_lower.upper(),
-              " * impl stays the caller's and must outlive s. Returns as rpc_server_add_service();",
-              " * -EINVAL also when impl is not a %s. */" % svc_full,
+              "/* Host impl (initialised with %s__INIT) on s, before rpc_server_start(), and give s" % svc_lower.upper(),
+              " * this file's descriptor for its reflection service (rpc_server_add_proto_file()).",
+              " * impl stays the caller's and must outlive s. Returns as rpc_server_add_service() or",
+              " * rpc_server_add_proto_file(); -EINVAL also when impl is not a %s. */" % svc_full,
               "int %s__serve(rpc_server *s, %s_Service *impl);" % (svc_lower, svc_c)]
         for m in methods:
             w += ["", "/* %s (method id 0x%08x). */" % (m.full, m.id),
@@ -158,7 +159,8 @@ def source(fd, services, data):
     for svc_full, svc_c, svc_lower, methods in services:
         w += ["", "int %s__serve(rpc_server *s, %s_Service *impl) {" % (svc_lower, svc_c),
               "  if (!impl || impl->base.descriptor != &%s__descriptor) return -EINVAL;" % svc_lower,
-              "  return rpc_server_add_service(s, &impl->base);", "}"]
+              "  int rc = rpc_server_add_proto_file(s, &%s);" % sym,
+              "  return rc < 0 ? rc : rpc_server_add_service(s, &impl->base);", "}"]
         for m in methods:
             p = m.prefix
             w += ["",

@@ -91,6 +91,7 @@ extern "C" {
                                                   yet completed; more: -ENOBUFS at submit */
 #define RPC_MAX_INTERCEPTORS 8u                /* interceptors per server or channel */
 #define RPC_MAX_CHANNEL_METADATA 16u           /* client: headers set in the channel options */
+#define RPC_MAX_PROTO_FILES 256u              /* server: .proto files given for reflection */
 #define RPC_CQ_MAX_OUTSTANDING 65536u          /* client: calls submitted into one rpc_cq and
                                                   not yet collected; more: -ENOBUFS at submit */
 #define RPC_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS 10000 /* server: a TLS handshake not done by then
@@ -261,6 +262,23 @@ int rpc_server_add_service(rpc_server *s, ProtobufCService *service);
  * streaming Watch, which this server does not have). Before start only. Returns as
  * rpc_server_add_service(). */
 int rpc_server_enable_health(rpc_server *s);
+
+/* Give the server a .proto file's descriptor, for its reflection service: f and the files it
+ * imports (f->deps, recursively), each once (the same name again is skipped when its bytes are
+ * the same). f must outlive the server (rpc_proto_library's are static). Before start only; may
+ * come before or after rpc_server_enable_reflection(). Returns 0, or -EINVAL (NULL, or a
+ * descriptor that is not a FileDescriptorProto named f->name), -EEXIST (another file of the same
+ * name), -ENOSPC (over RPC_MAX_PROTO_FILES files in all), -ELOOP (an import cycle), -EBUSY
+ * (started), -ENOMEM. On error nothing is added. */
+int rpc_server_add_proto_file(rpc_server *s, const rpc_proto_file *f);
+
+/* Host the reflection service gaio.reflection.v1.Reflection (rpc/reflection.proto):
+ * ListServices answers the full names of every hosted service (sorted; health, admin and
+ * reflection included when enabled); FileContainingSymbol answers the descriptors of the file
+ * that defines a service, method, message or enum (or of a file by name), with its imports,
+ * from the files given with rpc_server_add_proto_file(); NOT_FOUND when none has it. Before
+ * start only. Returns as rpc_server_add_service(), or -EEXIST when enabled already. */
+int rpc_server_enable_reflection(rpc_server *s);
 
 /* Mark the server serving (1, the default) or not (0) for health checks. Any thread. */
 void rpc_server_set_serving(rpc_server *s, int serving);
@@ -629,6 +647,18 @@ int rpc_channel_call(rpc_channel *ch, const rpc_method *m, const ProtobufCMessag
 int rpc_channel_call_opts(rpc_channel *ch, const rpc_method *m, const ProtobufCMessage *req,
                           const rpc_call_options *opts, ProtobufCMessage **reply, char *msg,
                           size_t msg_len, rpc_metadata *trailers);
+
+/* A blocking call with the request and reply as bytes, for callers without protobuf-c
+ * descriptors (the command-line client, bridges): full_method is "package.Service/Method";
+ * req[0..req_len) is the packed request (req may be NULL when req_len is 0), sent as given. On
+ * RPC_STATUS_OK, *reply holds the reply's bytes as the server sent them, *reply_len of them
+ * (a malloc'ed buffer, never NULL then, even for 0 bytes: the caller frees it with free());
+ * otherwise *reply is NULL. The status, message, trailers, options and negative errnos are as
+ * for rpc_channel_call_opts(): -EINVAL also for a method name without '/', -EMSGSIZE for a
+ * request over the channel's max_body. Any thread but the channel thread. */
+int rpc_channel_call_bytes(rpc_channel *ch, const char *full_method, const void *req,
+                           size_t req_len, const rpc_call_options *opts, uint8_t **reply,
+                           size_t *reply_len, char *msg, size_t msg_len, rpc_metadata *trailers);
 
 /* Free the copy of trailers given by rpc_channel_call_opts() and empty *md. */
 void rpc_metadata_free(rpc_metadata *md);

@@ -70,6 +70,7 @@ struct rpc_server {
   int started;
   int stopped;
   struct health_service *health;
+  struct rpc__reflection *reflection; /* reflection.c: proto files, the service; NULL: none */
   rpc_server_interceptor interceptors[RPC_MAX_INTERCEPTORS];
   unsigned ninterceptors;
   struct rpc__tls_ctx *tls; /* from opts.tls (NULL: none); opts.tls is not kept */
@@ -87,6 +88,7 @@ void rpc__srv_stop_workers(rpc_server *s, int drain_ms);
 size_t rpc__srv_worker_size(void);
 /* Free the per-method counters of every worker (destroy). */
 void rpc__srv_counters_free(rpc_server *s);
+void rpc__reflection_free(rpc_server *s);
 
 /* The server call being handled on this thread (inside an interceptor or the handler's
  * invoke), or NULL: how a client call made from a handler continues its trace. */

@@ -302,6 +302,7 @@ void rpc_server_destroy(rpc_server *s) {
   free(s->admin);
   rpc__srv_counters_free(s);
   free(s->counters);
+  rpc__reflection_free(s);
   for (size_t i = 0; i < s->nmethods; i++) free(s->methods[i].full_name);
   free(s->methods);
   free(s->services);

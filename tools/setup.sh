@@ -8,15 +8,18 @@ set -euo pipefail
 # Debian packages: Bazel 4.2.3 and the rules it needs offline, googletest, protobuf-c (runtime,
 # headers, protoc-c plugin), python3-protobuf (gaio-c's own protoc plugin), liburing, a C/C++
 # toolchain, and clang with its sanitizer and fuzzer runtime (libclang-rt-14-dev is only a
-# Recommends of clang, and we install without those), and libuv for the benchmark's baseline
-# server.
+# Recommends of clang, and we install without those), libuv for the benchmark's baseline
+# server, OpenSSL for TLS, the C++ protobuf runtime and promtool for the command-line client
+# and its test.
 PKGS=(bazel-bootstrap bazel-rules-java bazel-platforms
       libgtest-dev libgmock-dev
       protobuf-compiler protobuf-c-compiler libprotobuf-c-dev
       python3-protobuf  # runs rpc/protoc_gen_gaio_rpc.py, the typed-helper generator
       liburing-dev build-essential clang libclang-rt-14-dev
       libssl-dev openssl  # TLS in //rpc; the tests make their certificates with openssl
-      libuv1-dev)  # the libuv baseline of tests/bench, built by `bazel test //...` too
+      libuv1-dev   # the libuv baseline of tests/bench, built by `bazel test //...` too
+      libprotobuf-dev libprotoc-dev  # //rpc/cli:gaiorpc: C++ protobuf runtime, .proto parser headers
+      prometheus)  # promtool: tests/cli_test checks `gaiorpc stats --prometheus` with it
 # shellcheck disable=SC2206  # word splitting of the extra list is intended
 PKGS+=(${GAIO_EXTRA_PKGS:-})
 
