@@ -14,6 +14,7 @@ PKGS=(bazel-bootstrap bazel-rules-java bazel-platforms
       protobuf-compiler protobuf-c-compiler libprotobuf-c-dev
       liburing-dev build-essential clang libclang-rt-14-dev
       libssl-dev openssl  # TLS in //rpc; the tests make their certificates with openssl
+      libc-ares-dev dnsmasq-base  # dns: targets in //rpc (c-ares); the tests' DNS server
       libuv1-dev)  # the libuv baseline of tests/bench, built by `bazel test //...` too
 # shellcheck disable=SC2206  # word splitting of the extra list is intended
 PKGS+=(${GAIO_EXTRA_PKGS:-})
