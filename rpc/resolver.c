@@ -210,11 +210,12 @@ int rpc__dns_step(rpc__dns *r) {
   if (!r->active) return 0;
   ares_socket_t socks[ARES_GETSOCK_MAXNUM];
   struct pollfd pfd[ARES_GETSOCK_MAXNUM];
-  int bits = ares_getsock(r->ac, socks, ARES_GETSOCK_MAXNUM);
+  /* Bits tested as unsigned: ARES_GETSOCK_WRITABLE() shifts 1 into an int's sign bit. */
+  unsigned bits = (unsigned)ares_getsock(r->ac, socks, ARES_GETSOCK_MAXNUM);
   nfds_t n = 0;
-  for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
-    short ev = (short)((ARES_GETSOCK_READABLE(bits, i) ? POLLIN : 0) |
-                       (ARES_GETSOCK_WRITABLE(bits, i) ? POLLOUT : 0));
+  for (unsigned i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
+    short ev = (short)((((bits >> i) & 1u) ? POLLIN : 0) |
+                       (((bits >> (i + ARES_GETSOCK_MAXNUM)) & 1u) ? POLLOUT : 0));
     if (ev) pfd[n++] = (struct pollfd){socks[i], ev, 0};
   }
   int ready = n ? poll(pfd, n, 0) : 0; /* never waits: the loop's timer paces the steps */

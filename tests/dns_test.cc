@@ -116,6 +116,10 @@ void h_fail(Test__V1__Echo_Service *s, const Test__V1__EchoRequest *in, Test__V1
 
 Test__V1__Echo_Service g_service = TEST__V1__ECHO__INIT(h_);
 
+void FreeReply(ProtobufCMessage *m) {
+  if (m) protobuf_c_message_free_unpacked(m, nullptr);
+}
+
 // A free TCP port on 127.0.0.1, which the replicas then bind on .1, .2 and .3.
 int FreePort(int type) {
   int fd = socket(AF_INET, type, 0);
@@ -153,8 +157,18 @@ class Dnsmasq {
   }
   void WriteConf(const std::string &text) { std::ofstream(conf_) << text; }
 
-  // Start dnsmasq and wait (bounded) until it holds its port.
-  void Start() {
+  // Start dnsmasq and wait (bounded) until it holds its port. A port taken meanwhile (by a
+  // test running in parallel) makes it exit: then another port, unless keep_port (a restart:
+  // the channel knows the port).
+  void Start(bool keep_port = false) {
+    for (int attempt = 0; attempt < 5; attempt++) {
+      if (TryStart()) return;
+      if (keep_port) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      else port_ = FreePort(SOCK_DGRAM);
+    }
+    FAIL() << "dnsmasq did not start";
+  }
+  bool TryStart() {
     std::string port = "--port=" + std::to_string(port_);
     std::string hosts = "--addn-hosts=" + hosts_;
     std::string conf = "--conf-file=" + conf_;
@@ -169,7 +183,7 @@ class Dnsmasq {
       execv(argv[0], const_cast<char **>(argv));
       _exit(127);
     }
-    ASSERT_GT(pid_, 0);
+    if (pid_ < 0) return false;
     auto until = Clock::now() + std::chrono::seconds(10);
     while (Clock::now() < until) {
       int fd = socket(AF_INET, SOCK_DGRAM, 0);
@@ -179,12 +193,23 @@ class Dnsmasq {
       a.sin_port = htons((uint16_t)port_);
       int rc = bind(fd, (sockaddr *)&a, sizeof a);
       close(fd);
-      if (rc < 0 && errno == EADDRINUSE) return;
       int st;
-      ASSERT_EQ(0, waitpid(pid_, &st, WNOHANG)) << "dnsmasq exited";
+      if (waitpid(pid_, &st, WNOHANG) == pid_) {  // could not bind: exited
+        pid_ = -1;
+        return false;
+      }
+      if (rc < 0 && errno == EADDRINUSE) {
+        // Held: by dnsmasq if it is still running a moment later (it exits at once when
+        // another process holds the port).
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        if (waitpid(pid_, &st, WNOHANG) == 0) return true;
+        pid_ = -1;
+        return false;
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    FAIL() << "dnsmasq did not start";
+    Stop();
+    return false;
   }
   void Reload() { kill(pid_, SIGHUP); }  // re-reads the hosts file (not the conf)
   void Stop() {
@@ -402,7 +427,10 @@ TEST_F(DnsTest, ReplicaRemovedIsDrained) {
   while (got < 6) {
     int n = rpc_cq_wait(cq, done + got, 6 - got, kCallMs);
     ASSERT_GT(n, 0);
-    for (int i = got; i < got + n; i++) EXPECT_EQ(RPC_STATUS_OK, done[i].status) << done[i].message;
+    for (int i = got; i < got + n; i++) {
+      EXPECT_EQ(RPC_STATUS_OK, done[i].status) << done[i].message;
+      FreeReply(done[i].reply);
+    }
     got += n;
   }
   rpc_cq_destroy(cq);
@@ -467,7 +495,7 @@ TEST_F(DnsTest, SrvPriorityAndWeight) {
   // A new SRV answer (dnsmasq re-reads its conf on a restart, on the same port).
   dns_.Stop();
   dns_.WriteConf("srv-host=_echo._tcp.svc.test,r3.svc.test," + p + ",5,1\n");
-  dns_.Start();
+  dns_.Start(/*keep_port=*/true);
   ASSERT_TRUE(WaitEndpoints(1, 5000));
   ResetCounts();
   for (int i = 0; i < 10; i++) ASSERT_EQ(RPC_STATUS_OK, Call(say_)) << last_msg_;
@@ -542,7 +570,10 @@ TEST_F(DnsTest, ReplicaKilledNonIdempotentCallsAreNotRetried) {
   while (got < 6) {
     int n = rpc_cq_wait(cq, done + got, 6 - got, kCallMs);
     ASSERT_GT(n, 0);
-    for (int i = got; i < got + n; i++) unavailable += done[i].status == RPC_STATUS_UNAVAILABLE;
+    for (int i = got; i < got + n; i++) {
+      unavailable += done[i].status == RPC_STATUS_UNAVAILABLE;
+      FreeReply(done[i].reply);
+    }
     got += n;
   }
   rpc_cq_destroy(cq);
@@ -643,7 +674,10 @@ TEST_F(DnsTest, SlowReplicaGetsLessUnderP2c) {
       rpc_completion done[16];
       int n = rpc_cq_wait(cq, done, 16, kCallMs);
       ASSERT_GT(n, 0);
-      for (int i = 0; i < n; i++) ASSERT_EQ(RPC_STATUS_OK, done[i].status) << done[i].message;
+      for (int i = 0; i < n; i++) {
+        EXPECT_EQ(RPC_STATUS_OK, done[i].status) << done[i].message;
+        FreeReply(done[i].reply);
+      }
       got += n;
       for (int i = 0; i < n && sent < kTotal; i++, sent++)
         ASSERT_EQ(0, rpc_channel_submit(ch_, &say_, &req.base, kCallMs, cq, nullptr, nullptr));
