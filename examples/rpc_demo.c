@@ -1,10 +1,12 @@
-/* rpc_demo [-d seconds] [-w window]: an RPC server on 127.0.0.1:0 (Echo, Calculator, KeyValue,
+/* rpc_demo [-d seconds] [-w window] [-b backend]: an RPC server on 127.0.0.1:0 (Echo, Calculator, KeyValue,
  * health) and a client channel in one process. Makes calls of every kind, prints what happened,
  * then measures the call rate of pipelined async calls for a few seconds. Call metadata: a second
  * server, A, in front of the first, B, requires a bearer token and forwards Echo.Say to B with the
  * trace context of its call, so that A and B see one trace id. Exits 0 only if every call ended
- * the way it should. */
+ * the way it should. Every call goes through the typed helpers rpc_proto_library generates
+ * (examples/rpc_calc.rpc.h, kv.rpc.h, rpc/health.rpc.h): demo__v1__echo__say_call() and the like. */
 #include <errno.h>
+#include <getopt.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,17 +15,22 @@
 #include <unistd.h>
 
 #include "examples/bearer_token.h"
-#include "examples/kv.pb-c.h"
+#include "examples/kv.rpc.h"
 #include "examples/kv_service.h"
-#include "examples/rpc_calc.pb-c.h"
+#include "examples/rpc_calc.rpc.h"
 #include "examples/rpc_calc_service.h"
-#include "rpc/health.pb-c.h"
+#include "rpc/health.rpc.h"
 #include "rpc/rpc.h"
 
 #define TIMEOUT_MS 5000   /* deadline of the demo's ordinary calls */
 #define BATCH 100         /* calls in the pipelined batch */
 #define MAX_WINDOW 1024   /* upper bound of -w */
 #define DEMO_TOKEN "demo-token-42" /* the bearer token server A wants */
+#define DEFAULT_SECONDS 2.0 /* -d */
+#define DEFAULT_WINDOW 128  /* -w */
+
+/* The options of the demo's ordinary calls. */
+static const rpc_call_options opts = {.timeout_ms = TIMEOUT_MS};
 
 static int problems;
 
@@ -43,56 +50,49 @@ static void report(const char *what, int st, const char *msg, int want) {
   }
 }
 
-static int call(rpc_channel *ch, const ProtobufCServiceDescriptor *svc, const char *method,
-                const ProtobufCMessage *req, int timeout_ms, ProtobufCMessage **reply,
-                char *msg, size_t len) {
-  rpc_method m;
-  rpc_method_find(&m, svc, method);
-  return rpc_channel_call(ch, &m, req, timeout_ms, reply, msg, len);
-}
-
 static void sync_calls(rpc_channel *ch) {
   char msg[256], line[128];
-  ProtobufCMessage *r;
   printf("blocking calls:\n");
   Demo__V1__EchoRequest e = DEMO__V1__ECHO_REQUEST__INIT;
   e.text = "hello, gaio";
-  int st = call(ch, &demo__v1__echo__descriptor, "Say", &e.base, TIMEOUT_MS, &r, msg, sizeof msg);
-  snprintf(line, sizeof line, "Echo.Say(\"hello, gaio\") -> \"%s\"",
-           st == 0 ? ((Demo__V1__EchoReply *)r)->text : "");
+  Demo__V1__EchoReply *er;
+  int st = demo__v1__echo__say_call(ch, &e, &er, &opts, msg, sizeof msg);
+  snprintf(line, sizeof line, "Echo.Say(\"hello, gaio\") -> \"%s\"", st == 0 ? er->text : "");
   report(line, st, msg, RPC_STATUS_OK);
-  if (st == 0) protobuf_c_message_free_unpacked(r, NULL);
+  if (st == 0) demo__v1__echo_reply__free_unpacked(er, NULL);
 
   Demo__V1__CalcRequest c = DEMO__V1__CALC_REQUEST__INIT;
   c.a = 40;
   c.b = 2;
-  st = call(ch, &demo__v1__calculator__descriptor, "Add", &c.base, TIMEOUT_MS, &r, msg, sizeof msg);
-  snprintf(line, sizeof line, "Calculator.Add(40, 2) = %lld",
-           st == 0 ? (long long)((Demo__V1__CalcReply *)r)->result : 0LL);
+  Demo__V1__CalcReply *cr;
+  st = demo__v1__calculator__add_call(ch, &c, &cr, &opts, msg, sizeof msg);
+  snprintf(line, sizeof line, "Calculator.Add(40, 2) = %lld", st == 0 ? (long long)cr->result : 0LL);
   report(line, st, msg, RPC_STATUS_OK);
-  if (st == 0) protobuf_c_message_free_unpacked(r, NULL);
+  if (st == 0) demo__v1__calc_reply__free_unpacked(cr, NULL);
   c.b = 0;
-  st = call(ch, &demo__v1__calculator__descriptor, "Divide", &c.base, TIMEOUT_MS, &r, msg, sizeof msg);
+  st = demo__v1__calculator__divide_call(ch, &c, &cr, &opts, msg, sizeof msg);
   report("Calculator.Divide(40, 0)", st, msg, RPC_STATUS_INVALID_ARGUMENT);
+  if (st == 0) demo__v1__calc_reply__free_unpacked(cr, NULL);
 
   Gaio__Health__V1__HealthCheckRequest h = GAIO__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
-  st = call(ch, &gaio__health__v1__health__descriptor, "Check", &h.base, TIMEOUT_MS, &r, msg, sizeof msg);
+  Gaio__Health__V1__HealthCheckResponse *hr;
+  st = gaio__health__v1__health__check_call(ch, &h, &hr, &opts, msg, sizeof msg);
   snprintf(line, sizeof line, "Health.Check() -> %s",
-           st == 0 && ((Gaio__Health__V1__HealthCheckResponse *)r)->status == 1 ? "SERVING" : "?");
+           st == 0 && hr->status == GAIO__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+               ? "SERVING"
+               : "?");
   report(line, st, msg, RPC_STATUS_OK);
-  if (st == 0) protobuf_c_message_free_unpacked(r, NULL);
+  if (st == 0) gaio__health__v1__health_check_response__free_unpacked(hr, NULL);
 }
 
 static void async_batch(rpc_channel *ch, rpc_cq *cq) {
   printf("async pipelined batch:\n");
-  rpc_method add;
-  rpc_method_find(&add, &demo__v1__calculator__descriptor, "Add");
   double t0 = now_s();
   for (long i = 0; i < BATCH; i++) {
     Demo__V1__CalcRequest c = DEMO__V1__CALC_REQUEST__INIT;
     c.a = i;
     c.b = 1000;
-    if (rpc_channel_submit(ch, &add, &c.base, TIMEOUT_MS, cq, (void *)i, NULL) < 0) problems++;
+    if (demo__v1__calculator__add_submit(ch, &c, &opts, cq, (void *)i, NULL) < 0) problems++;
   }
   int got = 0, right = 0, batches = 0;
   rpc_completion out[64];
@@ -101,8 +101,8 @@ static void async_batch(rpc_channel *ch, rpc_cq *cq) {
     if (n <= 0) break;
     batches++;
     for (int i = 0; i < n; i++, got++) {
-      long want = (long)out[i].ctx + 1000;
-      if (out[i].status == 0 && ((Demo__V1__CalcReply *)out[i].reply)->result == want) right++;
+      Demo__V1__CalcReply *r = demo__v1__calculator__add_reply(&out[i]); /* NULL unless OK */
+      if (r && r->result == (long)out[i].ctx + 1000) right++;
       if (out[i].reply) protobuf_c_message_free_unpacked(out[i].reply, NULL);
     }
   }
@@ -113,68 +113,74 @@ static void async_batch(rpc_channel *ch, rpc_cq *cq) {
 
 static void failures(rpc_channel *ch, rpc_cq *cq) {
   char msg[256], line[128];
-  ProtobufCMessage *r;
+  Demo__V1__EchoReply *r = NULL;
   printf("calls that fail:\n");
   Demo__V1__EchoRequest e = DEMO__V1__ECHO_REQUEST__INIT;
   e.delay_ms = 2000;
   double t0 = now_s();
-  int st = call(ch, &demo__v1__echo__descriptor, "Sleep", &e.base, 100, &r, msg, sizeof msg);
+  rpc_call_options short_deadline = {.timeout_ms = 100};
+  int st = demo__v1__echo__sleep_call(ch, &e, &r, &short_deadline, msg, sizeof msg);
   snprintf(line, sizeof line, "Echo.Sleep(2000 ms), deadline 100 ms (%.0f ms)", (now_s() - t0) * 1e3);
   report(line, st, msg, RPC_STATUS_DEADLINE_EXCEEDED);
 
+  /* A method the server does not have: no generated helper names it, so it is built by hand. */
   rpc_method shout;
   rpc_method_init(&shout, "demo.v1.Echo/Shout", NULL, &demo__v1__echo_reply__descriptor);
-  st = rpc_channel_call(ch, &shout, &e.base, TIMEOUT_MS, &r, msg, sizeof msg);
+  ProtobufCMessage *any;
+  st = rpc_channel_call(ch, &shout, &e.base, TIMEOUT_MS, &any, msg, sizeof msg);
   report("Echo.Shout (no such method)", st, msg, RPC_STATUS_UNIMPLEMENTED);
 
-  rpc_method sleep;
-  rpc_method_find(&sleep, &demo__v1__echo__descriptor, "Sleep");
   e.delay_ms = 5000;
   uint64_t id;
   rpc_completion out[1];
-  if (rpc_channel_submit(ch, &sleep, &e.base, TIMEOUT_MS * 2, cq, NULL, &id) == 0) {
+  rpc_call_options long_deadline = {.timeout_ms = TIMEOUT_MS * 2};
+  if (demo__v1__echo__sleep_submit(ch, &e, &long_deadline, cq, NULL, &id) == 0) {
     usleep(20000);
     rpc_channel_cancel(ch, id);
     st = rpc_cq_wait(cq, out, 1, TIMEOUT_MS) == 1 ? out[0].status : -1;
     report("Echo.Sleep(5000 ms), cancelled after 20 ms", st, st >= 0 ? out[0].message : "", RPC_STATUS_CANCELLED);
+  } else {
+    problems++;
   }
 }
 
 static void kv_round(rpc_channel *ch) {
   char msg[256], line[160];
-  ProtobufCMessage *r;
-  const ProtobufCServiceDescriptor *kv = &kv__v1__key_value__descriptor;
   printf("key-value round:\n");
   Kv__V1__PutRequest put = KV__V1__PUT_REQUEST__INIT;
   Kv__V1__GetRequest get = KV__V1__GET_REQUEST__INIT;
   Kv__V1__DeleteRequest del = KV__V1__DELETE_REQUEST__INIT;
+  Kv__V1__PutReply *pr;
+  Kv__V1__GetReply *g;
+  Kv__V1__DeleteReply *dr;
   put.key = get.key = del.key = "color";
   const char *values[] = {"blue", "green"};
   for (int i = 0; i < 2; i++) {
     put.value.data = (uint8_t *)values[i];
     put.value.len = strlen(values[i]);
-    int st = call(ch, kv, "Put", &put.base, TIMEOUT_MS, &r, msg, sizeof msg);
+    int st = kv__v1__key_value__put_call(ch, &put, &pr, &opts, msg, sizeof msg);
     snprintf(line, sizeof line, "Put(color, %s) -> %s", values[i],
-             st == 0 ? (((Kv__V1__PutReply *)r)->created ? "created" : "replaced") : "");
+             st == 0 ? (pr->created ? "created" : "replaced") : "");
     report(line, st, msg, RPC_STATUS_OK);
-    if (st == 0) protobuf_c_message_free_unpacked(r, NULL);
-    st = call(ch, kv, "Get", &get.base, TIMEOUT_MS, &r, msg, sizeof msg);
-    Kv__V1__GetReply *g = st == 0 ? (Kv__V1__GetReply *)r : NULL;
+    if (st == 0) kv__v1__put_reply__free_unpacked(pr, NULL);
+    st = kv__v1__key_value__get_call(ch, &get, &g, &opts, msg, sizeof msg);
     snprintf(line, sizeof line, "Get(color) -> %.*s", g ? (int)g->value.len : 0,
              g ? (const char *)g->value.data : "");
     report(line, st, msg, RPC_STATUS_OK);
     if (g && (g->value.len != strlen(values[i]) || memcmp(g->value.data, values[i], g->value.len)))
       problems++;
-    if (st == 0) protobuf_c_message_free_unpacked(r, NULL);
+    if (g) kv__v1__get_reply__free_unpacked(g, NULL);
   }
-  int st = call(ch, kv, "Delete", &del.base, TIMEOUT_MS, &r, msg, sizeof msg);
+  int st = kv__v1__key_value__delete_call(ch, &del, &dr, &opts, msg, sizeof msg);
   report("Delete(color)", st, msg, RPC_STATUS_OK);
-  if (st == 0) protobuf_c_message_free_unpacked(r, NULL);
-  st = call(ch, kv, "Get", &get.base, TIMEOUT_MS, &r, msg, sizeof msg);
+  if (st == 0) kv__v1__delete_reply__free_unpacked(dr, NULL);
+  st = kv__v1__key_value__get_call(ch, &get, &g, &opts, msg, sizeof msg);
   report("Get(color)", st, msg, RPC_STATUS_NOT_FOUND);
+  if (g) kv__v1__get_reply__free_unpacked(g, NULL);
   put.key = "";
-  st = call(ch, kv, "Put", &put.base, TIMEOUT_MS, &r, msg, sizeof msg);
+  st = kv__v1__key_value__put_call(ch, &put, &pr, &opts, msg, sizeof msg);
   report("Put(\"\", green)", st, msg, RPC_STATUS_INVALID_ARGUMENT);
+  if (pr) kv__v1__put_reply__free_unpacked(pr, NULL);
 }
 
 /* ---- Metadata: bearer auth on server A, one trace over client -> A -> B ------------------ */
@@ -216,19 +222,17 @@ static void gateway_say(Demo__V1__Echo_Service *svc, const Demo__V1__EchoRequest
   gateway *gw = (gateway *)svc;
   rpc_call *call = rpc_server_call(data);
   seen_before(&gw->seen, call, NULL);
-  rpc_method say;
-  rpc_method_find(&say, &demo__v1__echo__descriptor, "Say");
   rpc_call_options o = {.timeout_ms = TIMEOUT_MS, .parent = call};
-  ProtobufCMessage *r;
+  Demo__V1__EchoReply *r;
   char msg[256];
-  int st = rpc_channel_call_opts(gw->to_b, &say, &in->base, &o, &r, msg, sizeof msg, NULL);
+  int st = demo__v1__echo__say_call(gw->to_b, in, &r, &o, msg, sizeof msg);
   if (st != RPC_STATUS_OK) {
     rpc_call_fail(call, st < 0 ? RPC_STATUS_INTERNAL : st, st < 0 ? strerror(-st) : msg);
     return;
   }
   rpc_call_set_trailer(call, "served-by", "gateway-a", strlen("gateway-a"));
-  closure((Demo__V1__EchoReply *)r, data); /* packed here; then freed */
-  protobuf_c_message_free_unpacked(r, NULL);
+  closure(r, data); /* packed here; then freed */
+  demo__v1__echo_reply__free_unpacked(r, NULL);
 }
 
 static void gateway_sleep(Demo__V1__Echo_Service *svc, const Demo__V1__EchoRequest *in,
@@ -250,7 +254,7 @@ static int gateway_start(rpc_server **a, gateway *gw, const ex_token *token,
   rpc_server_interceptor ic;
   rpc_auth_bearer_interceptor(&ic, auth);
   if ((rc = rpc_server_add_interceptor(*a, &ic)) < 0 ||
-      (rc = rpc_server_add_service(*a, &gw->svc.base)) < 0 ||
+      (rc = demo__v1__echo__serve(*a, &gw->svc)) < 0 ||
       (rc = rpc_server_listen(*a, "127.0.0.1:0")) < 0 || (rc = rpc_server_start(*a)) < 0)
     return rc;
   return 0;
@@ -258,15 +262,15 @@ static int gateway_start(rpc_server **a, gateway *gw, const ex_token *token,
 
 /* Echo.Say through ch with extra headers; prints the outcome (and the trailers) like report(). */
 static void say_via(rpc_channel *ch, const char *what, const rpc_md *md, size_t n, int want) {
-  rpc_method say;
-  rpc_method_find(&say, &demo__v1__echo__descriptor, "Say");
   Demo__V1__EchoRequest e = DEMO__V1__ECHO_REQUEST__INIT;
   e.text = "hello through A";
   rpc_call_options o = {.timeout_ms = TIMEOUT_MS, .metadata = md, .metadata_count = n};
   ProtobufCMessage *r;
   char msg[256], line[128];
   rpc_metadata trailers;
-  int st = rpc_channel_call_opts(ch, &say, &e.base, &o, &r, msg, sizeof msg, &trailers);
+  /* The typed helper has no trailers: the generic call, with the method resolved at build time. */
+  int st = rpc_channel_call_opts(ch, &demo__v1__echo__say_method, &e.base, &o, &r, msg, sizeof msg,
+                                 &trailers);
   snprintf(line, sizeof line, "Echo.Say via A, %s%s%s%s", what, st == 0 ? " -> \"" : "",
            st == 0 ? ((Demo__V1__EchoReply *)r)->text : "", st == 0 ? "\"" : "");
   report(line, st, msg, want);
@@ -325,8 +329,6 @@ static void metadata_calls(const char *target_b, trace_seen *b_seen, const char 
 
 /* Keep `window` Say calls in flight for `seconds`; returns calls completed per second. */
 static double rate(rpc_channel *ch, rpc_cq *cq, double seconds, int window, long *errors) {
-  rpc_method say;
-  rpc_method_find(&say, &demo__v1__echo__descriptor, "Say");
   Demo__V1__EchoRequest e = DEMO__V1__ECHO_REQUEST__INIT;
   e.text = "ping";
   long done = 0, inflight = 0;
@@ -334,7 +336,7 @@ static double rate(rpc_channel *ch, rpc_cq *cq, double seconds, int window, long
   rpc_completion out[MAX_WINDOW];
   for (;;) {
     int stop = now_s() >= end;
-    while (!stop && inflight < window && rpc_channel_submit(ch, &say, &e.base, TIMEOUT_MS, cq, NULL, NULL) == 0)
+    while (!stop && inflight < window && demo__v1__echo__say_submit(ch, &e, &opts, cq, NULL, NULL) == 0)
       inflight++;
     if (inflight == 0) break;
     int n = rpc_cq_wait(cq, out, MAX_WINDOW, TIMEOUT_MS);
@@ -349,20 +351,31 @@ static double rate(rpc_channel *ch, rpc_cq *cq, double seconds, int window, long
   return (double)done / (now_s() - t0);
 }
 
+static int usage(FILE *to, int code) {
+  fprintf(to,
+          "usage: rpc_demo [options]\n"
+          "  -d SECONDS     how long the call-rate measurement runs (default %.1f)\n"
+          "  -w WINDOW      async calls kept in flight by it, 1..%d (default %d)\n"
+          "  -b BACKEND     gaio backend, uring or epoll (default: automatic, GAIO_BACKEND)\n"
+          "  -h, --help     this help\n"
+          "Exits 0 when every call ended as expected.\n",
+          DEFAULT_SECONDS, MAX_WINDOW, DEFAULT_WINDOW);
+  return code;
+}
+
 int main(int argc, char **argv) {
-  double seconds = 2.0;
-  int window = 128, opt;
+  static const struct option longs[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+  double seconds = DEFAULT_SECONDS;
+  int window = DEFAULT_WINDOW, opt;
   const char *backend = NULL; /* gaio's choice (GAIO_BACKEND is honoured) */
-  while ((opt = getopt(argc, argv, "d:w:b:")) != -1) {
+  while ((opt = getopt_long(argc, argv, "d:w:b:h", longs, NULL)) != -1) {
     if (opt == 'd') seconds = atof(optarg);
     else if (opt == 'w') window = atoi(optarg);
     else if (opt == 'b') backend = optarg;
-    else {
-      fprintf(stderr, "usage: rpc_demo [-d seconds] [-w window] [-b uring|epoll]\n");
-      return 2;
-    }
+    else if (opt == 'h') return usage(stdout, 0);
+    else return usage(stderr, 2);
   }
-  if (window < 1 || window > MAX_WINDOW || seconds < 0) return 2;
+  if (optind != argc || window < 1 || window > MAX_WINDOW || seconds < 0) return usage(stderr, 2);
 
   kv_service *kv = kv_service_create();
   calc_service *calc = NULL;

@@ -6,12 +6,14 @@
 set -euo pipefail
 
 # Debian packages: Bazel 4.2.3 and the rules it needs offline, googletest, protobuf-c (runtime,
-# headers, protoc-c plugin), liburing, a C/C++ toolchain, and clang with its sanitizer and fuzzer
-# runtime (libclang-rt-14-dev is only a Recommends of clang, and we install without those), and
-# libuv for the benchmark's baseline server.
+# headers, protoc-c plugin), python3-protobuf (gaio-c's own protoc plugin), liburing, a C/C++
+# toolchain, and clang with its sanitizer and fuzzer runtime (libclang-rt-14-dev is only a
+# Recommends of clang, and we install without those), and libuv for the benchmark's baseline
+# server.
 PKGS=(bazel-bootstrap bazel-rules-java bazel-platforms
       libgtest-dev libgmock-dev
       protobuf-compiler protobuf-c-compiler libprotobuf-c-dev
+      python3-protobuf  # runs rpc/protoc_gen_gaio_rpc.py, the typed-helper generator
       liburing-dev build-essential clang libclang-rt-14-dev
       libssl-dev openssl  # TLS in //rpc; the tests make their certificates with openssl
       libc-ares-dev dnsmasq-base  # dns: targets in //rpc (c-ares); the tests' DNS server
