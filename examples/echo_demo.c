@@ -250,20 +250,21 @@ static int audit(const client *cl, const gaio_stats *cs, const gaio_stats *ss) {
   return bad;
 }
 
-static void usage(void) {
-  fprintf(stderr,
-          "usage: %s [-c connections] [-s message_bytes] [-d seconds] [-n round_trips]"
-          " [-b uring|epoll]\n",
-          ex_prog());
-  exit(2);
-}
+static const char *const flags[] = {
+    "-c CONNECTIONS    client connections, 1..8000 (default 64)",
+    "-s BYTES          bytes per message, 1..16777216 (default 4096)",
+    "-d SECONDS        run this long, 1..3600 (default 2)",
+    "-n ROUND_TRIPS    round trips per connection (default: no limit; alone: no time limit)",
+    EX_USAGE_BACKEND, NULL};
+static const ex_usage usage = {
+    "[-c connections] [-s message_bytes] [-d seconds] [-n round_trips] [-b uring|epoll]", flags};
 
 int main(int argc, char **argv) {
   ex_init(argv[0]);
   long nconns = 64, size = 4096, seconds = 2, rounds = 0;
   const char *backend = NULL;
   int have_d = 0, opt;
-  while ((opt = getopt(argc, argv, "c:s:d:n:b:h")) != -1) {
+  while ((opt = getopt_long(argc, argv, "c:s:d:n:b:h", ex_help_option, NULL)) != -1) {
     int rc = -EINVAL;
     if (opt == 'b') {
       backend = optarg;
@@ -276,9 +277,9 @@ int main(int argc, char **argv) {
       have_d = 1;
     }
     if (opt == 'n') rc = ex_parse_long('n', optarg, 1, 1L << 40, &rounds);
-    if (rc != 0) usage();
+    if (rc != 0) ex_usage_exit(&usage, opt == 'h' ? 0 : 2);
   }
-  if (optind != argc) usage();
+  if (optind != argc) ex_usage_exit(&usage, 2);
 
   /* Each connection costs two fds in this process (client and server side): lift the soft limit
    * to the hard one, so that -c can go up to about half of it. */

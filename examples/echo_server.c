@@ -27,17 +27,15 @@ static void stop(void *arg) {
   gaio_watcher_close(echo->w);
 }
 
-static void usage(void) {
-  fprintf(stderr, "usage: %s [-p port] [-a address] [-b uring|epoll]\n", ex_prog());
-  exit(2);
-}
+static const char *const flags[] = {EX_USAGE_PORT, EX_USAGE_ADDRESS, EX_USAGE_BACKEND, NULL};
+static const ex_usage usage = {"[-p port] [-a address] [-b uring|epoll]", flags};
 
 int main(int argc, char **argv) {
   ex_init(argv[0]);
   const char *addr = "127.0.0.1", *backend = NULL;
   long port = 0;
   int opt;
-  while ((opt = getopt(argc, argv, "p:a:b:h")) != -1) {
+  while ((opt = getopt_long(argc, argv, "p:a:b:h", ex_help_option, NULL)) != -1) {
     if (opt == 'p' && ex_parse_long('p', optarg, 0, 65535, &port) == 0) continue;
     if (opt == 'a') {
       addr = optarg;
@@ -47,9 +45,9 @@ int main(int argc, char **argv) {
       backend = optarg;
       continue;
     }
-    usage();
+    ex_usage_exit(&usage, opt == 'h' ? 0 : 2);
   }
-  if (optind != argc) usage();
+  if (optind != argc) ex_usage_exit(&usage, 2);
 
   /* Before any thread exists, so that every thread inherits the blocked signals. */
   ex_signals sig;

@@ -1,5 +1,6 @@
 /* Helpers shared by the gaio-c examples: listening sockets, accepting through gaio (a listener
- * that keeps accepts queued on a watcher), the backend flag, flag parsing, SIGINT/SIGTERM handling and printing the counters.
+ * that keeps accepts queued on a watcher), the backend flag, flag parsing (and, from usage.h,
+ * -h/--help), SIGINT/SIGTERM handling and printing the counters.
  * Not part of the library. Every function reports its own errors on stderr, prefixed with the
  * program name given to ex_init(), and returns 0 or a negative errno. */
 #ifndef GAIO_EXAMPLES_EXAMPLE_UTIL_H
@@ -10,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "examples/usage.h"
 #include "gaio/gaio.h"
 
 /* Remember the program name (the basename of argv[0]) for messages. Call first in main(). */

@@ -221,18 +221,18 @@ static void stop(void *arg) {
   gaio_watcher_close(srv->w);
 }
 
-static void usage(void) {
-  fprintf(stderr, "usage: %s [-p port] [-a address] [-i interval_ms] [-b uring|epoll]\n",
-          ex_prog());
-  exit(2);
-}
+static const char *const flags[] = {
+    EX_USAGE_PORT, EX_USAGE_ADDRESS,
+    "-i MS             interval between two lines, 1..3600000 ms (default 1000)",
+    EX_USAGE_BACKEND, NULL};
+static const ex_usage usage = {"[-p port] [-a address] [-i interval_ms] [-b uring|epoll]", flags};
 
 int main(int argc, char **argv) {
   ex_init(argv[0]);
   const char *addr = "127.0.0.1", *backend = NULL;
   long port = 0, interval_ms = 1000;
   int opt;
-  while ((opt = getopt(argc, argv, "p:a:i:b:h")) != -1) {
+  while ((opt = getopt_long(argc, argv, "p:a:i:b:h", ex_help_option, NULL)) != -1) {
     if (opt == 'p' && ex_parse_long('p', optarg, 0, 65535, &port) == 0) continue;
     if (opt == 'i' && ex_parse_long('i', optarg, 1, 3600000, &interval_ms) == 0) continue;
     if (opt == 'a') {
@@ -243,9 +243,9 @@ int main(int argc, char **argv) {
       backend = optarg;
       continue;
     }
-    usage();
+    ex_usage_exit(&usage, opt == 'h' ? 0 : 2);
   }
-  if (optind != argc) usage();
+  if (optind != argc) ex_usage_exit(&usage, 2);
 
   /* Before any thread exists, so that every thread inherits the blocked signals. */
   ex_signals sig;

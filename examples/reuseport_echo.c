@@ -72,18 +72,21 @@ static int worker_start(worker *wk, const char *addr, int *port, const char *bac
   return 0;
 }
 
-static void usage(void) {
-  fprintf(stderr, "usage: %s [-p port] [-a address] [-t threads] [-b uring|epoll]\n",
-          ex_prog());
-  exit(2);
-}
+#define STR_(x) #x
+#define STR(x) STR_(x)
+static const char *const flags[] = {
+    EX_USAGE_PORT, EX_USAGE_ADDRESS,
+    "-t THREADS        threads, each with a watcher and a listener, 1.." STR(MAX_THREADS)
+    " (default 2)",
+    EX_USAGE_BACKEND, NULL};
+static const ex_usage usage = {"[-p port] [-a address] [-t threads] [-b uring|epoll]", flags};
 
 int main(int argc, char **argv) {
   ex_init(argv[0]);
   const char *addr = "127.0.0.1", *backend = NULL;
   long port = 0, nthreads = 2;
   int opt;
-  while ((opt = getopt(argc, argv, "p:a:t:b:h")) != -1) {
+  while ((opt = getopt_long(argc, argv, "p:a:t:b:h", ex_help_option, NULL)) != -1) {
     if (opt == 'p' && ex_parse_long('p', optarg, 0, 65535, &port) == 0) continue;
     if (opt == 't' && ex_parse_long('t', optarg, 1, MAX_THREADS, &nthreads) == 0) continue;
     if (opt == 'a') {
@@ -94,9 +97,9 @@ int main(int argc, char **argv) {
       backend = optarg;
       continue;
     }
-    usage();
+    ex_usage_exit(&usage, opt == 'h' ? 0 : 2);
   }
-  if (optind != argc) usage();
+  if (optind != argc) ex_usage_exit(&usage, 2);
 
   /* Before any thread exists, so that every thread inherits the blocked signals. */
   ex_signals sig;

@@ -1,13 +1,17 @@
-/* rpc_demo [-d seconds] [-w window] [-b backend]: an RPC server on 127.0.0.1:0 (Echo, Calculator, KeyValue,
- * health) and a client channel in one process. Makes calls of every kind, prints what happened,
- * then measures the call rate of pipelined async calls for a few seconds. Call metadata: a second
- * server, A, in front of the first, B, requires a bearer token and forwards Echo.Say to B with the
- * trace context of its call, so that A and B see one trace id. Exits 0 only if every call ended
- * the way it should. Every call goes through the typed helpers rpc_proto_library generates
- * (examples/rpc_calc.rpc.h, kv.rpc.h, rpc/health.rpc.h): demo__v1__echo__say_call() and the like. */
+/* rpc_demo [-d seconds] [-w window] [-b backend] [-t tls-dir]: an RPC server on 127.0.0.1:0 (Echo,
+ * Calculator, KeyValue, health) and a client channel in one process. Makes calls of every kind,
+ * prints what happened, then measures the call rate of pipelined async calls for a few seconds.
+ * Call metadata: a second server, A, in front of the first, B, requires a bearer token and
+ * forwards Echo.Say to B with the trace context of its call, so that A and B see one trace id. -t
+ * DIR: over mutual TLS, with DIR/ca.pem, server.pem, server.key, client.pem and client.key
+ * (tools/demo.sh --tls makes them); the server prints the client's verified identity. Exits 0 only
+ * if every call ended the way it should. Every call goes through the typed helpers
+ * rpc_proto_library generates (examples/rpc_calc.rpc.h, kv.rpc.h, rpc/health.rpc.h):
+ * demo__v1__echo__say_call() and the like. */
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,8 +35,37 @@
 
 /* The options of the demo's ordinary calls. */
 static const rpc_call_options opts = {.timeout_ms = TIMEOUT_MS};
+#define TLS_PATH_MAX 512           /* bytes of DIR/server.key */
 
 static int problems;
+
+/* -t DIR: mutual TLS between the client channels and server B (set once, before any thread). */
+static const rpc_tls_client_options *demo_tls;
+
+/* Server B's view of a TLS client: its verified identity, printed for the first TLS call. */
+static int peer_before(void *arg, rpc_call *call, const char **message) {
+  static atomic_flag printed = ATOMIC_FLAG_INIT;
+  rpc_peer p;
+  (void)arg;
+  (void)message;
+  if (rpc_call_peer(call, &p) == 0 && p.tls && !atomic_flag_test_and_set(&printed)) {
+    printf("  the server saw a TLS client: subject \"%s\"", p.tls_subject ? p.tls_subject : "");
+    for (unsigned i = 0; i < p.tls_san_count; i++) printf(", SAN %s", p.tls_sans[i]);
+    printf("%s\n", p.tls_subject ? " (verified)" : " (no certificate)");
+  }
+  return RPC_STATUS_OK;
+}
+
+/* -t DIR: B's TLS options and the client's, from DIR's files (paths kept in static buffers). */
+static void tls_from_dir(const char *dir, rpc_tls_server_options *so, rpc_tls_client_options *co) {
+  static char path[5][TLS_PATH_MAX];
+  static const char *const name[5] = {"ca.pem", "server.pem", "server.key", "client.pem", "client.key"};
+  for (int i = 0; i < 5; i++) snprintf(path[i], sizeof path[i], "%s/%s", dir, name[i]);
+  *so = (rpc_tls_server_options){.cert_file = path[1], .key_file = path[2], .client_ca_file = path[0],
+                                 .client_cert = RPC_TLS_CLIENT_CERT_REQUIRED};
+  *co = (rpc_tls_client_options){.ca_file = path[0], .cert_file = path[3], .key_file = path[4]};
+  demo_tls = co;
+}
 
 static double now_s(void) {
   struct timespec ts;
@@ -245,7 +278,8 @@ static int gateway_start(rpc_server **a, gateway *gw, const ex_token *token,
                          rpc_bearer_auth *auth, const char *target, const char *backend) {
   rpc_client_interceptor trace;
   rpc_trace_client_interceptor(&trace);
-  rpc_channel_options co = {.backend = backend, .interceptors = &trace, .interceptor_count = 1};
+  rpc_channel_options co = {.backend = backend, .interceptors = &trace, .interceptor_count = 1,
+                            .tls = demo_tls};
   int rc = rpc_channel_create(&gw->to_b, target, &co);
   if (rc < 0) return rc;
   rpc_server_options so = {.workers = 1, .backend = backend};
@@ -357,6 +391,8 @@ static int usage(FILE *to, int code) {
           "  -d SECONDS     how long the call-rate measurement runs (default %.1f)\n"
           "  -w WINDOW      async calls kept in flight by it, 1..%d (default %d)\n"
           "  -b BACKEND     gaio backend, uring or epoll (default: automatic, GAIO_BACKEND)\n"
+          "  -t DIR         mutual TLS with DIR/ca.pem, server.pem, server.key, client.pem,\n"
+          "                 client.key (default: plaintext; tools/demo.sh --tls makes them)\n"
           "  -h, --help     this help\n"
           "Exits 0 when every call ended as expected.\n",
           DEFAULT_SECONDS, MAX_WINDOW, DEFAULT_WINDOW);
@@ -368,8 +404,10 @@ int main(int argc, char **argv) {
   double seconds = DEFAULT_SECONDS;
   int window = DEFAULT_WINDOW, opt;
   const char *backend = NULL; /* gaio's choice (GAIO_BACKEND is honoured) */
-  while ((opt = getopt_long(argc, argv, "d:w:b:h", longs, NULL)) != -1) {
+  const char *tls_dir = NULL;
+  while ((opt = getopt_long(argc, argv, "d:w:b:t:h", longs, NULL)) != -1) {
     if (opt == 'd') seconds = atof(optarg);
+    else if (opt == 't') tls_dir = optarg;
     else if (opt == 'w') window = atoi(optarg);
     else if (opt == 'b') backend = optarg;
     else if (opt == 'h') return usage(stdout, 0);
@@ -383,6 +421,12 @@ int main(int argc, char **argv) {
   rpc_server_options so = {0};
   so.workers = 2;
   so.backend = backend;
+  rpc_tls_server_options tls_so;
+  rpc_tls_client_options tls_co;
+  if (tls_dir) {
+    tls_from_dir(tls_dir, &tls_so, &tls_co);
+    so.tls = &tls_so;
+  }
   int rc = kv ? 0 : -ENOMEM;
   const char *step = "kv_service_create";
   if (rc == 0 && (rc = calc_service_create(&calc, 0)) < 0) step = "calc_service_create";
@@ -393,8 +437,11 @@ int main(int argc, char **argv) {
   /* B's side of the trace demo: an interceptor that notes the trace id of calls that have one. */
   static trace_seen b_seen = {PTHREAD_MUTEX_INITIALIZER, ""};
   rpc_server_interceptor note = {.before = seen_before, .arg = &b_seen};
+  rpc_server_interceptor peer = {.before = peer_before};
   if (rc == 0 && (rc = rpc_server_add_interceptor(srv, &note)) < 0) step = "add interceptor";
-  if (rc == 0 && (rc = rpc_server_listen(srv, "127.0.0.1:0")) < 0) step = "listen";
+  if (rc == 0 && (rc = rpc_server_add_interceptor(srv, &peer)) < 0) step = "add interceptor";
+  if (rc == 0 && (rc = rpc_server_listen(srv, tls_dir ? "tls:127.0.0.1:0" : "127.0.0.1:0")) < 0)
+    step = "listen";
   if (rc == 0 && (rc = rpc_server_start(srv)) < 0) step = "rpc_server_start";
   if (rc < 0) {
     fprintf(stderr, "rpc_demo: cannot start the server: %s: %s%s\n", step, strerror(-rc),
@@ -402,13 +449,14 @@ int main(int argc, char **argv) {
     return 1;
   }
   char target[64];
-  snprintf(target, sizeof target, "127.0.0.1:%d", rpc_server_port(srv));
-  printf("rpc_demo: server on %s (2 workers), client channel connected to it, gaio backend %s\n",
-         target, backend ? backend : "automatic");
+  snprintf(target, sizeof target, "%s127.0.0.1:%d", tls_dir ? "tls:" : "", rpc_server_port(srv));
+  printf("rpc_demo: server on %s (2 workers%s), client channel connected to it, gaio backend %s\n",
+         target, tls_dir ? ", mutual TLS" : "", backend ? backend : "automatic");
   rpc_channel *ch;
   rpc_cq *cq;
   rpc_channel_options co = {0};
   co.backend = backend;
+  co.tls = demo_tls;
   if (rpc_channel_create(&ch, target, &co) < 0 || rpc_cq_create(&cq) < 0) {
     fprintf(stderr, "rpc_demo: cannot create the client channel\n");
     return 1;

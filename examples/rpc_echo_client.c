@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "examples/example_util.h"
 #include "examples/rpc_calc.pb-c.h"
 #include "rpc/rpc.h"
 
@@ -51,14 +52,17 @@ static void on_calc(const Demo__V1__CalcReply *reply, void *data) {
 }
 
 int main(int argc, char **argv) {
+  static const char *const flags[] = {
+      "-a TARGET         the server: host:port, unix:/path, or several, comma-separated "
+      "(default 127.0.0.1:7000)",
+      "text...           texts to send to Echo/Say (default: hello)", NULL};
+  static const ex_usage usage = {"[-a target] [text...]", flags};
+  ex_init(argv[0]);
   const char *target = "127.0.0.1:7000";
   int opt;
-  while ((opt = getopt(argc, argv, "a:")) != -1) {
+  while ((opt = getopt_long(argc, argv, "a:h", ex_help_option, NULL)) != -1) {
     if (opt == 'a') target = optarg;
-    else {
-      fprintf(stderr, "usage: rpc_echo_client [-a target] [text...]\n");
-      return 2;
-    }
+    else ex_usage_exit(&usage, opt == 'h' ? 0 : 2);
   }
   rpc_channel_options co = {0};
   co.default_timeout_ms = CALL_TIMEOUT_MS; /* the stubs use the channel's default deadline */

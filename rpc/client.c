@@ -72,6 +72,7 @@ struct cconn {
   rpc__timer keepalive; /* its pending results are counted in `pending` too; also the
                            handshake timeout of a TLS connection */
   rpc__tls *tls;        /* the TLS session; NULL: plain (transport.h) */
+  size_t qbytes; /* bytes of frames given to gaio_write() and not yet written */
 };
 
 typedef struct sync_wait {
@@ -316,6 +317,7 @@ static void send_frame_raw(cconn *c, rpc__wbuf *b) {
     return;
   }
   c->pending++;
+  c->qbytes += b->len;
 }
 
 /* Write a buffer of frames (over TLS, its records). */
@@ -337,7 +339,7 @@ static void send_cancel(cconn *c, uint32_t wire) {
 
 static int ep_ready(const endpoint *ep) {
   return !ep->removed && ep->state == EP_READY && ep->conn && !ep->conn->draining &&
-         !ep->conn->freed;
+         !ep->conn->freed && ep->conn->qbytes < RPC_CHANNEL_MAX_WRITE_BYTES_PER_CONN;
 }
 
 static int lb_usable(const void *arg, unsigned i) {
@@ -458,8 +460,10 @@ static void fail_waiting_if_hopeless(rpc_channel *ch) {
   }
 }
 
+/* A call goes to a ready connection with room in its write queue; else it waits in the
+ * channel's queue (FIFO: behind the calls already waiting) for a connection or for room. */
 static void dispatch(rpc_channel *ch, ccall *call) {
-  cconn *c = pick_conn(ch);
+  cconn *c = ch->wq_head ? NULL : pick_conn(ch);
   if (!c)
     for (unsigned i = 0; i < ch->neps && !ch->closing; i++)
       if (ch->eps[i].state == EP_IDLE && !ch->eps[i].conn && !ch->eps[i].removed)
@@ -850,8 +854,12 @@ static void on_read(cconn *c, const gaio_result *r) {
 
 static void on_write(rpc__wbuf *b, const gaio_result *r) {
   cconn *c = b->conn;
+  assert(c->qbytes >= b->len);
+  c->qbytes -= b->len;
   free(b);
   if (!c->freed && r->error != 0) conn_fail_errno(c, "write", r->error);
+  else if (!c->freed && c->ch->wq_head && c->qbytes < RPC_CHANNEL_MAX_WRITE_BYTES_PER_CONN)
+    flush_waiting(c->ch); /* room again for the calls that wait for it */
   conn_release(c);
 }
 
@@ -1476,6 +1484,12 @@ int rpc_channel_create(rpc_channel **out, const char *target, const rpc_channel_
   if (rc == 0) rc = tls_settings(ch);
   gaio_options go = {0};
   go.backend = ch->opts.backend;
+  /* A connection takes calls while under RPC_CHANNEL_MAX_WRITE_BYTES_PER_CONN, so its queue
+   * holds at most that, one request of the largest size, and a CANCEL per call and a PING: never
+   * the -ENOBUFS of a full gaio write queue, which would fail the connection. */
+  go.max_write_pending = RPC_CHANNEL_MAX_WRITE_BYTES_PER_CONN + RPC_FRAME_HEADER_SIZE +
+                         ch->opts.max_body +
+                         (size_t)RPC_FRAME_HEADER_SIZE * ((size_t)ch->opts.max_pending_calls + 1);
   if (rc == 0) rc = gaio_watcher_create(&ch->w, &go);
   rpc__inbox_init(&ch->inbox, ch->w); /* without a watcher, it is only destroyed */
   if (rc == 0) rc = -pthread_create(&ch->th, NULL, chan_main, ch);

@@ -10,18 +10,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rpc/status.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Header layout and limits. */
+/* Header layout. The body limits (RPC_DEFAULT_MAX_BODY, RPC_MAX_BODY_HARD,
+ * RPC_MAX_ERROR_MESSAGE), the status codes (header offset 5, RESPONSE only) and
+ * rpc_status_name() are in rpc/status.h, shared with rpc/rpc.h. */
 enum {
-  RPC_FRAME_HEADER_SIZE = 24,      /* bytes of header before every body */
-  RPC_MAGIC = 0x5247,              /* u16 at offset 0: bytes 0x47 'G', 0x52 'R' on the wire */
-  RPC_VERSION = 1,                 /* u8 at offset 2 */
-  RPC_DEFAULT_MAX_BODY = 4 << 20,  /* default max body per frame (servers and channels) */
-  RPC_MAX_BODY_HARD = 64 << 20,    /* a larger body_len is malformed, whatever the max */
-  RPC_MAX_ERROR_MESSAGE = 1024     /* max bytes of an error message or a GOAWAY reason */
+  RPC_FRAME_HEADER_SIZE = 24, /* bytes of header before every body */
+  RPC_MAGIC = 0x5247,         /* u16 at offset 0: bytes 0x47 'G', 0x52 'R' on the wire */
+  RPC_VERSION = 1             /* u8 at offset 2 */
 };
 
 /* Frame types (header offset 3). */
@@ -32,27 +33,6 @@ enum rpc_frame_type {
   RPC_TYPE_PING = 4,     /* client → server: keepalive; empty body */
   RPC_TYPE_PONG = 5,     /* server → client: answers a PING, same request_id; empty body */
   RPC_TYPE_GOAWAY = 6    /* server → client: no new calls; body = optional reason */
-};
-
-/* Status codes (header offset 5, RESPONSE only): gRPC's canonical codes, same numbers. */
-enum rpc_status {
-  RPC_STATUS_OK = 0,
-  RPC_STATUS_CANCELLED = 1,
-  RPC_STATUS_UNKNOWN = 2,
-  RPC_STATUS_INVALID_ARGUMENT = 3,
-  RPC_STATUS_DEADLINE_EXCEEDED = 4,
-  RPC_STATUS_NOT_FOUND = 5,
-  RPC_STATUS_ALREADY_EXISTS = 6,
-  RPC_STATUS_PERMISSION_DENIED = 7,
-  RPC_STATUS_RESOURCE_EXHAUSTED = 8,
-  RPC_STATUS_FAILED_PRECONDITION = 9,
-  RPC_STATUS_ABORTED = 10,
-  RPC_STATUS_OUT_OF_RANGE = 11,
-  RPC_STATUS_UNIMPLEMENTED = 12,
-  RPC_STATUS_INTERNAL = 13,
-  RPC_STATUS_UNAVAILABLE = 14,
-  RPC_STATUS_DATA_LOSS = 15,
-  RPC_STATUS_UNAUTHENTICATED = 16
 };
 
 /* One decoded header. magic, version and reserved are not stored: they have one valid value.
@@ -96,10 +76,6 @@ void rpc_frame_encode(const rpc_frame *f, uint8_t out[RPC_FRAME_HEADER_SIZE]);
  * len bytes of full_name, "package.Service/Method" in UTF-8, no terminating NUL. full_name may
  * be NULL when len is 0 (the result is then the offset basis). Safe from any thread. */
 uint32_t rpc_method_id(const char *full_name, size_t len);
-
-/* The gRPC name of a status code ("OK", "CANCELLED", ..., "UNAUTHENTICATED"), or
- * "UNKNOWN_STATUS" for any value outside 0..16. A static string: never free it. */
-const char *rpc_status_name(int status);
 
 #ifdef __cplusplus
 }

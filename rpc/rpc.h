@@ -31,7 +31,17 @@
  * given to a handler stays valid until the handler's closure has been called, and is then freed
  * by the library; the handler's reply is packed by the closure and stays the handler's.
  *
- * Status codes are gRPC's canonical codes (RPC_STATUS_*, rpc_status_name() in rpc/frame.h).
+ * RUNNING A SERVER. rpc_server_run() does a program's whole serving part: listen, start, wait
+ * for SIGINT or SIGTERM (or rpc_server_stop()), drain, return.
+ *
+ * THE ONE HEADER. This file is all a program includes (with its generated .pb-c.h files). It
+ * pulls in three small headers it shares with the wire codec, so that nothing is defined twice:
+ * rpc/status.h, the status codes (enum rpc_status: gRPC's canonical codes, RPC_STATUS_OK ...
+ * RPC_STATUS_UNAUTHENTICATED), rpc_status_name() and the body limits (RPC_DEFAULT_MAX_BODY
+ * 4 MiB, RPC_MAX_BODY_HARD 64 MiB, RPC_MAX_ERROR_MESSAGE 1024 bytes); rpc/metadata.h, the
+ * header and trailer views (rpc_md, rpc_metadata, rpc_metadata_get()) and their limits
+ * (RPC_DEFAULT_MAX_METADATA_BYTES 8 KiB, RPC_DEFAULT_MAX_METADATA_ENTRIES 64); rpc/frame.h,
+ * rpc_method_id(). Every other limit and default is below, under "Limits and defaults".
  * Functions return 0 or a negative errno, unless stated otherwise. Internal invariants (one
  * end per call, connection and queue accounting) are assert()ed; release builds (-DNDEBUG, as
  * Bazel's -c opt sets) compile the checks out, and a broken invariant is then undefined. */
@@ -45,8 +55,9 @@
 
 #include <protobuf-c/protobuf-c.h>
 
-#include "rpc/frame.h"
-#include "rpc/metadata.h"
+#include "rpc/frame.h"    /* rpc_method_id() */
+#include "rpc/metadata.h" /* rpc_md, rpc_metadata, RPC_DEFAULT_MAX_METADATA_* */
+#include "rpc/status.h"   /* enum rpc_status, rpc_status_name(), RPC_DEFAULT_MAX_BODY, ... */
 
 #ifdef __cplusplus
 extern "C" {
@@ -54,6 +65,10 @@ extern "C" {
 
 /* ------------------------------------------------------------------------------------------ */
 /* Limits and defaults. Every one can be changed through the options below (0 = default).     */
+/* Also in force, from rpc/status.h: RPC_DEFAULT_MAX_BODY (4 MiB, the max_body options),
+ * RPC_MAX_BODY_HARD (64 MiB, their upper bound), RPC_MAX_ERROR_MESSAGE (1024 bytes of an error
+ * message); from rpc/metadata.h: RPC_DEFAULT_MAX_METADATA_BYTES (8 KiB) and
+ * RPC_DEFAULT_MAX_METADATA_ENTRIES (64), the max_metadata_* options' defaults. */
 
 #define RPC_DEFAULT_WORKERS 2u                 /* server worker threads */
 #define RPC_MAX_WORKERS 64u                    /* upper bound of rpc_server_options.workers */
@@ -104,6 +119,10 @@ extern "C" {
                                                   a connection beyond it is closed at accept */
 #define RPC_MAX_PEER_SANS 16u                  /* subjectAltNames kept of a peer certificate */
 #define RPC_TLS_ALPN "gaio-rpc"                /* the ALPN protocol both sides offer */
+#define RPC_CHANNEL_MAX_WRITE_BYTES_PER_CONN (4u << 20) /* client: request bytes queued on one
+                                                  connection and not yet written to its socket,
+                                                  beyond which new calls wait in the channel
+                                                  (README "Flow control") */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Methods                                                                                     */
@@ -267,6 +286,57 @@ int rpc_server_shutdown(rpc_server *s, int drain_ms);
 /* Shut down (drain_ms 0) if still running, then free everything. NULL is a no-op. */
 void rpc_server_destroy(rpc_server *s);
 
+/* ---- Running a server until it is told to stop ------------------------------------------- */
+
+#define RPC_DEFAULT_RUN_DRAIN_MS 5000 /* rpc_server_run(): drain time after the stop */
+#define RPC_MAX_RUN_DRAIN_MS 3600000  /* rpc_server_run(): largest drain_ms (one hour) */
+
+/* Options of rpc_server_run(). Zero in any field means its default. */
+typedef struct rpc_server_run_options {
+  const char *address; /* rpc_server_listen() on it first; NULL or "": s listens already */
+  int drain_ms;         /* rpc_server_shutdown()'s drain after the stop, up to
+                           RPC_MAX_RUN_DRAIN_MS; 0: RPC_DEFAULT_RUN_DRAIN_MS; < 0: none */
+  int print;            /* 1: print on stdout (flushed, for scripts) one line per listener once
+                           started, "listening on 127.0.0.1:PORT" ("[::1]:PORT",
+                           "unix:/path"), and "SIGTERM, draining for up to N ms" (SIGINT, or
+                           "stopped" after rpc_server_stop()) at the stop; 0: print nothing */
+  const char *name;     /* prefix of the printed lines ("kv_server" gives "kv_server: ...") */
+  void (*on_started)(void *arg, rpc_server *s); /* NULL, or called on the calling thread once
+                           the server runs, before waiting: rpc_server_port(s) is the port */
+  void *arg;
+} rpc_server_run_options;
+
+/* Run s until SIGINT, SIGTERM or rpc_server_stop(): listen on opts->address (if given),
+ * rpc_server_start(), wait, then rpc_server_shutdown(s, drain) and return. The caller still
+ * destroys s. One call per server, from one thread (typically main()); opts may be NULL.
+ *
+ * SIGNALS. Before starting the workers it blocks SIGINT and SIGTERM in the calling thread, so
+ * the server's threads inherit the mask, and takes the signals with a signalfd. A disposition
+ * of SIG_IGN (inherited across exec from a parent that ignored them: a non-interactive shell
+ * does so for SIGINT in background jobs) is set to SIG_DFL for the duration of the call, since
+ * POSIX lets a system discard an ignored signal even while it is blocked; handlers the program
+ * installed are left alone. THREADS CREATED BEFORE THE CALL keep their own mask: a
+ * process-directed SIGINT or SIGTERM
+ * may be delivered to any of them that does not block it, with its disposition (the default
+ * ends the process). So call it before creating threads (a channel's included), or block both
+ * signals with pthread_sigmask() first thing in main(). A signal sent to another thread with
+ * pthread_kill() is not seen. On return the signals that came during the drain have been taken
+ * (they asked for the stop under way), and the calling thread's mask and the dispositions are
+ * as before the call; a later signal gets the process's own disposition. Nothing else global
+ * is touched: no handler, no static state.
+ *
+ * Returns 0 after a stop, or a negative errno: that of rpc_server_listen() (-EINVAL for a bad
+ * address, -EADDRINUSE, ...) or rpc_server_start() (-EINVAL: no service; -EBUSY: started
+ * already), -EINVAL (s NULL, drain_ms too large), or -EMFILE/-ENOMEM for its signalfd or
+ * eventfd. After a failure nothing is running, and the mask and dispositions are restored. */
+int rpc_server_run(rpc_server *s, const rpc_server_run_options *opts);
+
+/* Make rpc_server_run() on s stop as if a signal had come: it returns after the drain. A stop
+ * made before rpc_server_run() is called makes it stop right after starting. Any thread, and
+ * async-signal-safe (an atomic store and a write to an eventfd), so a signal handler of the
+ * program's own may call it; not after rpc_server_destroy(). Returns 0, or -EINVAL (NULL). */
+int rpc_server_stop(rpc_server *s);
+
 /* Inside a handler: the call behind the closure_data the handler was given. The handle is
  * valid until the call is completed (closure or rpc_call_fail()); any thread may use it. */
 rpc_call *rpc_server_call(void *closure_data);
@@ -421,8 +491,9 @@ typedef struct rpc_channel_options {
                               Keeps idle connections under a server's idle timeout. 0: off */
   const char *backend;     /* gaio backend; NULL: automatic */
   unsigned max_pending_calls; /* calls accepted and not yet completed (waiting for a
-                              connection, or in flight); beyond it a submit returns -ENOBUFS
-                              (a stub's closure gets RESOURCE_EXHAUSTED) */
+                              connection or for room in one, RPC_CHANNEL_MAX_WRITE_BYTES_PER_CONN,
+                              or in flight); beyond it a submit returns -ENOBUFS (a stub's
+                              closure gets RESOURCE_EXHAUSTED) */
   const rpc_md *metadata;  /* headers sent with every call (copied at create; at most
                               RPC_MAX_CHANNEL_METADATA), before the call's own */
   size_t metadata_count;

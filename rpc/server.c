@@ -45,7 +45,7 @@ enum { CALL_INVOKING = 0, CALL_WAITING = 1, CALL_REPLIED = 2 };
 /* Inbox item kinds of a worker. */
 enum { ITEM_CALL = 1, ITEM_CONN = 2, ITEM_SHUTDOWN = 3 };
 /* Timer kinds. */
-enum { TIMER_IDLE = 2, TIMER_DRAIN = 3, TIMER_ACCEPT = 4 };
+enum { TIMER_IDLE = 2, TIMER_DRAIN = 3 };
 
 typedef struct conn conn;
 typedef struct worker worker;
@@ -144,6 +144,7 @@ struct worker {
   unsigned nconns;
   unsigned ncalls;   /* calls not yet finished, orphans included */
   unsigned accepts;  /* accepts pending on the listeners (worker 0) */
+  uint64_t accept_resume_at; /* the earliest end of a listener's pause (worker 0); 0: none */
   rpc_call *cache;   /* finished calls kept for reuse (linked by lnext); worker thread only */
   unsigned ncached;
   int stopping;
@@ -1134,22 +1135,54 @@ void rpc_call_fail(rpc_call *c, int status, const char *message) {
 
 static void listener_break(worker *wk, rpc__srv_listener *l, int error);
 
-/* Queue accepts up to ACCEPTS_QUEUED. A submit refused for a shortage (-ENOBUFS, -ENOMEM) with
- * no accept left queued would leave the listener idle for good: retry it after a pause. */
+/* Pause accepting on l for ACCEPT_RETRY_MS after a shortage (EMFILE, ENOMEM, ENOBUFS): accepting
+ * again at once would spin. The pause is kept by worker_main's wait timeout (accept_resume()),
+ * not by a gaio timer, so that pausing needs no request and cannot fail: a shortage never
+ * closes a listener (it did when arming the timer failed, itself for want of memory). */
+static void accept_pause(worker *wk, rpc__srv_listener *l) {
+  if (l->paused_until != 0) return;
+  l->paused_until = gaio_now() + ACCEPT_RETRY_MS * 1000000ull;
+  if (wk->accept_resume_at == 0 || l->paused_until < wk->accept_resume_at)
+    wk->accept_resume_at = l->paused_until;
+}
+
+/* Queue accepts up to ACCEPTS_QUEUED, unless paused. A submit refused for a shortage (-ENOBUFS,
+ * -ENOMEM) with no accept left queued would leave the listener idle for good: pause and retry. */
 static void accept_more(worker *wk, rpc__srv_listener *l) {
-  while (!wk->stopping && !l->closed && l->queued < ACCEPTS_QUEUED) {
+  while (!wk->stopping && !l->closed && l->paused_until == 0 && l->queued < ACCEPTS_QUEUED) {
     int rc = gaio_accept(wk->w, l->fd, NULL, l);
     if (rc < 0) {
       if (rc == -ESHUTDOWN) return;
       if (rc != -ENOBUFS && rc != -ENOMEM) listener_break(wk, l, rc);
-      else if (l->queued == 0 && !l->retry.armed &&
-               rpc__timer_arm(wk->w, &l->retry, gaio_now() + ACCEPT_RETRY_MS * 1000000ull) < 0)
-        listener_break(wk, l, rc);
+      else if (l->queued == 0) accept_pause(wk, l);
       return;
     }
     l->queued++;
     wk->accepts++;
   }
+}
+
+/* Before each wait of worker 0: end the pauses that are due (queueing accepts again) and return
+ * the wait timeout in ms that does not oversleep the next one (-1: no listener is paused). */
+static int accept_resume(worker *wk) {
+  if (wk->accept_resume_at == 0) return -1;
+  uint64_t now = gaio_now();
+  if (now >= wk->accept_resume_at) {
+    wk->accept_resume_at = 0;
+    for (unsigned i = 0; i < wk->srv->nlisteners; i++) {
+      rpc__srv_listener *l = &wk->srv->listeners[i];
+      if (l->paused_until == 0) continue;
+      if (now < l->paused_until) {
+        if (wk->accept_resume_at == 0 || l->paused_until < wk->accept_resume_at)
+          wk->accept_resume_at = l->paused_until;
+        continue;
+      }
+      l->paused_until = 0;
+      accept_more(wk, l); /* may pause it again */
+    }
+    if (wk->accept_resume_at == 0) return -1;
+  }
+  return (int)((wk->accept_resume_at - now + 999999u) / 1000000u);
 }
 
 static void hand_over(worker *wk, int fd, int tls) {
@@ -1179,7 +1212,7 @@ static void listener_break(worker *wk, rpc__srv_listener *l, int error) {
   int none = 0;
   atomic_compare_exchange_strong(&wk->srv->listen_error, &none, error);
   l->closed = 1;
-  rpc__timer_disarm(wk->w, &l->retry);
+  l->paused_until = 0;
   if (l->attached) gaio_free(wk->w, l->fd);
 }
 
@@ -1202,10 +1235,8 @@ static void on_accept(worker *wk, rpc__srv_listener *l, const gaio_result *r) {
     case GAIO_ACCEPT_NEXT:
       accept_more(wk, l);
       break;
-    case GAIO_ACCEPT_BACKOFF: /* out of fds or memory: accepting at once would spin */
-      if (!l->retry.armed &&
-          rpc__timer_arm(wk->w, &l->retry, gaio_now() + ACCEPT_RETRY_MS * 1000000ull) < 0)
-        listener_break(wk, l, -ENOMEM);
+    case GAIO_ACCEPT_BACKOFF: /* out of fds or memory */
+      accept_pause(wk, l);
       break;
     case GAIO_ACCEPT_GONE:
       break;
@@ -1228,8 +1259,9 @@ static void begin_stop(worker *wk) {
       rpc__srv_listener *l = &s->listeners[i];
       if (!l->closed && l->attached) gaio_free(wk->w, l->fd);
       l->closed = 1;
-      rpc__timer_disarm(wk->w, &l->retry);
+      l->paused_until = 0;
     }
+    wk->accept_resume_at = 0;
   }
   for (conn *c = wk->conns, *next; c; c = next) {
     next = c->next;
@@ -1305,12 +1337,9 @@ static void on_timer(worker *wk, const gaio_result *r) {
     conn *c = rpc__container_of(t, conn, idle);
     if (rpc__timer_fired(t, r)) on_idle(wk, c);
     conn_release(c); /* the timer's hold */
-  } else if (t->kind == TIMER_DRAIN) {
-    if (rpc__timer_fired(t, r)) drain_expired(wk);
   } else {
-    assert(t->kind == TIMER_ACCEPT);
-    rpc__srv_listener *l = rpc__container_of(t, rpc__srv_listener, retry);
-    if (rpc__timer_fired(t, r) && !l->closed) accept_more(wk, l);
+    assert(t->kind == TIMER_DRAIN);
+    if (rpc__timer_fired(t, r)) drain_expired(wk);
   }
 }
 
@@ -1351,7 +1380,7 @@ static void *worker_main(void *arg) {
   if (wk->index == 0)
     for (unsigned i = 0; i < wk->srv->nlisteners; i++) accept_more(wk, &wk->srv->listeners[i]);
   while (!finished(wk)) {
-    int n = gaio_wait(wk->w, res, RESULTS_PER_WAIT, -1);
+    int n = gaio_wait(wk->w, res, RESULTS_PER_WAIT, accept_resume(wk));
     if (n < 0) break;
     for (int i = 0; i < n; i++) on_result(wk, &res[i]);
     flush_dirty(wk);
@@ -1393,7 +1422,6 @@ int rpc__srv_start_workers(rpc_server *s) {
     rpc__inbox_init(&wk->inbox, wk->w); /* without a watcher, it is only destroyed */
   }
   for (unsigned j = 0; j < s->nlisteners && rc == 0; j++) {
-    rpc__timer_init(&s->listeners[j].retry, TIMER_ACCEPT);
     rc = gaio_attach(s->workers[0].w, s->listeners[j].fd);
     if (rc == 0) s->listeners[j].attached = 1;
   }

@@ -26,7 +26,7 @@ typedef struct rpc__srv_listener {
   int attached; /* owned by worker 0's watcher */
   int closed;
   unsigned queued; /* accepts pending */
-  rpc__timer retry; /* armed after a failed accept */
+  uint64_t paused_until; /* gaio_now() time to accept again after a shortage; 0: not paused */
   int port;
   char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 } rpc__srv_listener;
@@ -49,6 +49,8 @@ struct rpc_server {
   atomic_int serving;
   atomic_int stopping;
   atomic_int listen_error; /* the error that broke a listener first, 0 if none */
+  atomic_int run_stop;  /* rpc_server_stop() was called (run.c) */
+  atomic_int run_fd;    /* rpc_server_run()'s stop eventfd + 1; 0: none yet (run.c) */
   int started;
   int stopped;
   struct health_service *health;

@@ -242,7 +242,6 @@ int rpc_server_listen(rpc_server *s, const char *address) {
   memset(l, 0, sizeof *l);
   l->tls = tls;
   l->kind = RPC__CTX_LISTEN;
-  rpc__timer_init(&l->retry, 0);
   int rc = open_listener(l, &ss, sl);
   if (rc < 0) return rc;
   s->nlisteners++;
@@ -285,6 +284,7 @@ void rpc_server_destroy(rpc_server *s) {
   for (unsigned i = 0; i < s->nlisteners; i++) close(s->listeners[i].fd); /* never started */
   for (unsigned i = 0; i < RPC_MAX_LISTENERS; i++)
     if (s->listeners[i].is_unix && s->listeners[i].path[0]) unlink(s->listeners[i].path);
+  if (atomic_load(&s->run_fd) > 0) close(atomic_load(&s->run_fd) - 1); /* rpc_server_run() */
   free(s->health);
   for (size_t i = 0; i < s->nmethods; i++) free(s->methods[i].full_name);
   free(s->methods);

@@ -2,7 +2,8 @@
 // identity in an interceptor, and every refusal: a plaintext client on a TLS port, a TLS client
 // on a plaintext port, garbage, a client certificate from a foreign CA or expired, a stalled
 // handshake, too many handshakes, a server certificate the client rejects, a server that cuts
-// a record or closes the session. The certificates are made by the `openssl` command in
+// a record or closes the session, a client that cuts a record or sends a fatal alert (its held
+// calls end once each, UNAVAILABLE, and the server keeps serving). The certificates are made by the `openssl` command in
 // TEST_TMPDIR when the suite starts. Runs on the automatic backend (tls_test) and on epoll
 // (tls_test_epoll).
 #include <errno.h>
@@ -29,6 +30,7 @@
 #include "gtest/gtest.h"
 #include "rpc/rpc.h"
 #include "tests/rpc_test.pb-c.h"
+#include "tests/rpc_wire_util.h"
 #include "tests/test_util.h"
 
 // Test hook of //rpc (server_setup.c): the TLS refusals a server counted, and the last reason.
@@ -147,6 +149,7 @@ Test__V1__Echo_Service g_service = TEST__V1__ECHO__INIT(h_);
 
 struct Seen {
   std::atomic<int> tls{0};
+  std::atomic<int> ended_ok{0}, ended_unavailable{0}, ended_other{0};  // after()
   std::mutex mu;        // the workers run interceptors concurrently
   std::string subject;  // of the last call
   std::string Subject() {
@@ -168,6 +171,14 @@ int AuthBefore(void *arg, rpc_call *call, const char **message) {
   if (rpc_peer_has_san(&p, "URI:spiffe://example/ns/billing")) return RPC_STATUS_OK;
   *message = "only spiffe://example/ns/billing may call Say";
   return RPC_STATUS_PERMISSION_DENIED;
+}
+
+// Counts how each call ended: after() runs exactly once per call.
+void CountAfter(void *arg, const rpc_call *, const rpc_call_outcome *o) {
+  Seen *seen = static_cast<Seen *>(arg);
+  if (o->status == RPC_STATUS_OK) seen->ended_ok++;
+  else if (o->status == RPC_STATUS_UNAVAILABLE) seen->ended_unavailable++;
+  else seen->ended_other++;
 }
 
 // ---- Calls --------------------------------------------------------------------------------
@@ -197,7 +208,9 @@ Result Call(rpc_channel *ch, const char *method, const std::string &text, int ti
     auto *er = reinterpret_cast<Test__V1__EchoReply *>(reply);
     r.text = er->text;
     r.payload = er->payload.len;
-    if (!payload.empty()) EXPECT_EQ(0, memcmp(er->payload.data, payload.data(), payload.size()));
+    if (!payload.empty()) {
+      EXPECT_EQ(0, memcmp(er->payload.data, payload.data(), payload.size()));
+    }
     protobuf_c_message_free_unpacked(reply, nullptr);
   }
   return r;
@@ -247,7 +260,7 @@ class TlsTest : public ::testing::Test {
     o.tls = &t;
     ASSERT_EQ(0, rpc_server_create(&s_, &o));
     ASSERT_EQ(0, rpc_server_add_service(s_, &g_service.base));
-    rpc_server_interceptor ic = {AuthBefore, nullptr, &seen_};
+    rpc_server_interceptor ic = {AuthBefore, CountAfter, &seen_};
     ASSERT_EQ(0, rpc_server_add_interceptor(s_, &ic));
     ASSERT_EQ(0, rpc_server_listen(s_, "tls:127.0.0.1:0"));
     tls_port_ = rpc_server_port(s_);
@@ -663,6 +676,104 @@ TEST_F(TlsTest, CloseNotifyFromThePeerEndsTheCallOnce) {
   Result r = Call(ch, "Say", "bye", 5000);
   EXPECT_EQ(RPC_STATUS_UNAVAILABLE, r.status);
   EXPECT_EQ("connection closed by the server", r.message);
+}
+
+// A client written with OpenSSL directly (blocking): it completes a mutual-TLS handshake as
+// "billing", sends whole records, and can then misbehave at the record layer.
+class RawTlsClient {
+ public:
+  explicit RawTlsClient(int port) : fd_(Connect(port)) {
+    ctx_ = SSL_CTX_new(TLS_client_method());
+    EXPECT_EQ(1, SSL_CTX_load_verify_locations(ctx_, P("ca.pem").c_str(), nullptr));
+    EXPECT_EQ(1, SSL_CTX_use_certificate_chain_file(ctx_, P("billing.pem").c_str()));
+    EXPECT_EQ(1, SSL_CTX_use_PrivateKey_file(ctx_, P("billing.key").c_str(), SSL_FILETYPE_PEM));
+    static const unsigned char alpn[] = "\x08" RPC_TLS_ALPN;
+    EXPECT_EQ(0, SSL_CTX_set_alpn_protos(ctx_, alpn, sizeof alpn - 1));
+    ssl_ = SSL_new(ctx_);
+    SSL_set_fd(ssl_, fd_.get());
+    EXPECT_EQ(1, SSL_connect(ssl_)) << ERR_reason_error_string(ERR_get_error());
+  }
+  ~RawTlsClient() {
+    SSL_free(ssl_);
+    SSL_CTX_free(ctx_);
+  }
+  void Send(const std::string &b) {
+    EXPECT_EQ(int(b.size()), SSL_write(ssl_, b.data(), int(b.size())));
+  }
+  // The records of b, encrypted but not sent.
+  std::string Seal(const std::string &b) {
+    BIO *mem = BIO_new(BIO_s_mem());
+    SSL_set0_wbio(ssl_, mem);  // the socket stays the read side
+    EXPECT_EQ(int(b.size()), SSL_write(ssl_, b.data(), int(b.size())));
+    char *p = nullptr;
+    long n = BIO_get_mem_data(mem, &p);
+    return std::string(p, size_t(n));
+  }
+  // Makes OpenSSL send a fatal alert of its own (bad_record_mac, encrypted under the session's
+  // keys): it is handed an application-data record that does not decrypt.
+  void SendFatalAlert() {
+    std::string bogus = {'\x17', '\x03', '\x03', '\x00', '\x20'};
+    bogus.append(32, '\x5a');
+    BIO *mem = BIO_new_mem_buf(bogus.data(), int(bogus.size()));
+    SSL_set0_rbio(ssl_, mem);  // the socket stays the write side, where the alert goes
+    char buf[64];
+    EXPECT_GT(0, SSL_read(ssl_, buf, sizeof buf));
+    EXPECT_EQ(SSL_ERROR_SSL, SSL_get_error(ssl_, -1));
+    ERR_clear_error();
+  }
+  int fd() const { return fd_.get(); }
+
+ private:
+  gaio_test::UniqueFd fd_;
+  SSL_CTX *ctx_ = nullptr;
+  SSL *ssl_ = nullptr;
+};
+
+// Two calls that hold (Hold: up to 5 s, until cancelled) reach the server over c.
+void HoldTwo(RawTlsClient *c, Seen *seen) {
+  c->Send(rpc_test::EchoFrame("Hold", 1, "one", 5000).Bytes() +
+          rpc_test::EchoFrame("Hold", 3, "two", 5000).Bytes());
+  for (int i = 0; i < 500 && seen->tls.load() < 2; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(2, seen->tls.load());
+}
+
+// Both held calls end exactly once, UNAVAILABLE (the connection went away: nothing is sent),
+// and the server keeps serving.
+void ExpectBothEndedOnceAndServing(Seen *seen, rpc_channel *good) {
+  for (int i = 0; i < 500 && seen->ended_unavailable.load() < 2; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(RPC_STATUS_OK, Call(good, "Say", "still here").status);
+  EXPECT_EQ(2, seen->ended_unavailable.load());
+  EXPECT_EQ(1, seen->ended_ok.load());  // the good call only
+  EXPECT_EQ(0, seen->ended_other.load());
+}
+
+TEST_F(TlsTest, ClientRecordCutMidwayEndsItsCallsOnceEach) {
+  Watchdog wd("ClientRecordCutMidwayEndsItsCallsOnceEach", 30000);
+  Start(ServerTls());
+  RawTlsClient c(tls_port_);
+  HoldTwo(&c, &seen_);
+  // A real record of a third request, cut in the middle, then the end of the stream.
+  std::string rec = c.Seal(rpc_test::EchoFrame("Say", 5, "cut").Bytes());
+  ASSERT_GT(rec.size(), 10u);
+  ASSERT_EQ(ssize_t(rec.size() / 2), send(c.fd(), rec.data(), rec.size() / 2, MSG_NOSIGNAL));
+  shutdown(c.fd(), SHUT_WR);
+  EXPECT_TRUE(ClosedWithin(c.fd(), 5000));
+  ClientTls billing("billing");
+  ExpectBothEndedOnceAndServing(&seen_, Chan(Tls(), &billing.o));
+  EXPECT_EQ(0u, Refusals());  // the handshake had succeeded: not a refusal
+}
+
+TEST_F(TlsTest, AlertFromTheClientEndsItsCallsOnceEach) {
+  Watchdog wd("AlertFromTheClientEndsItsCallsOnceEach", 30000);
+  Start(ServerTls());
+  RawTlsClient c(tls_port_);
+  HoldTwo(&c, &seen_);
+  c.SendFatalAlert();
+  EXPECT_TRUE(ClosedWithin(c.fd(), 5000));  // the server ends the connection, unasked
+  ClientTls billing("billing");
+  ExpectBothEndedOnceAndServing(&seen_, Chan(Tls(), &billing.o));
 }
 
 TEST(TlsOptions, BadOptionsAreRefusedClearly) {

@@ -7,6 +7,11 @@
 # tests/bench/rpc_loadgen; ratio rpc/raw. Metadata workloads (rpc-*-mdN): the same calls with N
 # small headers each (rpc_loadgen --metadata N), on each //rpc contestant X with (X+md) and without
 # (X) the headers, interleaved; ratio X+md / X (raw does not speak metadata: not run there).
+# TLS workloads (rpc-*-tls): the same calls over TLS 1.3 (X+tls: the server on a "tls:" listener,
+# rpc_loadgen --tls), interleaved with X in clear; ratio X+tls / X. tls-handshake: a fresh TLS
+# connection per call (rpc_loadgen --handshakes) against `openssl s_time -new` on `openssl
+# s_server` (openssl), the reference; ratio rpc+tls / openssl. Certificates (a CA and a P-256
+# server certificate) are made with `openssl` in the run's temporary directory.
 #
 #   tools/bench.sh [--quick] [--reps N] [--duration S] [--warmup S] [--workloads a,b,..]
 #                  [--contestants a,b,..] [--rpc-contestants a,b,..] [--perf] [--no-setup]
@@ -15,9 +20,10 @@
 #   --quick        ~1 s runs (default ~3 s per run; the whole default run stays under ~12 min)
 #   --reps N       repetitions per workload (default 3, at least 1; medians over them)
 #   --workloads    subset of: stream pingpong pinned burst idle maxconn rpc-1x1x64-pinned
-#                  rpc-16x16x64 rpc-16x16x64-md2 rpc-64x8x1024 rpc-1x64x16384 (default: all;
+#                  rpc-16x16x64 rpc-16x16x64-md2 rpc-64x8x1024 rpc-1x64x16384
+#                  rpc-16x16x64-tls rpc-1x64x16384-tls tls-handshake (default: all;
 #                  rpc-CxDxS is C connections x D calls in flight each x S-byte payloads; -mdN:
-#                  N headers on every call)
+#                  N headers on every call; -tls: over TLS)
 #   --contestants  echo workloads, subset of: epoll libuv gaio-epoll gaio-uring gaio-epoll-swap
 #                  gaio-uring-swap gaio-epoll-user gaio-uring-user (default: the first six);
 #                  gaio-NAME runs gaio_echo --backend NAME
@@ -34,7 +40,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 QUICK=0 REPS=3 DURATION="" WARMUP="" PERF=0 SETUP=1 OUT=""
-WORKLOADS="stream pingpong pinned burst idle maxconn rpc-1x1x64-pinned rpc-16x16x64 rpc-16x16x64-md2 rpc-64x8x1024 rpc-1x64x16384"
+WORKLOADS="stream pingpong pinned burst idle maxconn rpc-1x1x64-pinned rpc-16x16x64 rpc-16x16x64-md2 rpc-64x8x1024 rpc-1x64x16384 rpc-16x16x64-tls rpc-1x64x16384-tls tls-handshake"
 CONTESTANTS="epoll libuv gaio-epoll gaio-uring gaio-epoll-swap gaio-uring-swap"
 RPC_CONTESTANTS="raw rpc"
 while [ $# -gt 0 ]; do
@@ -49,7 +55,7 @@ while [ $# -gt 0 ]; do
     --perf) PERF=1 ;;
     --no-setup) SETUP=0 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
     *) echo "bench: unknown flag $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -93,6 +99,7 @@ BIN=$WORK/bin
 server_cmd() {
   case "$1" in
     *+md) [ "${1%+md}" != raw ] && server_cmd "${1%+md}" ;;
+    *+tls) [ "${1%+tls}" != raw ] && echo "$(server_cmd "${1%+tls}") --tls $TLS_DIR" ;;
     epoll) echo "$BIN/epoll_echo" ;;
     libuv) echo "$BIN/uv_echo" ;;
     gaio-*-swap|gaio-*-user) local b=${1#gaio-}; echo "$BIN/gaio_echo --backend ${b%-*} --read ${b##*-}" ;;
@@ -106,10 +113,16 @@ server_cmd() {
 is_rpc() { [[ "$1" == rpc-* ]]; }
 # wl_md WORKLOAD: the headers per call of an rpc-*-mdN workload (nothing for the others).
 wl_md() { [[ "$1" == rpc-*-md[0-9]* ]] && echo "${1##*-md}"; return 0; }
-# md_contestants: each //rpc contestant without and with headers (raw does not speak metadata).
-md_contestants() {
+# wl_variant WORKLOAD: md or tls for the workloads that run each //rpc contestant X as X and
+# X+variant (nothing for the others).
+wl_variant() {
+  case "$1" in rpc-*-md[0-9]*) echo md ;; rpc-*-tls) echo tls ;; esac
+  return 0
+}
+# variant_contestants VARIANT: each //rpc contestant without and with it (raw speaks neither).
+variant_contestants() {
   local c out=""
-  for c in $RPC_AVAILABLE; do [ "$c" = raw ] || out="$out $c $c+md"; done
+  for c in $RPC_AVAILABLE; do [ "$c" = raw ] || out="$out $c $c+$1"; done
   echo $out
 }
 
@@ -125,9 +138,10 @@ wl_args() {
     idle) echo "--mode idle --conns 10000 --src-ips 8 --timeout 60" ;;
     maxconn) echo "--mode maxconn --conns 40000 --procs 2 --size 16 --src-ips 8" ;;
     rpc-1x1x64-pinned) echo "--conns 1 --depth 1 --size 64 --cpu 0 --duration $DURATION --warmup $WARMUP" ;;
-    rpc-16x16x64|rpc-16x16x64-md2) echo "--conns 16 --depth 16 --size 64 --duration $DURATION --warmup $WARMUP" ;;
+    rpc-16x16x64|rpc-16x16x64-md2|rpc-16x16x64-tls) echo "--conns 16 --depth 16 --size 64 --duration $DURATION --warmup $WARMUP" ;;
     rpc-64x8x1024) echo "--conns 64 --depth 8 --size 1024 --duration $DURATION --warmup $WARMUP" ;;
-    rpc-1x64x16384) echo "--conns 1 --depth 64 --size 16384 --duration $DURATION --warmup $WARMUP" ;;
+    rpc-1x64x16384|rpc-1x64x16384-tls) echo "--conns 1 --depth 64 --size 16384 --duration $DURATION --warmup $WARMUP" ;;
+    tls-handshake) echo "--handshakes --size 64 --duration $DURATION --warmup $WARMUP" ;;
     *) return 1 ;;
   esac
 }
@@ -138,6 +152,8 @@ wl_goal() {
     rpc-16x16x64|rpc-64x8x1024) echo 0.5 ;;
     rpc-1x64x16384) echo 0.7 ;;
     rpc-*-md*) echo 0.9 ;; # X+md / X: headers cost at most 10%
+    rpc-16x16x64-tls) echo 0.6 ;; # X+tls / X (issue 14)
+    rpc-1x64x16384-tls) echo 0.5 ;;
   esac
 }
 wl_metric() {
@@ -148,6 +164,7 @@ wl_metric() {
     idle) echo "bytes_per_conn B/conn lower" ;;
     maxconn) echo "held conns higher" ;;
     rpc-*) echo "req_s calls/s higher" ;;
+    tls-handshake) echo "req_s handshakes/s higher" ;;
   esac
 }
 wl_title() {
@@ -160,21 +177,39 @@ wl_title() {
     maxconn) echo "max conns held (20000-fd limit)" ;;
     rpc-1x1x64-pinned) echo "rpc unary 1 conn x depth 1 x 64 B, client+server on CPU 0" ;;
     rpc-*-md*) echo "$(wl_title "${1%-md*}"), $(wl_md "$1") headers per call" ;;
+    rpc-*-tls) echo "$(wl_title "${1%-tls}"), over TLS 1.3" ;;
+    tls-handshake) echo "TLS 1.3 handshakes, a fresh connection per call (rpc+tls) or per handshake (openssl s_time -new)" ;;
     rpc-*) local d=${1#rpc-}; IFS=x read -r cn dp sz <<<"$d"; echo "rpc unary $cn conns x depth $dp x $sz B" ;;
   esac
 }
 
 for c in $CONTESTANTS $RPC_CONTESTANTS; do server_cmd "$c" >/dev/null || { log "unknown contestant $c"; exit 2; }; done
-ECHO_WL="" RPC_WL="" MD_WL=""
+ECHO_WL="" RPC_WL="" VAR_WL="" HS_WL=""
 for w in $WORKLOADS; do
   wl_args "$w" >/dev/null || { log "unknown workload $w"; exit 2; }
-  if [ -n "$(wl_md "$w")" ]; then MD_WL="$MD_WL $w"
+  if [ "$w" = tls-handshake ]; then HS_WL=$w
+  elif [ -n "$(wl_variant "$w")" ]; then VAR_WL="$VAR_WL $w"
   elif is_rpc "$w"; then RPC_WL="$RPC_WL $w"
   else ECHO_WL="$ECHO_WL $w"; fi
 done
 # Only the contestants of the selected halves are started.
 [ -z "$ECHO_WL" ] && CONTESTANTS=""
-[ -z "$RPC_WL$MD_WL" ] && RPC_CONTESTANTS=""
+[ -z "$RPC_WL$VAR_WL$HS_WL" ] && RPC_CONTESTANTS=""
+
+# ---- TLS: a CA and a server certificate for 127.0.0.1, made for this run ----
+TLS_DIR=$WORK/tls
+make_tls_certs() {
+  mkdir -p "$TLS_DIR"
+  ( cd "$TLS_DIR"
+    key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1"; }
+    key ca.key && openssl req -x509 -new -key ca.key -out ca.pem -days 2 -subj /CN=bench-ca
+    key server.key && openssl req -new -key server.key -out server.csr -subj /CN=localhost
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+      -extfile server.ext -out server.pem ) >"$WORK/tls.log" 2>&1 ||
+    { cat "$WORK/tls.log" >&2; log "making the TLS certificates failed"; exit 1; }
+}
+[[ " $WORKLOADS " == *-tls* || -n "$HS_WL" ]] && make_tls_certs
 
 # ---- Servers ----
 SERVER_PORT=""
@@ -245,13 +280,14 @@ printf 'workload\trep\tcontestant\tstatus\tresult\n' >"$RAW"
 run_one() {
   local w=$1 c=$2 rep=$3 pin="" args line status=ok lg=loadgen
   case "$w" in pinned|*-pinned) pin=0 ;; esac
-  is_rpc "$w" && lg=rpc_loadgen
+  { is_rpc "$w" || [ "$w" = tls-handshake ]; } && lg=rpc_loadgen
   if ! start_server "$c" $pin; then
     printf '%s\t%s\t%s\tnostart\t%s\n' "$w" "$rep" "$c" "$(head -n1 "$WORK/server.err")" >>"$RAW"
     return
   fi
   args=$(wl_args "$w")
   [[ "$c" == *+md ]] && args="$args --metadata $(wl_md "$w")"
+  [[ "$c" == *+tls ]] && args="$args --tls $TLS_DIR"
   case "$w" in idle|maxconn) args="$args --server-pid $SERVER_PID" ;; esac
   # shellcheck disable=SC2086
   timeout -k 5 300 "$BIN/$lg" --port "$SERVER_PORT" $args >"$WORK/lg.out" 2>"$WORK/lg.err" &
@@ -291,17 +327,57 @@ run_workloads() {
 # Then issue 11's metadata workloads: each //rpc contestant without and with headers.
 rpc_workloads() {
   [ -n "$RPC_WL" ] && run_workloads "$RPC_WL" "$RPC_AVAILABLE"
-  if [ -n "$MD_WL" ]; then
-    local mc; mc=$(md_contestants)
-    if [ -n "$mc" ]; then run_workloads "$MD_WL" "$mc"; else log "no //rpc contestant for$MD_WL"; fi
-  fi
+  local w vc
+  for w in $VAR_WL; do
+    vc=$(variant_contestants "$(wl_variant "$w")")
+    if [ -n "$vc" ]; then run_workloads "$w" "$vc"; else log "no //rpc contestant for $w"; fi
+  done
   return 0
+}
+
+# tls-handshake (rpc+tls: run_one adds --tls to rpc_loadgen --handshakes), the reference: `openssl s_time -new` (a full handshake per connection, then
+# close) against `openssl s_server` on a free loopback port, with the same certificate. One
+# raw.tsv line in rpc_loadgen's format: req_s = connections / wall seconds of the timed run.
+run_openssl_handshakes() {
+  local rep=$1 port line n t0 t1
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  openssl s_server -accept "127.0.0.1:$port" -cert "$TLS_DIR/server.pem" -key "$TLS_DIR/server.key" \
+    -quiet -no_ticket >/dev/null 2>"$WORK/server.err" &
+  SERVER_PID=$!
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.05
+  done
+  t0=$(date +%s.%N)
+  n=$(timeout -k 5 300 openssl s_time -connect "127.0.0.1:$port" -new -time "${DURATION%.*}" 2>&1 |
+        sed -n 's/^\([0-9]*\) connections in [0-9.]* real seconds.*/\1/p' | tail -n1)
+  t1=$(date +%s.%N)
+  kill -TERM "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+  if [ -n "$n" ]; then
+    line=$(awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN { printf "mode=handshake reqs=%d duration_s=%.3f req_s=%.0f", n, b - a, n / (b - a) }')
+    printf 'tls-handshake\t%s\topenssl\tok\t%s\n' "$rep" "$line" >>"$RAW"
+  else
+    printf 'tls-handshake\t%s\topenssl\tfail\ts_time printed no count\n' "$rep" >>"$RAW"
+  fi
+  log "tls-handshake rep $rep openssl: ${line:-failed}"
+}
+
+hs_workload() {
+  [ -n "$HS_WL" ] || return 0
+  [[ " $RPC_AVAILABLE " == *" rpc "* ]] || { log "tls-handshake needs the rpc contestant"; return 0; }
+  local rep
+  for rep in $(seq "$REPS"); do
+    if [ $((rep % 2)) = 1 ]; then run_one tls-handshake rpc+tls "$rep"; run_openssl_handshakes "$rep"
+    else run_openssl_handshakes "$rep"; run_one tls-handshake rpc+tls "$rep"; fi
+  done
 }
 
 START=$(date +%s)
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 [ -n "$ECHO_WL" ] && run_workloads "$ECHO_WL" "$AVAILABLE"
 rpc_workloads
+hs_workload
 
 # ---- perf: where a gaio server spends its time during ping-pong ----
 if [ $PERF = 1 ]; then
@@ -386,23 +462,24 @@ CHART=$WORK/chart.dat
 : >"$CHART"
 for w in $WORKLOADS; do
   read -r key unit better <<<"$(wl_metric "$w")"
-  if [ -n "$(wl_md "$w")" ]; then cs=$(md_contestants) bname=""
+  if [ -n "$(wl_variant "$w")" ]; then cs=$(variant_contestants "$(wl_variant "$w")") bname=""
+  elif [ "$w" = tls-handshake ]; then cs="rpc+tls openssl" bname=openssl
   elif is_rpc "$w"; then cs=$RPC_AVAILABLE bname=raw
   else cs=$AVAILABLE bname=epoll; fi
   base=$(values "$w" "$bname" "$key" | median)
   uvb=$(values "$w" libuv "$key" | median)
   for c in $cs; do
-    # A metadata row's baseline is the same contestant without headers.
-    [ -z "$bname" ] && base=$(values "$w" "${c%+md}" "$key" | median)
+    # A metadata or TLS row's baseline is the same contestant without headers or TLS.
+    [ -z "$bname" ] && base=$(values "$w" "${c%+*}" "$key" | median)
     med=$(values "$w" "$c" "$key" | median)
     ok=$(values "$w" "$c" "$key" | wc -l)
     p50=- p99=- rl=-
     case "$w" in
-      rpc-*)
+      rpc-*|tls-handshake)
         p50=$(fmt "$(values "$w" "$c" p50_us | median)")
         p99=$(fmt "$(values "$w" "$c" p99_us | median)")
-        if [ -n "$bname" ]; then [ "$c" != raw ] && rl="goal >= $(wl_goal "$w")"
-        elif [[ "$c" == *+md ]]; then rl="goal >= $(wl_goal "$w")"; fi ;;
+        if [ -n "$bname" ]; then [ "$c" != raw ] && [ -n "$(wl_goal "$w")" ] && rl="goal >= $(wl_goal "$w")"
+        elif [[ "$c" == *+md || "$c" == *+tls ]]; then rl="goal >= $(wl_goal "$w")"; fi ;;
       pingpong|pinned)
         p50=$(fmt "$(values "$w" "$c" p50_us | median)")
         p99=$(fmt "$(values "$w" "$c" p99_us | median)")
@@ -417,7 +494,7 @@ for w in $WORKLOADS; do
     if [ "$better" = higher ]; then rel=$(ratio "$med" "$base"); else rel=$(ratio "$base" "$med"); fi
     # Idle memory stays out of the chart: the baseline's 0 B/conn has no ratio. A metadata
     # workload charts X+md / X only.
-    [ "$w" = idle ] || { [ -z "$bname" ] && [[ "$c" != *+md ]]; } ||
+    [ "$w" = idle ] || { [ -z "$bname" ] && [[ "$c" != *+* ]]; } ||
       printf '%s\t%s\t%s\n' "$w" "$c" "$rel" >>"$CHART"
   done
 done
@@ -429,7 +506,9 @@ done
   echo "- idle: server VmRSS after 10k accepted idle connections minus before, / 10k (socket buffers are kernel memory, not in RSS). 0 means no user-space memory per idle connection."
   echo "- maxconn: connections that completed an echo while all were held open; the load generator uses 2 processes so that its own fd limit is not the one that stops it."
   echo "- rpc-*: p50/p99 are latencies from queueing a call's frame to parsing its RESPONSE; rpc-1x1x64-pinned pins the server (taskset) and the load generator to CPU 0, like pinned."
-  [ -n "$MD_WL" ] && echo "- rpc-*-mdN: ratio = X+md / X (the same server with and without N headers per call, same run); goal: at least 0.9."
+  [[ " $VAR_WL " == *-tls* ]] && echo "- rpc-*-tls: ratio = X+tls / X (the same server on a \`tls:\` listener and in clear, same run; TLS 1.3, the user-space record layer: no kTLS on this kernel); goals: 0.6 at 16x16x64, 0.5 at 1x64x16384 (issue 14)."
+  [ -n "$HS_WL" ] && echo "- tls-handshake: rpc+tls = rpc_loadgen --handshakes (connect, full TLS 1.3 handshake with chain verification, one 64 B call, close; one at a time) against rpc_echo_bench --tls; openssl = \`openssl s_time -new\` (connect, full handshake, close; no verification, no call) against \`openssl s_server -no_ticket\`, the reference; ratio rpc+tls / openssl. P-256 certificate, X25519."
+  [[ " $VAR_WL " == *-md* ]] && echo "- rpc-*-mdN: ratio = X+md / X (the same server with and without N headers per call, same run); goal: at least 0.9."
   echo "- gaio-epoll/gaio-uring read into 64 KiB per-connection user buffers (gaio_echo --read user, the faster style here). gaio-*-swap use NULL-buffer reads (gaio_echo --read swap: read_max 64 KiB, swap_size 4 MiB) plus a copy into a per-connection buffer allocated at the first data. epoll_echo and uv_echo read 64 KiB at a time into one shared buffer."
   for n in "${NOTES[@]}"; do echo "- $n"; done
   fails=$(awk -F'\t' 'NR > 1 && $4 != "ok"' "$RAW" | wc -l)
@@ -448,7 +527,10 @@ done
 if command -v gnuplot >/dev/null; then
   # One column per contestant, one group per workload.
   CHART_CS="$AVAILABLE $RPC_AVAILABLE"
-  [ -n "$MD_WL" ] && for c in $RPC_AVAILABLE; do [ "$c" = raw ] || CHART_CS="$CHART_CS $c+md"; done
+  for v in md tls; do
+    [[ " $VAR_WL " == *-$v* ]] || continue
+    for c in $RPC_AVAILABLE; do [ "$c" = raw ] || CHART_CS="$CHART_CS $c+$v"; done
+  done
   awk -F'\t' -v cs="$CHART_CS" '
     BEGIN { n = split(cs, c, " "); printf "workload"; for (i = 1; i <= n; i++) printf "\t%s", c[i]; print "" }
     { v[$1, $2] = ($3 == "-" ? "NaN" : $3); if (!($1 in seen)) { seen[$1] = 1; order[++m] = $1 } }

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "examples/usage.h"
+
 /* Longest unix socket path we accept (sun_path is 108 bytes including the NUL). */
 #define BENCH_UNIX_PATH_MAX 107u
 
@@ -18,6 +20,12 @@ typedef struct bench_addr {
   int port;              /* 0: the kernel picks (servers) */
   const char *unix_path; /* non-NULL: AF_UNIX stream socket at this path */
 } bench_addr;
+
+/* Usage lines (examples/usage.h) of the address flags: of a server, and of a client. */
+#define BENCH_USAGE_HOST "--host H          numeric IPv4 or IPv6 address (default 127.0.0.1)"
+#define BENCH_USAGE_PORT "--port P          TCP port (default 0: any free port, printed)"
+#define BENCH_USAGE_UNIX "--unix PATH       a unix socket instead of TCP (default: TCP)"
+#define BENCH_USAGE_SERVER_PORT "--port P          the server's TCP port (required with TCP)"
 
 /* Consume one address flag at argv[*i] (--host H, --port P, --unix PATH), advancing *i past its
  * value. Returns 1 if consumed, 0 if argv[*i] is not an address flag, -EINVAL on a bad value. */

@@ -128,13 +128,14 @@ static int server_init(server *s, const bench_addr *a) {
   return bench_print_bound(s->lfd, a) < 0 ? -1 : 0;
 }
 
+static const char *const flags[] = {BENCH_USAGE_HOST, BENCH_USAGE_PORT, BENCH_USAGE_UNIX, NULL};
+static const ex_usage usage = {"[--host H] [--port P | --unix PATH]", flags};
+
 int main(int argc, char **argv) {
+  ex_help_if_asked(argc, argv, &usage);
   bench_addr a = {0};
-  for (int i = 1; i < argc; i++) {
-    int rc = bench_addr_flag(&a, argc, argv, &i);
-    if (rc == 0) fprintf(stderr, "usage: epoll_echo [--host H] [--port P | --unix PATH]\n");
-    if (rc <= 0) return 2;
-  }
+  for (int i = 1; i < argc; i++)
+    if (bench_addr_flag(&a, argc, argv, &i) <= 0) ex_usage_exit(&usage, 2);
   static server s;
   if (server_init(&s, &a) != 0) {
     fprintf(stderr, "epoll_echo: setup failed: %s\n", strerror(errno));

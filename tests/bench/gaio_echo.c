@@ -249,10 +249,7 @@ static int parse_args(config *cfg, int argc, char **argv) {
       if (bench_parse_long(flag, v, 1, MAX_BUF, &n) != 0) return -EINVAL;
       *(flag[2] == 'b' ? &cfg->buf : &cfg->swap_size) = (size_t)n;
     } else {
-      fprintf(stderr,
-              "usage: gaio_echo [--backend epoll|uring] [--read swap|user] [--threads N]\n"
-              "                 [--buf BYTES] [--swap-size BYTES] [--accepts N]\n"
-              "                 [--host H] [--port P | --unix PATH]\n");
+      fprintf(stderr, "gaio_echo: unknown flag or bad value: %s\n", flag);
       return -EINVAL;
     }
   }
@@ -278,10 +275,25 @@ static void *signal_main(void *arg) {
   return NULL;
 }
 
+_Static_assert(MAX_THREADS == 64 && MAX_ACCEPTS == 4096u, "the usage lines say 64 and 4096");
+static const char *const flags[] = {
+    "--backend NAME    epoll or uring (default: gaio's choice; GAIO_BACKEND overrides it)",
+    "--read swap|user  read into the watcher's swap buffer or per-connection ones (default user)",
+    "--threads N       threads, each with a watcher and a SO_REUSEPORT listener, 1..64 (default 1)",
+    "--buf BYTES       bytes per read and per-connection buffer (default 65536)",
+    "--swap-size BYTES the swap buffer with --read swap (default 4194304)",
+    "--accepts N       accepts kept queued on the listener, 1..4096 (default 16)",
+    BENCH_USAGE_HOST, BENCH_USAGE_PORT, BENCH_USAGE_UNIX, NULL};
+static const ex_usage usage = {
+    "[--backend epoll|uring] [--read swap|user] [--threads N] [--buf BYTES] [--swap-size BYTES] "
+    "[--accepts N] [--host H] [--port P | --unix PATH]",
+    flags};
+
 int main(int argc, char **argv) {
+  ex_help_if_asked(argc, argv, &usage);
   static config cfg = {
       .threads = 1, .user_bufs = 1, .buf = DEFAULT_BUF, .accepts = DEFAULT_ACCEPTS};
-  if (parse_args(&cfg, argc, argv) != 0) return 2;
+  if (parse_args(&cfg, argc, argv) != 0) ex_usage_exit(&usage, 2);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);

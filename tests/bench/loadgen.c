@@ -581,7 +581,24 @@ static int parse_args(config *cfg, int argc, char **argv) {
   return 0;
 }
 
+static const char *const flags[] = {
+    "--mode M          pingpong, stream, burst, idle or maxconn (default pingpong; see loadgen.c)",
+    "--conns N         connections (default 1)",
+    "--depth D         pingpong: messages in flight per connection (default 1)",
+    "--size S          bytes per message (default 64)",
+    "--duration SEC    measured time (default 3)",
+    "--warmup SEC      time before measuring (default 1)",
+    "--timeout SEC     give up after this long without progress (default 30)",
+    "--cpu C           pin this process to CPU C (default: not pinned)",
+    "--server-pid PID  idle, maxconn: the server, to read its fds and memory (default: none)",
+    "--procs K         maxconn: client processes (default 1)",
+    "--src-ips K       spread connections over source addresses 127.0.0.2.. (default 0: one)",
+    "--host H          the server's address (default 127.0.0.1)",
+    BENCH_USAGE_SERVER_PORT, "--unix PATH       the server's unix socket (default: TCP)", NULL};
+static const ex_usage usage = {"--port P | --unix PATH [--mode M] [--conns N] [...]", flags};
+
 int main(int argc, char **argv) {
+  ex_help_if_asked(argc, argv, &usage);
   static loadgen lg;
   lg.cfg = (config){.mode = M_PINGPONG,
                     .conns = 1,
@@ -592,7 +609,7 @@ int main(int argc, char **argv) {
                     .duration = 3.0,
                     .warmup = 1.0,
                     .timeout = 30.0};
-  if (parse_args(&lg.cfg, argc, argv) != 0) return 2;
+  if (parse_args(&lg.cfg, argc, argv) != 0) ex_usage_exit(&usage, 2);
   signal(SIGPIPE, SIG_IGN);
   if (lg.cfg.cpu >= 0 && bench_pin_cpu((int)lg.cfg.cpu) != 0) return 1;
   pat_init();

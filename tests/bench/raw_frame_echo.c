@@ -175,16 +175,21 @@ static void *signal_main(void *arg) {
   return NULL;
 }
 
+static const char *const flags[] = {
+    "--backend NAME    epoll or uring (default: gaio's choice; GAIO_BACKEND overrides it)",
+    BENCH_USAGE_HOST, BENCH_USAGE_PORT, NULL};
+static const ex_usage usage = {"[--backend epoll|uring] [--host H] [--port P]", flags};
+
 int main(int argc, char **argv) {
+  ex_help_if_asked(argc, argv, &usage);
   bench_addr a = {0};
   gaio_options o = {0};
   for (int i = 1; i < argc; i++) {
     int rc = bench_addr_flag(&a, argc, argv, &i);
-    if (rc < 0) return 2;
+    if (rc < 0) ex_usage_exit(&usage, 2);
     if (rc == 1) continue;
     if (strcmp(argv[i], "--backend") == 0 && (o.backend = bench_flag_value(argc, argv, &i))) continue;
-    fprintf(stderr, "usage: raw_frame_echo [--backend epoll|uring] [--host H] [--port P]\n");
-    return 2;
+    ex_usage_exit(&usage, 2);
   }
   sigset_t set;
   sigemptyset(&set);

@@ -16,11 +16,16 @@
  * the message after them is checked as usual. The raw frame echo does not speak metadata (it
  * would echo the block as part of the body): use --metadata against //rpc servers only.
  *
+ * --tls DIR speaks TLS (OpenSSL, non-blocking, on the same sockets) to a "tls:" listener whose
+ * certificate DIR/ca.pem signs (the chain is verified, the name is not). --handshakes (with
+ * --tls) measures handshakes instead: one connection at a time, each doing a full handshake,
+ * one call and a close, for the duration (like `openssl s_time -new`, plus the call).
+ *
  * rpc_loadgen --port P [--host H] [--conns N] [--depth D] [--size S >= 1] [--duration S]
- *             [--warmup S] [--cpu C] [--timeout S] [--metadata N]
- * Prints one line: mode=rpc conns= depth= size= metadata= duration_s= reqs= req_s= p50_us=
- * p99_us= p999_us= max_us= errors=; exits 0, 1 on an error (a wrong byte, a lost connection), 2
- * on bad flags. */
+ *             [--warmup S] [--cpu C] [--timeout S] [--metadata N] [--tls DIR [--handshakes]]
+ * Prints one line: mode=rpc|handshake conns= depth= size= metadata= duration_s= reqs= req_s=
+ * p50_us= p99_us= p999_us= max_us= errors=; exits 0, 1 on an error (a wrong byte, a lost
+ * connection), 2 on bad flags. */
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -31,6 +36,9 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "rpc/frame.h"
 #include "rpc/metadata.h"
@@ -49,11 +57,14 @@
 #define MAX_MD RPC_DEFAULT_MAX_METADATA_ENTRIES /* --metadata limit */
 #define MD_BLOCK_MAX 2048        /* bytes of the encoded headers (64 small entries fit) */
 #define RID_HEX 8                /* digits of x-request-id */
+#define PATH_MAX_LEN 512         /* bytes of DIR/ca.pem */
 
 typedef struct config {
   bench_addr addr;
   long conns, depth, size, cpu, metadata;
   double duration, warmup, timeout;
+  const char *tls_dir; /* --tls: NULL for plaintext */
+  int handshakes;      /* --handshakes */
 } config;
 
 typedef struct slot {
@@ -64,6 +75,7 @@ typedef struct slot {
 
 typedef struct lconn {
   int fd;
+  SSL *ssl; /* --tls: the session on fd */
   slot *slots;
   uint8_t *out; /* frames not yet written: out[out_head..out_len) */
   size_t out_head, out_len, out_cap;
@@ -74,6 +86,7 @@ typedef struct lconn {
 typedef struct lg {
   config cfg;
   int ep;
+  SSL_CTX *tls;
   lconn *c;
   uint32_t method_id;
   size_t prefix_len; /* 0x0a + varint(size) */
@@ -145,14 +158,52 @@ static void issue(lg_t *lg, long ci, slot *s, uint64_t now) {
   s->t_send = now;
 }
 
+/* ---- The socket, plain or TLS: -1 means "not now" (EAGAIN, or an error already counted) ---- */
+
+static ssize_t tls_result(lg_t *lg, long ci, int r, const char *what) {
+  int e = SSL_get_error(lg->c[ci].ssl, r);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return -1;
+  if (e == SSL_ERROR_ZERO_RETURN) return 0;
+  char why[200];
+  snprintf(why, sizeof why, "TLS %s: %s", what, ERR_reason_error_string(ERR_get_error()));
+  ERR_clear_error();
+  fail(lg, ci, why, 0);
+  return -2;
+}
+
+static ssize_t conn_write(lg_t *lg, long ci, const uint8_t *p, size_t len) {
+  lconn *c = &lg->c[ci];
+  if (c->ssl) {
+    int r = SSL_write(c->ssl, p, len > INT32_MAX ? INT32_MAX : (int)len);
+    if (r > 0) return r;
+    (void)tls_result(lg, ci, r, "write");
+    return -1;
+  }
+  ssize_t n = write(c->fd, p, len);
+  if (n < 0 && errno != EAGAIN && errno != EINTR) fail(lg, ci, "write", errno);
+  return n;
+}
+
+/* Returns the count, 0 at the end of the stream, or < 0 (nothing now, or failed). */
+static ssize_t conn_read_some(lg_t *lg, long ci, uint8_t *p, size_t len) {
+  lconn *c = &lg->c[ci];
+  if (c->ssl) {
+    int r = SSL_read(c->ssl, p, len > INT32_MAX ? INT32_MAX : (int)len);
+    return r > 0 ? r : tls_result(lg, ci, r, "read");
+  }
+  ssize_t n = read(c->fd, p, len);
+  if (n < 0 && errno != EAGAIN && errno != EINTR) {
+    fail(lg, ci, "read", errno);
+    return -2;
+  }
+  return n;
+}
+
 static void flush(lg_t *lg, long ci) {
   lconn *c = &lg->c[ci];
   while (c->out_head < c->out_len) {
-    ssize_t n = write(c->fd, c->out + c->out_head, c->out_len - c->out_head);
-    if (n < 0) {
-      if (errno != EAGAIN && errno != EINTR) fail(lg, ci, "write", errno);
-      return;
-    }
+    ssize_t n = conn_write(lg, ci, c->out + c->out_head, c->out_len - c->out_head);
+    if (n < 0) return;
     c->out_head += (size_t)n;
   }
   c->out_head = c->out_len = 0;
@@ -216,12 +267,9 @@ static int on_frames(lg_t *lg, long ci, uint64_t now) {
 static void on_readable(lg_t *lg, long ci) {
   lconn *c = &lg->c[ci];
   for (;;) {
-    ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
+    ssize_t n = conn_read_some(lg, ci, c->in + c->in_len, c->in_cap - c->in_len);
     if (n == 0) return fail(lg, ci, "closed by the server", 0);
-    if (n < 0) {
-      if (errno != EAGAIN && errno != EINTR) fail(lg, ci, "read", errno);
-      break;
-    }
+    if (n < 0) break;
     c->in_len += (size_t)n;
     if (on_frames(lg, ci, bench_now_ns()) != 0) return;
   }
@@ -229,6 +277,35 @@ static void on_readable(lg_t *lg, long ci) {
 }
 
 /* ---- Setup ---- */
+
+/* The TLS settings: trust DIR/ca.pem, verify the chain (not the name: 127.0.0.1). */
+static int tls_init(lg_t *lg) {
+  char ca[PATH_MAX_LEN];
+  snprintf(ca, sizeof ca, "%s/ca.pem", lg->cfg.tls_dir);
+  static const unsigned char alpn[] = "\x08gaio-rpc";
+  lg->tls = SSL_CTX_new(TLS_client_method());
+  if (!lg->tls || SSL_CTX_load_verify_locations(lg->tls, ca, NULL) != 1 ||
+      SSL_CTX_set_alpn_protos(lg->tls, alpn, sizeof alpn - 1) != 0) {
+    fprintf(stderr, "rpc_loadgen: TLS setup with %s: %s\n", ca,
+            ERR_reason_error_string(ERR_get_error()));
+    return -1;
+  }
+  SSL_CTX_set_verify(lg->tls, SSL_VERIFY_PEER, NULL);
+  SSL_CTX_set_read_ahead(lg->tls, 1); /* whole socket reads, like the plaintext path */
+  /* A buffer of frames is written record by record and may move between tries (issue()). */
+  SSL_CTX_set_mode(lg->tls, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  return 0;
+}
+
+/* A full handshake on c's blocking socket. */
+static int tls_connect(lg_t *lg, lconn *c) {
+  c->ssl = SSL_new(lg->tls);
+  if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1 || SSL_connect(c->ssl) != 1) {
+    fprintf(stderr, "rpc_loadgen: TLS handshake: %s\n", ERR_reason_error_string(ERR_get_error()));
+    return -1;
+  }
+  return 0;
+}
 
 static int conn_open(lg_t *lg, long ci) {
   lconn *c = &lg->c[ci];
@@ -239,6 +316,7 @@ static int conn_open(lg_t *lg, long ci) {
   if (c->fd < 0) return -errno;
   if (connect(c->fd, (struct sockaddr *)&ss, (socklen_t)len) != 0) return -errno;
   bench_nodelay(c->fd);
+  if (lg->tls && tls_connect(lg, c) != 0) return -EPROTO; /* blocking, before the run */
   fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
   c->slots = calloc((size_t)lg->cfg.depth, sizeof(slot));
   c->out_cap = (size_t)lg->cfg.depth * lg->frame_len;
@@ -294,10 +372,64 @@ static int encode_metadata(lg_t *lg) {
   return 0;
 }
 
+/* --handshakes: one connection, a full handshake, one call, the end; measured from connect(). */
+static int one_handshake(lg_t *lg, uint32_t id) {
+  lconn *c = &lg->c[0];
+  struct sockaddr_storage ss;
+  int len = bench_sockaddr(&lg->cfg.addr, &ss);
+  uint64_t start = bench_now_ns();
+  c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (len < 0 || c->fd < 0 || connect(c->fd, (struct sockaddr *)&ss, (socklen_t)len) != 0)
+    return fail(lg, 0, "connect", errno), -1;
+  bench_nodelay(c->fd);
+  int rc = tls_connect(lg, c);
+  if (rc == 0) {
+    c->slots[0].id = id;
+    issue(lg, 0, &c->slots[0], start);
+    flush(lg, 0); /* a blocking socket: all of it */
+    c->in_len = 0;
+    while (rc == 0 && c->slots[0].busy) {
+      ssize_t n = conn_read_some(lg, 0, c->in + c->in_len, c->in_cap - c->in_len);
+      if (n <= 0) {
+        fail(lg, 0, "no reply", 0);
+        rc = -1;
+      } else {
+        c->in_len += (size_t)n;
+        rc = on_frames(lg, 0, bench_now_ns());
+      }
+    }
+  } else {
+    lg->errors++;
+  }
+  SSL_free(c->ssl); /* no close_notify, like s_time: the socket just closes */
+  c->ssl = NULL;
+  close(c->fd);
+  return rc;
+}
+
+static int run_handshakes(lg_t *lg) {
+  lconn *c = &lg->c[0];
+  c->slots = calloc(1, sizeof(slot));
+  c->out_cap = lg->frame_len;
+  c->out = malloc(c->out_cap);
+  c->in_cap = 2 * lg->frame_len > READ_MIN ? 2 * lg->frame_len : READ_MIN;
+  c->in = malloc(c->in_cap);
+  if (c->slots == NULL || c->out == NULL || c->in == NULL) return 1;
+  uint64_t start = bench_now_ns();
+  lg->t0 = start + (uint64_t)(lg->cfg.warmup * 1e9);
+  lg->t1 = lg->t0 + (uint64_t)(lg->cfg.duration * 1e9);
+  lg->running = 0; /* on_frames() issues no next call */
+  for (uint32_t id = 1; lg->errors == 0 && bench_now_ns() < lg->t1; id++) one_handshake(lg, id);
+  return 0;
+}
+
+static int report(lg_t *lg);
+
 static int run(lg_t *lg) {
   lg->ep = epoll_create1(EPOLL_CLOEXEC);
   lg->c = calloc((size_t)lg->cfg.conns, sizeof(lconn));
   if (lg->ep < 0 || lg->c == NULL) return 1;
+  if (lg->cfg.handshakes) return run_handshakes(lg) == 0 ? report(lg) : 1;
   for (long i = 0; i < lg->cfg.conns; i++) {
     int rc = conn_open(lg, i);
     if (rc != 0) {
@@ -327,10 +459,15 @@ static int run(lg_t *lg) {
       if (evs[e].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) on_readable(lg, ci);
     }
   }
+  return report(lg);
+}
+
+static int report(lg_t *lg) {
   double secs = lg->cfg.duration;
-  printf("mode=rpc conns=%ld depth=%ld size=%ld metadata=%ld duration_s=%.3f reqs=%llu "
+  printf("mode=%s conns=%ld depth=%ld size=%ld metadata=%ld duration_s=%.3f reqs=%llu "
          "req_s=%.0f p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f errors=%ld\n",
-         lg->cfg.conns, lg->cfg.depth, lg->cfg.size, lg->cfg.metadata, secs,
+         lg->cfg.handshakes ? "handshake" : "rpc", lg->cfg.conns, lg->cfg.depth, lg->cfg.size,
+         lg->cfg.metadata, secs,
          (unsigned long long)lg->msgs,
          (double)lg->msgs / secs, (double)hist_quantile(&lg->h, 0.5) / 1e3,
          (double)hist_quantile(&lg->h, 0.99) / 1e3, (double)hist_quantile(&lg->h, 0.999) / 1e3,
@@ -356,8 +493,16 @@ static int parse_args(config *cfg, int argc, char **argv) {
     int rc = bench_addr_flag(&cfg->addr, argc, argv, &i), found = rc != 0;
     if (rc < 0) return rc;
     if (found) continue;
+    if (strcmp(argv[i], "--handshakes") == 0) {
+      cfg->handshakes = 1;
+      continue;
+    }
     const char *flag = argv[i], *v = bench_flag_value(argc, argv, &i);
     if (v == NULL) return -EINVAL;
+    if (strcmp(flag, "--tls") == 0) {
+      cfg->tls_dir = v;
+      continue;
+    }
     for (size_t k = 0; !found && k < sizeof(longs) / sizeof(longs[0]); k++) {
       if (strcmp(flag, longs[k].name) != 0) continue;
       if (bench_parse_long(flag, v, longs[k].min, longs[k].max, longs[k].out) != 0) return -EINVAL;
@@ -377,21 +522,43 @@ static int parse_args(config *cfg, int argc, char **argv) {
     fprintf(stderr, "rpc_loadgen: give --port P (TCP)\n");
     return -EINVAL;
   }
+  if (cfg->handshakes && !cfg->tls_dir) {
+    fprintf(stderr, "rpc_loadgen: --handshakes needs --tls DIR\n");
+    return -EINVAL;
+  }
+  if (cfg->handshakes) cfg->conns = cfg->depth = 1;
   if (cfg->duration <= 0.0) cfg->duration = 0.001;
   return 0;
 }
 
+_Static_assert(MAX_MD == 64, "the --metadata usage line says 0..64");
+static const char *const flags[] = {
+    "--conns N         connections (default 1)",
+    "--depth D         calls in flight per connection (default 1)",
+    "--size S          payload bytes per call, at least 1 (default 64)",
+    "--duration SEC    measured time (default 3)",
+    "--warmup SEC      time before measuring (default 1)",
+    "--timeout SEC     give up after this long past the end (default 30)",
+    "--cpu C           pin this process to CPU C (default: not pinned)",
+    "--metadata N      headers sent with every call, 0..64 (default 0)",
+    "--host H          the server's address (default 127.0.0.1)",
+    BENCH_USAGE_SERVER_PORT, NULL};
+static const ex_usage usage = {"--port P [--host H] [--conns N] [--depth D] [--size S] [...]",
+                               flags};
+
 int main(int argc, char **argv) {
+  ex_help_if_asked(argc, argv, &usage);
   static lg_t lg;
   lg.cfg = (config){.conns = 1, .depth = 1, .size = 64, .cpu = -1, .duration = 3.0,
                     .warmup = 1.0, .timeout = 30.0};
-  if (parse_args(&lg.cfg, argc, argv) != 0) return 2;
+  if (parse_args(&lg.cfg, argc, argv) != 0) ex_usage_exit(&usage, 2);
   signal(SIGPIPE, SIG_IGN);
   if (lg.cfg.cpu >= 0 && bench_pin_cpu((int)lg.cfg.cpu) != 0) return 1;
   pat_init();
   hist_reset(&lg.h);
   lg.method_id = rpc_method_id(METHOD, strlen(METHOD));
   if (encode_metadata(&lg) != 0) return 1;
+  if (lg.cfg.tls_dir && tls_init(&lg) != 0) return 1;
   encode_prefix(&lg);
   return run(&lg);
 }

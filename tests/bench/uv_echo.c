@@ -120,13 +120,14 @@ static int listen_on(uv_loop_t *loop, stream *srv, const bench_addr *a) {
   return bench_print_bound(fd, a) < 0 ? UV_EIO : 0;
 }
 
+static const char *const flags[] = {BENCH_USAGE_HOST, BENCH_USAGE_PORT, BENCH_USAGE_UNIX, NULL};
+static const ex_usage usage = {"[--host H] [--port P | --unix PATH]", flags};
+
 int main(int argc, char **argv) {
+  ex_help_if_asked(argc, argv, &usage);
   bench_addr a = {0};
-  for (int i = 1; i < argc; i++) {
-    int rc = bench_addr_flag(&a, argc, argv, &i);
-    if (rc == 0) fprintf(stderr, "usage: uv_echo [--host H] [--port P | --unix PATH]\n");
-    if (rc <= 0) return 2;
-  }
+  for (int i = 1; i < argc; i++)
+    if (bench_addr_flag(&a, argc, argv, &i) <= 0) ex_usage_exit(&usage, 2);
   is_unix = a.unix_path != NULL;
   uv_loop_t *loop = uv_default_loop();
   static stream srv;
