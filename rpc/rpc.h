@@ -11,7 +11,8 @@
  * connections to the workers round-robin.
  *
  * CLIENT. rpc_channel connects to one or more endpoints (a list, or a DNS name) and spreads
- * calls over the ready connections (options.balancer); it reconnects with exponential backoff and jitter. THE CHANNEL OWNS
+ * calls over the ready connections (options.balancer); it reconnects with exponential backoff
+ * and jitter. THE CHANNEL OWNS
  * ONE THREAD that runs its gaio loop: every completion is produced there. Three ways to call:
  *   (a) generated stubs on rpc_channel_service(): the closure runs on the channel thread with
  *       the reply, or NULL on failure (rpc_last_status() tells why);
