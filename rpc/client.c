@@ -13,7 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rpc/balancer.h"
 #include "rpc/internal.h"
+#include "rpc/resolver.h"
+#include "rpc/retry.h"
 #include "rpc/rpc.h"
 #include "rpc/transport.h"
 #include "rpc/stats.h"
@@ -28,7 +31,9 @@ enum {
 };
 enum { MODE_CLOSURE, MODE_CQ, MODE_SYNC };
 enum { ITEM_SUBMIT = 1, ITEM_CANCEL = 2, ITEM_CLOSE = 3, ITEM_NEXT_WIRE = 4 };
-enum { TIMER_BACKOFF = 2, TIMER_KEEPALIVE = 3 }; /* a call's deadline timer has an id as ctx */
+enum { TIMER_BACKOFF = 2, TIMER_KEEPALIVE = 3, TIMER_RESOLVE = 4, TIMER_EJECT = 5, TIMER_RETRY = 6 };
+/* (a call's deadline timer has an id as ctx) */
+enum { QUEUED_WAIT = 1, QUEUED_RETRY = 2 }; /* which list a call is on (ccall.queued) */
 
 typedef struct cconn cconn;
 typedef struct ccall ccall;
@@ -56,6 +61,13 @@ typedef struct endpoint {
   rpc__counter calls[RPC_STATUS_CODES];
   rpc__hist latency;
   char last_error[RPC_MAX_ERROR_MESSAGE];
+  int removed;   /* dropped by DNS (or a slot never used): takes no call, connects no more */
+  unsigned weight;   /* SRV weight, >= 1 */
+  int unavail;       /* UNAVAILABLE answers in a row */
+  int ejected;       /* out of the rotation until a PING is answered (ejection) */
+  unsigned ejections; /* ejections in a row (the ejection time doubles) */
+  uint32_t probe;    /* the token of the PING that brings it back; 0: none out */
+  rpc__timer eject;  /* the end of the ejection */
 } endpoint;
 
 struct cconn {
@@ -95,7 +107,10 @@ struct ccall {
   rpc__item item;
   int timed; /* a deadline timer is set: its ctx is RPC__TIMER_ID(id) */
   ccall *qprev, *qnext; /* waiting queue, or the completion queue's list */
-  int queued;
+  int queued;          /* QUEUED_*: on the waiting or the retry list */
+  int idempotent;      /* its method is named idempotent: retried on UNAVAILABLE */
+  unsigned attempts;   /* sent (or tried) this many times */
+  uint64_t retry_at;   /* on the retry list: when to try again */
   uint64_t id;
   uint64_t deadline;
   uint32_t method_id;
@@ -144,9 +159,24 @@ struct rpc_cq {
 
 struct rpc_channel {
   rpc_channel_options opts;
-  endpoint *eps;
-  unsigned neps;
-  unsigned rr;
+  endpoint *eps;   /* static targets: neps of them; dns: RPC_MAX_ENDPOINTS slots */
+  unsigned neps;   /* slots in use (dns: the highest used + 1; some may be removed) */
+  rpc__balancer lb;
+  rpc__retry retry;
+  ccall *rq_head, *rq_tail; /* calls waiting to be retried */
+  rpc__timer retry_timer;
+  uint64_t retry_timer_at;
+  rpc__dns *dns;   /* dns: targets; NULL for static ones */
+  const void *dns_tls; /* dns: targets with the channel's TLS options: every endpoint TLS */
+  rpc__timer resolve_timer;
+  uint64_t resolve_at, resolved_at; /* the resolve timer's time; the last resolution's start */
+  int resolving;   /* a resolution is running (stepped by the resolve timer) */
+  int resolved_once; /* the first resolution has ended (calls wait for it) */
+  struct {
+    atomic_uint_fast64_t resolutions, resolve_failures, retries, retries_refused, ejections;
+    atomic_uint endpoints;
+  } stats;         /* read by rpc__channel_stats() from any thread */
+  char dns_error[160]; /* why the last resolution failed: "DNS: ..."; "" when it did not */
   gaio_watcher *w;
   pthread_t th;
   int started;
@@ -215,6 +245,9 @@ static void ep_set_error(endpoint *ep, const char *text) {
 /* Why calls fail when no endpoint can take them: the last failure, which names its endpoint,
  * or a generic text before any failure. Channel thread. */
 static const char *unreachable_why(const rpc_channel *ch) {
+  /* With no endpoint (dns: targets), a failed resolution is the reason. */
+  if (ch->dns_error[0] && (!ch->last_failed || atomic_load(&ch->stats.endpoints) == 0))
+    return ch->dns_error;
   return ch->last_failed && ch->last_failed->last_error[0] ? ch->last_failed->last_error
                                                            : "no endpoint is reachable";
 }
@@ -232,10 +265,12 @@ static void call_free(ccall *call) {
 
 static void wq_unlink(rpc_channel *ch, ccall *call) {
   if (!call->queued) return;
+  ccall **head = call->queued == QUEUED_RETRY ? &ch->rq_head : &ch->wq_head;
+  ccall **tail = call->queued == QUEUED_RETRY ? &ch->rq_tail : &ch->wq_tail;
   if (call->qprev) call->qprev->qnext = call->qnext;
-  else ch->wq_head = call->qnext;
+  else *head = call->qnext;
   if (call->qnext) call->qnext->qprev = call->qprev;
-  else ch->wq_tail = call->qprev;
+  else *tail = call->qprev;
   call->qprev = call->qnext = NULL;
   call->queued = 0;
 }
@@ -246,8 +281,10 @@ static void wq_push(rpc_channel *ch, ccall *call) {
   if (ch->wq_tail) ch->wq_tail->qnext = call;
   else ch->wq_head = call;
   ch->wq_tail = call;
-  call->queued = 1;
+  call->queued = QUEUED_WAIT;
 }
+
+static int retry_later(rpc_channel *ch, ccall *call);
 
 static void deliver(ccall *call) {
   if (call->mode == MODE_CLOSURE) {
@@ -282,6 +319,7 @@ static void deliver(ccall *call) {
  * passed with status OK only. Channel thread. */
 static void complete(rpc_channel *ch, ccall *call, int status, const char *msg, size_t len,
                      ProtobufCMessage *reply) {
+  if (status == RPC_STATUS_UNAVAILABLE && retry_later(ch, call)) return;
   if (call->timed) {
     /* Cancelled, its result is ignored; fired already, its result finds no call by id. */
     gaio_timer_cancel(ch->w, RPC__TIMER_ID(call->id));
@@ -365,22 +403,43 @@ static void send_cancel(cconn *c, uint32_t wire) {
   send_frame(c, rpc__wbuf_frame(&f, NULL, 0));
 }
 
+static int ep_ready(const endpoint *ep) {
+  return !ep->removed && ep->state == EP_READY && ep->conn && !ep->conn->draining &&
+         !ep->conn->freed && ep->conn->qbytes < RPC_CHANNEL_MAX_WRITE_BYTES_PER_CONN;
+}
+
+static int lb_usable(const void *arg, unsigned i) {
+  const endpoint *ep = &((const rpc_channel *)arg)->eps[i];
+  return ep_ready(ep) && !ep->ejected;
+}
+static int lb_usable_ejected(const void *arg, unsigned i) { /* when all are ejected */
+  return ep_ready(&((const rpc_channel *)arg)->eps[i]);
+}
+static unsigned lb_load(const void *arg, unsigned i) {
+  return (unsigned)((const rpc_channel *)arg)->eps[i].conn->calls.n;
+}
+static unsigned lb_weight(const void *arg, unsigned i) {
+  return ((const rpc_channel *)arg)->eps[i].weight;
+}
+
+/* The balancer's choice among the ready endpoints that are not ejected; if every ready one is
+ * ejected, among those (better a suspect endpoint than none). */
 static cconn *pick_conn(rpc_channel *ch) {
-  for (unsigned k = 0; k < ch->neps; k++) {
-    unsigned i = (ch->rr + k) % ch->neps;
-    endpoint *ep = &ch->eps[i];
-    if (ep->state == EP_READY && ep->conn && !ep->conn->draining &&
-        ep->conn->qbytes < RPC_CHANNEL_MAX_WRITE_BYTES_PER_CONN) {
-      ch->rr = i + 1;
-      return ep->conn;
-    }
+  rpc__lb_view v = {ch->neps, lb_usable, lb_load, lb_weight, ch};
+  int i = rpc__balancer_pick(&ch->lb, &v);
+  if (i < 0) {
+    v.usable = lb_usable_ejected;
+    i = rpc__balancer_pick(&ch->lb, &v);
   }
-  return NULL;
+  return i < 0 ? NULL : ch->eps[i].conn;
 }
 
 static int any_connecting(const rpc_channel *ch) {
+  if (ch->dns && !ch->resolved_once) return 1; /* the first list is on its way */
   for (unsigned i = 0; i < ch->neps; i++)
-    if (ch->eps[i].state == EP_CONNECTING || ch->eps[i].state == EP_READY) return 1;
+    if (!ch->eps[i].removed &&
+        (ch->eps[i].state == EP_CONNECTING || ch->eps[i].state == EP_READY))
+      return 1;
   return 0;
 }
 
@@ -433,7 +492,16 @@ static void send_call(cconn *c, ccall *call) {
     f.timeout_us = us == 0 ? 1 : us > UINT32_MAX ? 0 : (uint32_t)us;
   }
   rpc__wbuf *b = call->req;
-  call->req = NULL;
+  if (call->idempotent) { /* keep the request for a retry: send a copy */
+    b = rpc__wbuf_new(call->req->len - RPC_FRAME_HEADER_SIZE);
+    if (b) memcpy(b->data, call->req->data, call->req->len);
+  } else {
+    call->req = NULL;
+  }
+  if (!b) {
+    complete_str(c->ch, call, RPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    return;
+  }
   f.body_len = (uint32_t)(b->len - RPC_FRAME_HEADER_SIZE);
   rpc_frame_encode(&f, b->data);
   send_frame(c, b);
@@ -454,7 +522,8 @@ static void dispatch(rpc_channel *ch, ccall *call) {
   cconn *c = ch->wq_head ? NULL : pick_conn(ch);
   if (!c)
     for (unsigned i = 0; i < ch->neps && !ch->closing; i++)
-      if (ch->eps[i].state == EP_IDLE && !ch->eps[i].conn) ep_connect(&ch->eps[i]);
+      if (ch->eps[i].state == EP_IDLE && !ch->eps[i].conn && !ch->eps[i].removed)
+        ep_connect(&ch->eps[i]);
   if (c) {
     send_call(c, call);
   } else if (call->wait_for_ready || any_connecting(ch)) {
@@ -482,10 +551,13 @@ static uint64_t rnd(rpc_channel *ch) {
   return ch->rng;
 }
 
+static void resolve_soon(rpc_channel *ch);
+
 /* The attempt of ep failed (its step and error in fail_op, fail_error): wait before the next,
  * and say so: "127.0.0.1:7000: connect: Connection refused; retrying in 0.8 s". */
 static void ep_backoff(endpoint *ep) {
   rpc_channel *ch = ep->ch;
+  resolve_soon(ch);
   ep->conn = NULL;
   ep_state(ep, EP_BACKOFF);
   rpc__count(&ep->connect_failures, 1);
@@ -519,6 +591,7 @@ static void ep_backoff(endpoint *ep) {
 /* The endpoint lost its connection: reconnect at once if it had been working, else back off. */
 static void ep_lost(endpoint *ep, int was_ready) {
   ep->conn = NULL;
+  resolve_soon(ep->ch);
   if (was_ready && !ep->ch->closing) {
     ep->failures = 0;
     ep_connect(ep);
@@ -728,8 +801,11 @@ static int take_trailers(rpc_channel *ch, ccall *call, const uint8_t **body, siz
   return 0;
 }
 
+static void ep_answered(endpoint *ep, int status);
+
 static void on_response(cconn *c, const rpc_frame *f, int oversize) {
   rpc_channel *ch = c->ch;
+  if (c->ep) ep_answered(c->ep, oversize ? RPC_STATUS_OK : f->status);
   ccall *call = rpc__container_of(rpc__idmap_del(&c->calls, f->request_id), ccall, wnode);
   call->conn = NULL;
   const uint8_t *body = f->body;
@@ -779,6 +855,8 @@ static void on_goaway(cconn *c, uint32_t last) {
   }
 }
 
+static void ep_probed(endpoint *ep);
+
 /* rpc__frame_fn for a client connection. */
 static int on_frame(void *owner, const rpc_frame *f, int oversize) {
   cconn *c = owner;
@@ -793,6 +871,7 @@ static int on_frame(void *owner, const rpc_frame *f, int oversize) {
        * is a broken server. */
       return issued(c, f->request_id) ? 0 : -EPROTO;
     case RPC_TYPE_PONG:
+      if (c->ep && c->ep->probe && f->request_id == c->ep->probe) ep_probed(c->ep);
       return oversize ? -EPROTO : 0;
     case RPC_TYPE_GOAWAY:
       /* An oversize reason is skipped by rpc__rbuf_consume(); the GOAWAY itself still counts
@@ -903,6 +982,7 @@ static void on_submit(rpc_channel *ch, ccall *call) {
     }
     call->timed = 1;
   }
+  rpc__retry_deposit(&ch->retry);
   dispatch(ch, call);
 }
 
@@ -1001,6 +1081,8 @@ static void on_keepalive(cconn *c, uint64_t now) {
   if (keepalive_arm(c, now) == 0) send_frame(c, rpc__wbuf_frame(&f, NULL, 0));
 }
 
+static void on_timer2(rpc_channel *ch, rpc__timer *t, const gaio_result *r);
+
 static void on_timer(rpc_channel *ch, const gaio_result *r) {
   if (rpc__timer_is_id(r->ctx)) { /* a call's deadline, if the call is still there */
     rpc__idnode *n = r->error ? NULL : rpc__idmap_get(&ch->calls, rpc__timer_id(r->ctx));
@@ -1015,10 +1097,11 @@ static void on_timer(rpc_channel *ch, const gaio_result *r) {
     cconn *c = rpc__container_of(t, cconn, keepalive);
     if (rpc__timer_fired(t, r) && !c->freed) on_keepalive(c, gaio_now());
     conn_release(c); /* the timer's hold */
-  } else {
-    assert(t->kind == TIMER_BACKOFF);
+  } else if (t->kind == TIMER_BACKOFF) {
     endpoint *ep = rpc__container_of(t, endpoint, backoff);
-    if (rpc__timer_fired(t, r) && !ch->closing) ep_connect(ep);
+    if (rpc__timer_fired(t, r) && !ch->closing && !ep->removed) ep_connect(ep);
+  } else {
+    on_timer2(ch, t, r);
   }
 }
 
@@ -1040,10 +1123,13 @@ static void close_all(rpc_channel *ch) {
     for (int i = 0; i < k; i++) on_result(ch, &res[i]);
 }
 
+static void resolve_tick(rpc_channel *ch);
+
 static void *chan_main(void *arg) {
   rpc_channel *ch = arg;
   gaio_result res[RESULTS_PER_WAIT];
   for (unsigned i = 0; i < ch->neps; i++) ep_connect(&ch->eps[i]);
+  if (ch->dns) resolve_tick(ch);
   while (!ch->closing) {
     int n = gaio_wait(ch->w, res, RESULTS_PER_WAIT, -1);
     if (n < 0) break;
@@ -1052,6 +1138,302 @@ static void *chan_main(void *arg) {
   ch->closing = 1;
   close_all(ch);
   return NULL;
+}
+
+/* ---- Discovery: the endpoint set of dns: targets ------------------------------------------ */
+
+static int same_addr(const endpoint *ep, const rpc__resolved *a) {
+  return ep->addr_len == a->addr_len && memcmp(&ep->addr, &a->addr, a->addr_len) == 0;
+}
+
+/* ep leaves the set: it takes no new call; its connection finishes the calls in flight and
+ * closes after the last (conn_drained), or at once when it has none. */
+static void ep_remove(endpoint *ep) {
+  rpc_channel *ch = ep->ch;
+  ep->removed = 1;
+  ep->ejected = 0;
+  ep->probe = 0;
+  rpc__timer_disarm(ch->w, &ep->backoff);
+  rpc__timer_disarm(ch->w, &ep->eject);
+  cconn *c = ep->conn;
+  ep->conn = NULL;
+  ep->state = EP_IDLE;
+  if (c) {
+    c->ep = NULL;
+    c->draining = 1;
+    if (conn_drained(c)) conn_fail(c, "endpoint removed by DNS");
+  }
+}
+
+/* A free slot: never used, or removed with no timer result still to come. */
+static endpoint *ep_slot(rpc_channel *ch) {
+  for (unsigned i = 0; i < ch->neps; i++) {
+    endpoint *ep = &ch->eps[i];
+    if (ep->removed && !ep->conn && ep->backoff.pending == 0 && ep->eject.pending == 0) return ep;
+  }
+  return ch->neps < RPC_MAX_ENDPOINTS ? &ch->eps[ch->neps++] : NULL;
+}
+
+static void ep_add(rpc_channel *ch, const rpc__resolved *a) {
+  endpoint *ep = ep_slot(ch);
+  if (!ep) return; /* cannot happen: a resolution has at most RPC_MAX_ENDPOINTS addresses */
+  char *host = ep->host;
+  memset(ep, 0, sizeof *ep);
+  ep->host = host; /* kept from an earlier use of the slot: the same name */
+  ep->ch = ch;
+  memcpy(&ep->addr, &a->addr, a->addr_len);
+  ep->addr_len = a->addr_len;
+  rpc__addr_text(&ep->addr, ep->addr_len, ep->name, sizeof ep->name);
+  ep->weight = a->weight;
+  rpc__timer_init(&ep->backoff, TIMER_BACKOFF);
+  rpc__timer_init(&ep->eject, TIMER_EJECT);
+  if (ch->dns_tls) {
+    if (!ep->host) ep->host = rpc__msgdup(rpc__dns_name(ch->dns), strlen(rpc__dns_name(ch->dns)));
+    ep->tls = 1;
+  }
+  if (ch->dns_tls && !ep->host) { /* no memory for the name: not a TLS endpoint without it */
+    ep->removed = 1;
+    return;
+  }
+  ep_connect(ep);
+}
+
+/* A resolution gave list: connect the new addresses, drain the ones gone. */
+static void apply_list(rpc_channel *ch, const rpc__resolved *list, unsigned n) {
+  for (unsigned i = 0; i < ch->neps; i++) {
+    endpoint *ep = &ch->eps[i];
+    unsigned k = 0;
+    while (k < n && !same_addr(ep, &list[k])) k++;
+    if (ep->removed) continue;
+    if (k == n) ep_remove(ep);
+    else ep->weight = list[k].weight;
+  }
+  unsigned live = 0;
+  for (unsigned k = 0; k < n; k++) {
+    unsigned i = 0;
+    while (i < ch->neps && (ch->eps[i].removed || !same_addr(&ch->eps[i], &list[k]))) i++;
+    if (i == ch->neps) ep_add(ch, &list[k]);
+  }
+  for (unsigned i = 0; i < ch->neps; i++) live += !ch->eps[i].removed;
+  atomic_store(&ch->stats.endpoints, live);
+  flush_waiting(ch);
+}
+
+/* When the next resolution starts: the interval, shortened by the records' TTL (to no less
+ * than RPC_DNS_MIN_TTL_MS). */
+static uint64_t next_resolution(const rpc_channel *ch, uint32_t ttl_s, uint64_t now) {
+  uint64_t ms = (uint64_t)ch->opts.resolve_interval_ms;
+  if (ttl_s != UINT32_MAX) {
+    uint64_t ttl_ms = (uint64_t)ttl_s * 1000u;
+    if (ttl_ms < RPC_DNS_MIN_TTL_MS) ttl_ms = RPC_DNS_MIN_TTL_MS;
+    if (ttl_ms < ms) ms = ttl_ms;
+  }
+  return now + ms * 1000000u;
+}
+
+static void resolve_arm(rpc_channel *ch, uint64_t at) {
+  if (rpc__timer_arm(ch->w, &ch->resolve_timer, at) < 0) {
+    /* No gaio request to spare: the next endpoint failure asks again (resolve_soon). */
+    snprintf(ch->dns_error, sizeof ch->dns_error, "DNS: no timer for the next resolution");
+    return;
+  }
+  ch->resolve_at = at;
+}
+
+/* A resolution ended: apply its list, or keep the last good one. */
+static void resolution_done(rpc_channel *ch, uint64_t now) {
+  const rpc__resolved *list;
+  uint32_t ttl;
+  const char *err;
+  unsigned n = rpc__dns_result(ch->dns, &list, &ttl, &err);
+  ch->resolving = 0;
+  ch->resolved_once = 1;
+  atomic_fetch_add(&ch->stats.resolutions, 1);
+  if (n > 0) {
+    ch->dns_error[0] = '\0';
+    apply_list(ch, list, n);
+  } else {
+    /* The last list stays; the error is kept for calls that find no endpoint. */
+    atomic_fetch_add(&ch->stats.resolve_failures, 1);
+    snprintf(ch->dns_error, sizeof ch->dns_error, "DNS: %s", err);
+    rpc__log(&ch->log, RPC_LOG_WARN, "%s: %s; keeping the last list of endpoints",
+             rpc__dns_name(ch->dns), ch->dns_error);
+    fail_waiting_if_hopeless(ch);
+  }
+  resolve_arm(ch, next_resolution(ch, ttl, now));
+}
+
+/* The resolve timer: start a resolution, or step the running one (resolver.h). */
+static void resolve_tick(rpc_channel *ch) {
+  uint64_t now = gaio_now();
+  if (!ch->resolving) {
+    ch->resolving = 1;
+    ch->resolved_at = now;
+    rpc__dns_start(ch->dns);
+  }
+  if (rpc__dns_step(ch->dns)) resolve_arm(ch, now + RPC__DNS_STEP_MS * 1000000u);
+  else resolution_done(ch, now);
+}
+
+/* An endpoint failed: resolve again now, or RPC_DNS_MIN_RERESOLVE_MS after the last start. */
+static void resolve_soon(rpc_channel *ch) {
+  if (!ch->dns || ch->resolving || ch->closing) return;
+  uint64_t now = gaio_now();
+  uint64_t at = ch->resolved_at + (uint64_t)RPC_DNS_MIN_RERESOLVE_MS * 1000000u;
+  if (at < now) at = now;
+  if (ch->resolve_timer.armed && ch->resolve_at <= at) return;
+  resolve_arm(ch, at);
+}
+
+static int dns_target(rpc_channel *ch, const char *target) {
+  ch->eps = gaio__calloc(RPC_MAX_ENDPOINTS, sizeof *ch->eps);
+  if (!ch->eps) return -ENOMEM;
+  rpc__timer_init(&ch->resolve_timer, TIMER_RESOLVE);
+  return rpc__dns_new(&ch->dns, target + strlen(RPC__DNS_SCHEME), ch->opts.resolver);
+}
+
+/* ---- Health: outlier ejection -------------------------------------------------------------- */
+
+/* Answers of ep: eject_failures UNAVAILABLE in a row take it out of the rotation. */
+static void ep_answered(endpoint *ep, int status) {
+  rpc_channel *ch = ep->ch;
+  if (status != RPC_STATUS_UNAVAILABLE) {
+    ep->unavail = 0;
+    if (!ep->ejected) ep->ejections = 0;
+    return;
+  }
+  if (ch->opts.eject_failures < 0 || ep->ejected || ++ep->unavail < ch->opts.eject_failures)
+    return;
+  uint64_t ms = (uint64_t)ch->opts.eject_ms;
+  for (unsigned i = 0; i < ep->ejections && ms < RPC_MAX_EJECT_MS; i++) ms *= 2;
+  if (ms > RPC_MAX_EJECT_MS) ms = RPC_MAX_EJECT_MS;
+  if (rpc__timer_arm(ch->w, &ep->eject, gaio_now() + ms * 1000000u) < 0) return; /* stays in */
+  ep->ejected = 1;
+  ep->unavail = 0;
+  ep->ejections++;
+  atomic_fetch_add(&ch->stats.ejections, 1);
+}
+
+/* The ejection time is over: PING the endpoint; its PONG brings it back (ep_probed). Without a
+ * ready connection, it comes back at once: connecting again is its probe. Re-armed, so that an
+ * unanswered PING is sent again. */
+static void ep_eject_over(endpoint *ep) {
+  rpc_channel *ch = ep->ch;
+  cconn *c = ep->conn;
+  if (ep->removed || !ep->ejected) return;
+  if (ep->state != EP_READY || !c || c->freed || c->draining) {
+    ep->ejected = 0;
+    ep->probe = 0;
+    return;
+  }
+  rpc_frame f = {0};
+  f.type = RPC_TYPE_PING;
+  f.request_id = ep->probe = ++c->ping_token;
+  if (rpc__timer_arm(ch->w, &ep->eject, gaio_now() + (uint64_t)ch->opts.eject_ms * 1000000u) < 0) {
+    ep->ejected = 0; /* no timer to try again: back in rather than out for good */
+    ep->probe = 0;
+  }
+  send_frame(c, rpc__wbuf_frame(&f, NULL, 0));
+}
+
+static void ep_probed(endpoint *ep) {
+  ep->ejected = 0;
+  ep->probe = 0;
+  rpc__timer_disarm(ep->ch->w, &ep->eject);
+  flush_waiting(ep->ch);
+}
+
+/* ---- Retries ----------------------------------------------------------------------------- */
+
+static void retry_arm(rpc_channel *ch, uint64_t at) {
+  if (ch->retry_timer.armed && ch->retry_timer_at <= at) return;
+  if (rpc__timer_arm(ch->w, &ch->retry_timer, at) == 0) ch->retry_timer_at = at;
+}
+
+/* An idempotent call failed UNAVAILABLE: retry it after a backoff if its deadline, its
+ * attempts and the budget allow. Returns 1 (it is on the retry list) or 0 (complete it). */
+static int retry_later(rpc_channel *ch, ccall *call) {
+  if (!call->idempotent || ch->closing || call->attempts >= ch->retry.max_attempts) return 0;
+  uint64_t now = gaio_now();
+  uint64_t at = now + rpc__retry_delay_ns(call->attempts, rnd(ch));
+  if (call->deadline && at >= call->deadline) return 0;
+  if (!rpc__retry_withdraw(&ch->retry, now)) {
+    atomic_fetch_add(&ch->stats.retries_refused, 1);
+    return 0;
+  }
+  atomic_fetch_add(&ch->stats.retries, 1);
+  if (call->conn) {
+    rpc__idmap_del(&call->conn->calls, call->wnode.key);
+    call->conn = NULL;
+  }
+  wq_unlink(ch, call);
+  call->attempts++;
+  call->retry_at = at;
+  call->qnext = NULL;
+  call->qprev = ch->rq_tail;
+  if (ch->rq_tail) ch->rq_tail->qnext = call;
+  else ch->rq_head = call;
+  ch->rq_tail = call;
+  call->queued = QUEUED_RETRY;
+  retry_arm(ch, at);
+  if (!ch->retry_timer.armed) { /* no timer: try at once rather than never */
+    wq_unlink(ch, call);
+    dispatch(ch, call);
+  }
+  return 1;
+}
+
+/* The retry timer: the calls due go out again; the timer is set for the next one. */
+static void retry_due(rpc_channel *ch) {
+  uint64_t now = gaio_now(), next = 0;
+  for (ccall *call = ch->rq_head, *nx; call; call = nx) {
+    nx = call->qnext;
+    if (call->retry_at > now) {
+      if (!next || call->retry_at < next) next = call->retry_at;
+      continue;
+    }
+    wq_unlink(ch, call);
+    dispatch(ch, call);
+  }
+  for (ccall *call = ch->rq_head; call; call = call->qnext) /* dispatch may have added some */
+    if (!next || call->retry_at < next) next = call->retry_at;
+  if (next) retry_arm(ch, next);
+}
+
+/* The timers of discovery, ejection and retries. */
+static void on_timer2(rpc_channel *ch, rpc__timer *t, const gaio_result *r) {
+  int fired = rpc__timer_fired(t, r) && !ch->closing;
+  if (t->kind == TIMER_RESOLVE) {
+    if (fired) resolve_tick(ch);
+  } else if (t->kind == TIMER_EJECT) {
+    if (fired) ep_eject_over(rpc__container_of(t, endpoint, eject));
+  } else {
+    assert(t->kind == TIMER_RETRY);
+    if (fired) retry_due(ch);
+  }
+}
+
+/* The balancer and the retry policy from the options. */
+static int channel_policies(rpc_channel *ch) {
+  const rpc_channel_options *o = &ch->opts;
+  rpc__timer_init(&ch->retry_timer, TIMER_RETRY);
+  int rc = rpc__balancer_init(&ch->lb, o->balancer, ch->rng);
+  if (rc == 0)
+    rc = rpc__retry_init(&ch->retry, o->idempotent_methods, o->idempotent_count,
+                         o->retry_max_attempts, gaio_now());
+  ch->opts.idempotent_methods = NULL; /* copied as ids */
+  return rc;
+}
+
+int rpc__channel_stats(rpc_channel *ch, rpc__chan_stats *out) {
+  if (!ch || !out) return -EINVAL;
+  out->resolutions = atomic_load(&ch->stats.resolutions);
+  out->resolve_failures = atomic_load(&ch->stats.resolve_failures);
+  out->retries = atomic_load(&ch->stats.retries);
+  out->retries_refused = atomic_load(&ch->stats.retries_refused);
+  out->ejections = atomic_load(&ch->stats.ejections);
+  out->endpoints = atomic_load(&ch->stats.endpoints);
+  return 0;
 }
 
 /* ---- Public API: channel ----------------------------------------------------------------- */
@@ -1071,7 +1453,10 @@ static int endpoint_host(endpoint *ep, const char *s, size_t len) {
   return ep->host ? 0 : -ENOMEM;
 }
 
+static int dns_target(rpc_channel *ch, const char *target);
+
 static int parse_target(rpc_channel *ch, const char *target) {
+  if (strncmp(target, RPC__DNS_SCHEME, strlen(RPC__DNS_SCHEME)) == 0) return dns_target(ch, target);
   unsigned n = 1;
   for (const char *p = target; *p; p++) n += *p == ',';
   if (n > RPC_MAX_ENDPOINTS) return -EINVAL;
@@ -1096,10 +1481,13 @@ static int parse_target(rpc_channel *ch, const char *target) {
       if (rc < 0) return rc;
     }
     ep->ch = ch;
+    ep->weight = 1;
     rpc__timer_init(&ep->backoff, TIMER_BACKOFF);
+    rpc__timer_init(&ep->eject, TIMER_EJECT);
     ch->neps++;
     p = e ? e + 1 : p + len;
   }
+  atomic_store(&ch->stats.endpoints, ch->neps);
   return 0;
 }
 
@@ -1113,6 +1501,11 @@ static int check_options(rpc_channel_options *o) {
   if (o->max_metadata_entries == 0) o->max_metadata_entries = RPC_DEFAULT_MAX_METADATA_ENTRIES;
   if (o->metadata_count > RPC_MAX_CHANNEL_METADATA || o->interceptor_count > RPC_MAX_INTERCEPTORS ||
       (o->metadata_count && !o->metadata) || (o->interceptor_count && !o->interceptors))
+    return -EINVAL;
+  if (o->resolve_interval_ms == 0) o->resolve_interval_ms = RPC_DEFAULT_RESOLVE_INTERVAL_MS;
+  if (o->eject_failures == 0) o->eject_failures = RPC_DEFAULT_EJECT_FAILURES;
+  if (o->eject_ms == 0) o->eject_ms = RPC_DEFAULT_EJECT_MS;
+  if (o->resolve_interval_ms < 0 || o->eject_ms < 0 || o->eject_ms > RPC_MAX_EJECT_MS)
     return -EINVAL;
   if (o->max_body > RPC_MAX_BODY_HARD || o->default_timeout_ms < 0 || o->connect_timeout_ms < 0 ||
       o->keepalive_ms < 0 || o->log_level < 0 || o->log_level > RPC_LOG_DEBUG ||
@@ -1147,6 +1540,8 @@ static int copy_call_defaults(rpc_channel *ch) {
 static int tls_settings(rpc_channel *ch) {
   const rpc_tls_client_options *o = ch->opts.tls;
   ch->opts.tls = NULL;
+  if (ch->dns && o) ch->dns_tls = o; /* a flag from here on: the options are not kept */
+  if (ch->dns && o) return rpc__tls_client_ctx(&ch->tls, o);
   for (unsigned i = 0; i < ch->neps; i++)
     if (ch->eps[i].tls) return rpc__tls_client_ctx(&ch->tls, o);
   return 0;
@@ -1167,9 +1562,12 @@ static void chan_free(rpc_channel *ch) {
   for (unsigned i = 0; ch->eps && i < ch->neps; i++) free(ch->eps[i].host);
   pthread_mutex_destroy(&ch->stats_mu);
   free(ch->eps);
+  rpc__dns_free(ch->dns);
   rpc__tls_ctx_free(ch->tls);
   free(ch);
 }
+
+static int channel_policies(rpc_channel *ch);
 
 int rpc_channel_create(rpc_channel **out, const char *target, const rpc_channel_options *opts) {
   *out = NULL;
@@ -1184,6 +1582,7 @@ int rpc_channel_create(rpc_channel **out, const char *target, const rpc_channel_
   ch->rng = gaio_now() ^ (uint64_t)(uintptr_t)ch ^ 0x9E3779B97F4A7C15ull;
   int rc = check_options(&ch->opts);
   rpc__logger_init(&ch->log, ch->opts.log, ch->opts.log_arg, ch->opts.log_level);
+  if (rc == 0) rc = channel_policies(ch);
   if (rc == 0) rc = copy_call_defaults(ch);
   if (rc == 0) rc = parse_target(ch, target);
   if (rc == 0) rc = tls_settings(ch);
@@ -1328,6 +1727,8 @@ static int make_call(rpc_channel *ch, const rpc_method *m, req_body *req,
   call->item.kind = ITEM_SUBMIT;
   call->id = atomic_fetch_add(&ch->next_id, 1);
   call->method_id = m->id;
+  call->idempotent = rpc__retry_idempotent(&ch->retry, m->id) && ch->retry.max_attempts > 1;
+  call->attempts = 1;
   call->out = m->output;
   call->submitted = gaio_now();
   int ms = o->timeout_ms == 0 ? ch->opts.default_timeout_ms : o->timeout_ms;

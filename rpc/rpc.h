@@ -10,8 +10,9 @@
  * with a status. Each worker thread runs one gaio watcher; worker 0 also accepts and hands
  * connections to the workers round-robin.
  *
- * CLIENT. rpc_channel connects to one or more endpoints and spreads calls round-robin over
- * the ready connections; it reconnects with exponential backoff and jitter. THE CHANNEL OWNS
+ * CLIENT. rpc_channel connects to one or more endpoints (a list, or a DNS name) and spreads
+ * calls over the ready connections (options.balancer); it reconnects with exponential backoff
+ * and jitter. THE CHANNEL OWNS
  * ONE THREAD that runs its gaio loop: every completion is produced there. Three ways to call:
  *   (a) generated stubs on rpc_channel_service(): the closure runs on the channel thread with
  *       the reply, or NULL on failure (rpc_last_status() tells why);
@@ -90,6 +91,27 @@ extern "C" {
 #define RPC_DEFAULT_MAX_PENDING_CALLS 65536u   /* client: calls accepted by a channel and not
                                                   yet completed; more: -ENOBUFS at submit */
 #define RPC_MAX_INTERCEPTORS 8u                /* interceptors per server or channel */
+/* Client, many endpoints (issue 15): discovery, balancing, ejection, retries. */
+#define RPC_DEFAULT_RESOLVE_INTERVAL_MS 30000  /* client: dns: targets re-resolve this often */
+#define RPC_DNS_MIN_TTL_MS 1000                /* client: a record's TTL shortens the interval
+                                                  to no less than this */
+#define RPC_DNS_MIN_RERESOLVE_MS 100           /* client: least time between two resolutions
+                                                  (a failing endpoint asks for one at once) */
+#define RPC_DEFAULT_EJECT_FAILURES 5           /* client: consecutive UNAVAILABLE answers that
+                                                  take an endpoint out of the rotation */
+#define RPC_DEFAULT_EJECT_MS 1000              /* client: first ejection; doubles per ejection
+                                                  in a row, up to RPC_MAX_EJECT_MS */
+#define RPC_MAX_EJECT_MS 30000
+#define RPC_MAX_IDEMPOTENT_METHODS 64u         /* client: methods named in the options */
+#define RPC_DEFAULT_RETRY_MAX_ATTEMPTS 3       /* client: attempts of an idempotent call */
+#define RPC_RETRY_MAX_ATTEMPTS_LIMIT 10        /* client: largest retry_max_attempts */
+#define RPC_RETRY_BACKOFF_INITIAL_MS 10.0      /* client: wait before the first retry; doubles
+                                                  per retry; jitter x[0.5, 1.5) */
+#define RPC_RETRY_BACKOFF_MAX_MS 1000.0
+#define RPC_RETRY_BUDGET_RATIO 0.1             /* client: retries earned per call made */
+#define RPC_RETRY_BUDGET_FLOOR 10.0            /* client: retries allowed whatever the traffic,
+                                                  refilled at this many per second */
+#define RPC_RETRY_BUDGET_CAP 100.0             /* client: retries that can be saved up */
 #define RPC_MAX_CHANNEL_METADATA 16u           /* client: headers set in the channel options */
 #define RPC_MAX_PROTO_FILES 256u              /* server: .proto files given for reflection */
 #define RPC_CQ_MAX_OUTSTANDING 65536u          /* client: calls submitted into one rpc_cq and
@@ -545,7 +567,35 @@ typedef struct rpc_channel_options {
                               connections lost, on the channel thread */
   void *log_arg;           /* given to log; the caller's, must outlive the channel */
   int log_level;           /* lines at this level or more severe; 0: RPC_LOG_INFO */
+  const char *resolver;    /* dns: targets: the DNS server, "ip:port" or "[ipv6]:port";
+                              NULL: the system's (/etc/hosts, then /etc/resolv.conf) */
+  int resolve_interval_ms; /* dns: targets: re-resolve this often; the records' smallest TTL
+                              shortens it (to no less than RPC_DNS_MIN_TTL_MS). Default
+                              RPC_DEFAULT_RESOLVE_INTERVAL_MS */
+  int balancer;            /* RPC_LB_*: which endpoint takes a call. Default RPC_LB_P2C */
+  int eject_failures;      /* consecutive UNAVAILABLE answers that eject an endpoint (its
+                              connection takes no call until a PING is answered after the
+                              ejection time); default RPC_DEFAULT_EJECT_FAILURES; < 0: never */
+  int eject_ms;            /* first ejection time, doubled per ejection in a row; default
+                              RPC_DEFAULT_EJECT_MS */
+  const char *const *idempotent_methods; /* "package.Service/Method" names (at most
+                              RPC_MAX_IDEMPOTENT_METHODS, copied as method ids): only their
+                              calls are retried, on UNAVAILABLE, within their deadline and the
+                              channel's retry budget (RPC_RETRY_BUDGET_*) */
+  size_t idempotent_count;
+  int retry_max_attempts;  /* attempts of an idempotent call, the first included; default
+                              RPC_DEFAULT_RETRY_MAX_ATTEMPTS, at most RPC_RETRY_MAX_ATTEMPTS_LIMIT;
+                              1: no retry */
 } rpc_channel_options;
+
+/* Balancing policies (rpc_channel_options.balancer). */
+enum {
+  RPC_LB_DEFAULT = 0,     /* RPC_LB_P2C */
+  RPC_LB_PICK_FIRST = 1,  /* every call to the first endpoint that works, in target order */
+  RPC_LB_ROUND_ROBIN = 2, /* the ready endpoints in turn (SRV weights: in proportion) */
+  RPC_LB_P2C = 3          /* least outstanding calls of two endpoints drawn at random (power
+                             of two choices; SRV weights: drawn in proportion) */
+};
 
 /* Options of one call. Zero in any field means the channel's default. */
 typedef struct rpc_call_options {
@@ -592,9 +642,17 @@ void rpc_trace_client_interceptor(rpc_client_interceptor *out);
 /* Open a channel to target: endpoints separated by commas, each "host:port", "tls:host:port"
  * or "unix:/path"
  * (at most RPC_MAX_ENDPOINTS; host names are resolved once, here, with getaddrinfo, which may
- * block). Each endpoint has one connection taking calls at a time: one that got a GOAWAY or
+ * block). Or a DNS name, resolved without blocking (c-ares) on the channel thread and again
+ * every resolve_interval_ms and whenever an endpoint fails:
+ *   "dns:///name:port"          every A and AAAA record of name, at port;
+ *   "dns:///_service._tcp.name" the SRV records of the lowest priority, weights honoured.
+ * (with options.tls, every endpoint is TLS and checked against name). New addresses are
+ * connected; removed ones take no new call and close once their calls are done; a failed or
+ * empty resolution keeps the last list. Until the first resolution ends, calls wait.
+ * Each endpoint has one connection taking calls at a time: one that got a GOAWAY or
  * used up its request ids (WIRE.md section 3) finishes its calls and closes while a new one
- * takes over. Calls go round-robin over the endpoints whose connection is ready. Starts the
+ * takes over. options.balancer picks the endpoint of each call among those whose connection
+ * is ready and that are not ejected. Starts the
  * channel thread and the first connection attempts; calls made before a connection is ready
  * wait for it. Returns 0 and stores the channel, or -EINVAL (bad target or option), -ENOENT
  * and -EBADMSG (TLS files, as rpc_server_create()), -ENOMEM,

@@ -775,6 +775,7 @@ TEST(RpcTcp, RoundRobinOverTwoServersAndFailover) {
   rpc_channel_options co = {};
   co.backoff_initial_ms = 5;
   co.backoff_max_ms = 50;
+  co.balancer = RPC_LB_ROUND_ROBIN;  // the default with several endpoints is p2c
   rpc_channel *ch = nullptr;
   ASSERT_EQ(0, rpc_channel_create(&ch, target.c_str(), &co));
   rpc_method m;

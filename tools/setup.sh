@@ -17,6 +17,7 @@ PKGS=(bazel-bootstrap bazel-rules-java bazel-platforms
       python3-protobuf  # runs rpc/protoc_gen_gaio_rpc.py, the typed-helper generator
       liburing-dev build-essential clang libclang-rt-14-dev
       libssl-dev openssl  # TLS in //rpc; the tests make their certificates with openssl
+      libc-ares-dev dnsmasq-base  # dns: targets in //rpc (c-ares); the tests' DNS server
       libuv1-dev   # the libuv baseline of tests/bench, built by `bazel test //...` too
       libprotobuf-dev libprotoc-dev  # //rpc/cli:gaiorpc: C++ protobuf runtime, .proto parser headers
       prometheus)  # promtool: tests/cli_test checks `gaiorpc stats --prometheus` with it
