@@ -102,15 +102,15 @@ static size_t answered(rpc_channel *ch, uint64_t *n, size_t max) {
   return k;
 }
 
-/* Wait until every endpoint of the channel is ready (and there is at least one). Returns 0, or
- * -ETIMEDOUT after READY_WAIT_MS. */
-static int wait_ready(rpc_channel *ch) {
+/* Wait until every endpoint of the channel is ready (and there is at least one; with pick_first,
+ * which uses one, until one is). Returns 0, or -ETIMEDOUT after READY_WAIT_MS. */
+static int wait_ready(rpc_channel *ch, int one) {
   for (long waited = 0; waited < READY_WAIT_MS * 1000L; waited += READY_POLL_US) {
     rpc_channel_stats st;
     if (rpc_channel_get_stats(ch, &st) == 0) {
       size_t ready = 0;
       for (size_t i = 0; i < st.nendpoints; i++) ready += st.endpoints[i].state == RPC_ENDPOINT_READY;
-      int all = st.nendpoints > 0 && ready == st.nendpoints;
+      int all = st.nendpoints > 0 && (one ? ready > 0 : ready == st.nendpoints);
       rpc_channel_stats_free(&st);
       if (all) return 0;
     }
@@ -223,7 +223,7 @@ int main(int argc, char **argv) {
   if (rc < 0) return fprintf(stderr, "rpc_lb_load: %s: %s\n", a.target, strerror(-rc)), 1;
   if ((rc = rpc_cq_create(&r.cq)) < 0) return fprintf(stderr, "rpc_lb_load: cq: %s\n", strerror(-rc)), 1;
   size_t neps = 0;
-  rc = wait_ready(r.ch);
+  rc = wait_ready(r.ch, a.balancer == RPC_LB_PICK_FIRST);
   if (rc == 0) rc = drive(&r, &a, before, after, &neps);
   rpc_channel_destroy(r.ch);
   rpc_cq_destroy(r.cq);
