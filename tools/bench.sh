@@ -12,6 +12,13 @@
 # connection per call (rpc_loadgen --handshakes) against `openssl s_time -new` on `openssl
 # s_server` (openssl), the reference; ratio rpc+tls / openssl. Certificates (a CA and a P-256
 # server certificate) are made with `openssl` in the run's temporary directory.
+# Balancing workloads (lb-*, issue 15): tests/bench/rpc_lb_load calls through an rpc_channel
+# (its balancer) to three rpc_echo_bench replicas on 127.0.0.1, .2 and .3. lb-slow: one replica
+# 5x slower (--delay-us 1000 against 200: calls served one at a time), p99 latency of p2c
+# (least outstanding of two random choices) against round_robin, ratio p2c / round_robin (goal
+# <= 0.5). lb-scale: calls/s with 3 replicas against 1 (3-replicas / 1-replica), servers without
+# delay (CPU-bound: 2 cores for the client and every server); lb-scale-d100: the same with
+# 100 us of service per call on every replica (capacity bound by the replicas, not the CPUs).
 #
 #   tools/bench.sh [--quick] [--reps N] [--duration S] [--warmup S] [--workloads a,b,..]
 #                  [--contestants a,b,..] [--rpc-contestants a,b,..] [--perf] [--no-setup]
@@ -21,7 +28,8 @@
 #   --reps N       repetitions per workload (default 3, at least 1; medians over them)
 #   --workloads    subset of: stream pingpong pinned burst idle maxconn rpc-1x1x64-pinned
 #                  rpc-16x16x64 rpc-16x16x64-md2 rpc-64x8x1024 rpc-1x64x16384
-#                  rpc-16x16x64-tls rpc-1x64x16384-tls tls-handshake (default: all;
+#                  rpc-16x16x64-tls rpc-1x64x16384-tls tls-handshake lb-slow lb-scale
+#                  lb-scale-d100 (default: all;
 #                  rpc-CxDxS is C connections x D calls in flight each x S-byte payloads; -mdN:
 #                  N headers on every call; -tls: over TLS)
 #   --contestants  echo workloads, subset of: epoll libuv gaio-epoll gaio-uring gaio-epoll-swap
@@ -42,7 +50,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 QUICK=0 REPS=3 DURATION="" WARMUP="" PERF=0 SETUP=1 OUT=""
-WORKLOADS="stream pingpong pinned burst idle maxconn rpc-1x1x64-pinned rpc-16x16x64 rpc-16x16x64-md2 rpc-64x8x1024 rpc-1x64x16384 rpc-16x16x64-tls rpc-1x64x16384-tls tls-handshake"
+WORKLOADS="stream pingpong pinned burst idle maxconn rpc-1x1x64-pinned rpc-16x16x64 rpc-16x16x64-md2 rpc-64x8x1024 rpc-1x64x16384 rpc-16x16x64-tls rpc-1x64x16384-tls tls-handshake lb-slow lb-scale lb-scale-d100"
 CONTESTANTS="epoll libuv gaio-epoll gaio-uring gaio-epoll-swap gaio-uring-swap"
 RPC_CONTESTANTS="raw rpc"
 while [ $# -gt 0 ]; do
@@ -57,7 +65,7 @@ while [ $# -gt 0 ]; do
     --perf) PERF=1 ;;
     --no-setup) SETUP=0 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,47p' "$0"; exit 0 ;;
     *) echo "bench: unknown flag $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -92,7 +100,7 @@ bazel build -c opt --jobs=2 //tests/bench:all >"$WORK/build.log" 2>&1 || {
   cat "$WORK/build.log" >&2; exit 1; }
 # A private copy: another bazel build in this tree cannot swap the binaries under the run.
 mkdir -p "$WORK/bin"
-cp bazel-bin/tests/bench/{loadgen,epoll_echo,uv_echo,gaio_echo,rpc_loadgen,raw_frame_echo,rpc_echo_bench} "$WORK/bin/"
+cp bazel-bin/tests/bench/{loadgen,epoll_echo,uv_echo,gaio_echo,rpc_loadgen,raw_frame_echo,rpc_echo_bench,rpc_lb_load} "$WORK/bin/"
 BIN=$WORK/bin
 
 # ---- Contestants: name -> server command (X+md: X's server, the calls with headers) ----
@@ -114,6 +122,19 @@ server_cmd() {
   esac
 }
 is_rpc() { [[ "$1" == rpc-* ]]; }
+is_lb() { [[ "$1" == lb-* ]]; }
+# lb_contestants WORKLOAD: the baseline first.
+lb_contestants() { case "$1" in lb-slow) echo "round_robin p2c" ;; *) echo "1-replica 3-replicas" ;; esac; }
+# lb_delays WORKLOAD CONTESTANT: --delay-us of each replica (one word each).
+lb_delays() {
+  case "$1/$2" in
+    lb-slow/*) echo "200 200 1000" ;;
+    lb-scale/1-replica) echo 0 ;;
+    lb-scale/*) echo "0 0 0" ;;
+    lb-scale-d100/1-replica) echo 100 ;;
+    lb-scale-d100/*) echo "100 100 100" ;;
+  esac
+}
 # wl_md WORKLOAD: the headers per call of an rpc-*-mdN workload (nothing for the others).
 wl_md() { [[ "$1" == rpc-*-md[0-9]* ]] && echo "${1##*-md}"; return 0; }
 # wl_variant WORKLOAD: md or tls for the workloads that run each //rpc contestant X as X and
@@ -145,6 +166,8 @@ wl_args() {
     rpc-64x8x1024) echo "--conns 64 --depth 8 --size 1024 --duration $DURATION --warmup $WARMUP" ;;
     rpc-1x64x16384|rpc-1x64x16384-tls) echo "--conns 1 --depth 64 --size 16384 --duration $DURATION --warmup $WARMUP" ;;
     tls-handshake) echo "--handshakes --size 64 --duration $DURATION --warmup $WARMUP" ;;
+    lb-slow) echo "--window 32 --size 64 --duration $DURATION --warmup $WARMUP" ;;
+    lb-scale|lb-scale-d100) echo "--window 64 --size 64 --duration $DURATION --warmup $WARMUP" ;;
     *) return 1 ;;
   esac
 }
@@ -157,6 +180,7 @@ wl_goal() {
     rpc-*-md*) echo 0.9 ;; # X+md / X: headers cost at most 10%
     rpc-16x16x64-tls) echo 0.6 ;; # X+tls / X (issue 14)
     rpc-1x64x16384-tls) echo 0.5 ;;
+    lb-slow) echo 0.5 ;; # p2c / round_robin p99: at most
   esac
 }
 wl_metric() {
@@ -168,6 +192,8 @@ wl_metric() {
     maxconn) echo "held conns higher" ;;
     rpc-*) echo "req_s calls/s higher" ;;
     tls-handshake) echo "req_s handshakes/s higher" ;;
+    lb-slow) echo "p99_us us(p99) lower" ;;
+    lb-*) echo "req_s calls/s higher" ;;
   esac
 }
 wl_title() {
@@ -182,15 +208,19 @@ wl_title() {
     rpc-*-md*) echo "$(wl_title "${1%-md*}"), $(wl_md "$1") headers per call" ;;
     rpc-*-tls) echo "$(wl_title "${1%-tls}"), over TLS 1.3" ;;
     tls-handshake) echo "TLS 1.3 handshakes, a fresh connection per call (rpc+tls) or per handshake (openssl s_time -new)" ;;
+    lb-slow) echo "p99 latency, 3 replicas, one 5x slower (200/200/1000 us per call), window 32" ;;
+    lb-scale) echo "calls/s, 3 replicas against 1, no delay (CPU-bound), window 64" ;;
+    lb-scale-d100) echo "calls/s, 3 replicas against 1, 100 us per call each, window 64" ;;
     rpc-*) local d=${1#rpc-}; IFS=x read -r cn dp sz <<<"$d"; echo "rpc unary $cn conns x depth $dp x $sz B" ;;
   esac
 }
 
 for c in $CONTESTANTS $RPC_CONTESTANTS; do server_cmd "$c" >/dev/null || { log "unknown contestant $c"; exit 2; }; done
-ECHO_WL="" RPC_WL="" VAR_WL="" HS_WL=""
+ECHO_WL="" RPC_WL="" VAR_WL="" HS_WL="" LB_WL=""
 for w in $WORKLOADS; do
   wl_args "$w" >/dev/null || { log "unknown workload $w"; exit 2; }
   if [ "$w" = tls-handshake ]; then HS_WL=$w
+  elif is_lb "$w"; then LB_WL="$LB_WL $w"
   elif [ -n "$(wl_variant "$w")" ]; then VAR_WL="$VAR_WL $w"
   elif is_rpc "$w"; then RPC_WL="$RPC_WL $w"
   else ECHO_WL="$ECHO_WL $w"; fi
@@ -376,11 +406,72 @@ hs_workload() {
   done
 }
 
+# ---- Balancing (issue 15): replicas on 127.0.0.1, .2, .3 behind one rpc_channel ----
+LB_PIDS=()
+# lb_start "DELAYS": one rpc_echo_bench per delay (us per call, 0: none) on 127.0.0.<i>, each on
+# a free port; sets LB_PIDS and LB_TARGET. Returns 1 when one does not come up.
+lb_start() {
+  local i=0 d port _
+  LB_PIDS=() LB_TARGET=""
+  for d in $1; do
+    i=$((i + 1))
+    "$BIN/rpc_echo_bench" --host "127.0.0.$i" --port 0 --delay-us "$d" >"$WORK/lb$i.out" 2>"$WORK/server.err" &
+    LB_PIDS+=($!)
+    port=""
+    for _ in $(seq 100); do
+      port=$(head -n1 "$WORK/lb$i.out" 2>/dev/null || true)
+      [[ "$port" =~ ^[0-9]+$ ]] && break
+      sleep 0.05
+    done
+    [[ "$port" =~ ^[0-9]+$ ]] || return 1
+    LB_TARGET="$LB_TARGET${LB_TARGET:+,}127.0.0.$i:$port"
+  done
+}
+lb_stop() {
+  local p
+  for p in "${LB_PIDS[@]}"; do SERVER_PID=$p; stop_server; done
+  LB_PIDS=()
+}
+# lb_one WORKLOAD CONTESTANT REP: the replicas, one rpc_lb_load run, one raw.tsv line.
+lb_one() {
+  local w=$1 c=$2 rep=$3 lb=p2c status=ok line
+  [ "$c" = round_robin ] && lb=round_robin
+  if ! lb_start "$(lb_delays "$w" "$c")"; then
+    printf '%s	%s	%s	nostart	%s
+' "$w" "$rep" "$c" "$(head -n1 "$WORK/server.err")" >>"$RAW"
+    lb_stop
+    return
+  fi
+  # shellcheck disable=SC2046
+  timeout -k 5 300 "$BIN/rpc_lb_load" --target "$LB_TARGET" --balancer $lb $(wl_args "$w") \
+    >"$WORK/lg.out" 2>"$WORK/lg.err" &
+  LG_PID=$!
+  wait "$LG_PID" || status=fail
+  LG_PID=""
+  line=$(tail -n1 "$WORK/lg.out")
+  [ -z "$line" ] && line=$(head -n1 "$WORK/lg.err")
+  lb_stop
+  [ $status = fail ] && { echo "== $w rep $rep $c"; cat "$WORK/lg.out"; head -n 20 "$WORK/lg.err"; } >>"$OUT/failures.log"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$w" "$rep" "$c" "$status" "$line" >>"$RAW"
+  log "$w rep $rep $c: $line"
+}
+lb_workloads() {
+  local w rep c all
+  for w in $LB_WL; do
+    for rep in $(seq "$REPS"); do
+      read -r -a all <<<"$(lb_contestants "$w")"
+      [ $((rep % 2)) = 0 ] && all=("${all[1]}" "${all[0]}") # alternate which runs first
+      for c in "${all[@]}"; do lb_one "$w" "$c" "$rep"; done
+    done
+  done
+}
+
 START=$(date +%s)
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 [ -n "$ECHO_WL" ] && run_workloads "$ECHO_WL" "$AVAILABLE"
 rpc_workloads
 hs_workload
+lb_workloads
 
 # ---- perf: where a gaio server spends its time during ping-pong ----
 if [ $PERF = 1 ]; then
@@ -467,6 +558,7 @@ for w in $WORKLOADS; do
   read -r key unit better <<<"$(wl_metric "$w")"
   if [ -n "$(wl_variant "$w")" ]; then cs=$(variant_contestants "$(wl_variant "$w")") bname=""
   elif [ "$w" = tls-handshake ]; then cs="rpc+tls openssl" bname=openssl
+  elif is_lb "$w"; then cs=$(lb_contestants "$w") bname=${cs%% *}
   elif is_rpc "$w"; then cs=$RPC_AVAILABLE bname=raw
   else cs=$AVAILABLE bname=epoll; fi
   base=$(values "$w" "$bname" "$key" | median)
@@ -478,6 +570,10 @@ for w in $WORKLOADS; do
     ok=$(values "$w" "$c" "$key" | wc -l)
     p50=- p99=- rl=-
     case "$w" in
+      lb-*)
+        p50=$(fmt "$(values "$w" "$c" p50_us | median)")
+        p99=$(fmt "$(values "$w" "$c" p99_us | median)")
+        [ "$c" = p2c ] && rl="goal <= $(wl_goal "$w")" ;;
       rpc-*|tls-handshake)
         p50=$(fmt "$(values "$w" "$c" p50_us | median)")
         p99=$(fmt "$(values "$w" "$c" p99_us | median)")
@@ -497,7 +593,7 @@ for w in $WORKLOADS; do
     if [ "$better" = higher ]; then rel=$(ratio "$med" "$base"); else rel=$(ratio "$base" "$med"); fi
     # Idle memory stays out of the chart: the baseline's 0 B/conn has no ratio. A metadata
     # workload charts X+md / X only.
-    [ "$w" = idle ] || { [ -z "$bname" ] && [[ "$c" != *+* ]]; } ||
+    [ "$w" = idle ] || is_lb "$w" || { [ -z "$bname" ] && [[ "$c" != *+* ]]; } ||
       printf '%s\t%s\t%s\n' "$w" "$c" "$rel" >>"$CHART"
   done
 done
@@ -526,6 +622,7 @@ fi
   echo "- rpc-*: p50/p99 are latencies from queueing a call's frame to parsing its RESPONSE; rpc-1x1x64-pinned pins the server (taskset) and the load generator to CPU 0, like pinned."
   [[ " $VAR_WL " == *-tls* ]] && echo "- rpc-*-tls: ratio = X+tls / X (the same server on a \`tls:\` listener and in clear, same run; TLS 1.3, the user-space record layer: no kTLS on this kernel); goals: 0.6 at 16x16x64, 0.5 at 1x64x16384 (issue 14)."
   [ -n "$HS_WL" ] && echo "- tls-handshake: rpc+tls = rpc_loadgen --handshakes (connect, full TLS 1.3 handshake with chain verification, one 64 B call, close; one at a time) against rpc_echo_bench --tls; openssl = \`openssl s_time -new\` (connect, full handshake, close; no verification, no call) against \`openssl s_server -no_ticket\`, the reference; ratio rpc+tls / openssl. P-256 certificate, X25519."
+  [ -n "$LB_WL" ] && echo "- lb-*: tests/bench/rpc_lb_load (one rpc_channel, one thread submitting into an rpc_cq and collecting, a fixed window of calls in flight; latency from submit to collection; every reply checked) against rpc_echo_bench replicas on 127.0.0.1, .2 and .3, static target. --delay-us N replicas serve one call at a time, N us each, waited on a timer thread (no CPU burnt). lb-slow: ratio p2c / round_robin of the p99 (goal <= 0.5); the per-endpoint shares are in raw.tsv (share=). lb-scale*: ratio 3-replicas / 1-replica of calls/s."
   [[ " $VAR_WL " == *-md* ]] && echo "- rpc-*-mdN: ratio = X+md / X (the same server with and without N headers per call, same run); goal: at least 0.9."
   echo "- gaio-epoll/gaio-uring read into 64 KiB per-connection user buffers (gaio_echo --read user, the faster style here). gaio-*-swap use NULL-buffer reads (gaio_echo --read swap: read_max 64 KiB, swap_size 4 MiB) plus a copy into a per-connection buffer allocated at the first data. epoll_echo and uv_echo read 64 KiB at a time into one shared buffer."
   for n in "${NOTES[@]}"; do echo "- $n"; done
@@ -542,7 +639,7 @@ fi
 } >>"$MD"
 
 # ---- Chart ----
-if command -v gnuplot >/dev/null; then
+if command -v gnuplot >/dev/null && [ -s "$CHART" ]; then
   # One column per contestant, one group per workload.
   CHART_CS="$AVAILABLE $RPC_AVAILABLE"
   for v in md tls; do
