@@ -162,6 +162,40 @@ static void lookup(rpc__dns *r, const char *name, const char *port, struct srv_t
   ares_getaddrinfo(r->ac, name, port, &h, on_addrinfo, t); /* may call back at once */
 }
 
+/* The end of the domain name at p (labels, ending in a zero length or a compression pointer),
+ * or NULL when it runs past end. */
+static const unsigned char *skip_name(const unsigned char *p, const unsigned char *end) {
+  while (p < end) {
+    if (*p == 0) return p + 1;
+    if ((*p & 0xC0) == 0xC0) return p + 2 <= end ? p + 2 : NULL;
+    p += 1 + *p;
+  }
+  return NULL;
+}
+
+/* The smallest TTL of the answer records of type `type` in a raw DNS response (RFC 1035 4.1),
+ * or UINT32_MAX when it has none or does not parse. c-ares 1.18 parses SRV records without
+ * their TTL, hence this walk. */
+static uint32_t answer_min_ttl(const unsigned char *abuf, int alen, unsigned type) {
+  uint32_t ttl = UINT32_MAX;
+  if (!abuf || alen < HFIXEDSZ) return ttl;
+  const unsigned char *p = abuf + HFIXEDSZ, *end = abuf + alen;
+  unsigned qd = (unsigned)(abuf[4] << 8 | abuf[5]), an = (unsigned)(abuf[6] << 8 | abuf[7]);
+  for (unsigned i = 0; i < qd && p; i++)
+    if ((p = skip_name(p, end)) != NULL) p = p + QFIXEDSZ <= end ? p + QFIXEDSZ : NULL;
+  for (unsigned i = 0; i < an && p; i++) {
+    if ((p = skip_name(p, end)) == NULL || p + RRFIXEDSZ > end) break;
+    unsigned rtype = (unsigned)(p[0] << 8 | p[1]);
+    uint32_t rttl = (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 | (uint32_t)p[6] << 8 | p[7];
+    unsigned rdlen = (unsigned)(p[8] << 8 | p[9]);
+    p += RRFIXEDSZ;
+    if (p + rdlen > end) break;
+    p += rdlen;
+    if (rtype == type && rttl < ttl) ttl = rttl;
+  }
+  return ttl;
+}
+
 /* SRV answer: the records of the lowest priority are looked up (RFC 2782: lower is preferred;
  * the others are not used while these answer), each with its weight. */
 static void on_srv(void *arg, int status, int timeouts, unsigned char *abuf, int alen) {
@@ -171,6 +205,8 @@ static void on_srv(void *arg, int status, int timeouts, unsigned char *abuf, int
   struct ares_srv_reply *srv = NULL;
   if (status == ARES_SUCCESS) status = ares_parse_srv_reply(abuf, alen, &srv);
   if (status != ARES_SUCCESS) note_error(r, "SRV", status);
+  uint32_t srv_ttl = status == ARES_SUCCESS ? answer_min_ttl(abuf, alen, T_SRV) : UINT32_MAX;
+  if (srv_ttl < r->ttl) r->ttl = srv_ttl; /* bounds the next resolution, as A/AAAA TTLs do */
   unsigned best = 65536;
   for (struct ares_srv_reply *s = srv; s; s = s->next)
     if (s->priority < best) best = s->priority;

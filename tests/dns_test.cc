@@ -268,10 +268,10 @@ class DnsTest : public ::testing::Test {
     return t;
   }
 
-  void Open(const std::string &target, rpc_channel_options co) {
+  void Open(const std::string &target, rpc_channel_options co, int resolve_ms = kResolveMs) {
     std::string server = dns_.server();
     co.resolver = server.c_str();  // copied by create
-    co.resolve_interval_ms = kResolveMs;
+    co.resolve_interval_ms = resolve_ms;
     co.backoff_initial_ms = 20;
     co.backoff_max_ms = 200;
     ASSERT_EQ(0, rpc_channel_create(&ch_, target.c_str(), &co));
@@ -501,6 +501,27 @@ TEST_F(DnsTest, SrvPriorityAndWeight) {
   for (int i = 0; i < 10; i++) ASSERT_EQ(RPC_STATUS_OK, Call(say_)) << last_msg_;
   Counts(c);
   EXPECT_EQ(10, c[2]);
+}
+
+// The SRV records' TTL bounds the re-resolve interval: with an interval of a minute, SRV records
+// of TTL 1 s (dnsmasq's local-ttl) and target addresses of TTL 1 h (host-record), a new SRV
+// answer is used within seconds.
+TEST_F(DnsTest, SrvTtlBoundsTheResolveInterval) {
+  Watchdog wd("SrvTtlBoundsTheResolveInterval", 30000);
+  std::string p = std::to_string(port_);
+  std::string targets = "host-record=r1.svc.test,127.0.0.1,3600\n"
+                        "host-record=r3.svc.test,127.0.0.3,3600\n";
+  dns_.WriteConf("local-ttl=1\n" + targets + "srv-host=_echo._tcp.svc.test,r1.svc.test," + p +
+                 ",10,1\n");
+  dns_.Start();
+  Open("dns:///_echo._tcp.svc.test", {}, 60000);
+  ASSERT_TRUE(CallUntilReplica(0, 5000));
+  dns_.Stop();
+  dns_.WriteConf("local-ttl=1\n" + targets + "srv-host=_echo._tcp.svc.test,r3.svc.test," + p +
+                 ",10,1\n");
+  dns_.Start(/*keep_port=*/true);
+  // The next resolution comes after RPC_DNS_MIN_TTL_MS (the TTL of 1 s is below it), not 60 s.
+  EXPECT_TRUE(CallUntilReplica(2, RPC_DNS_MIN_TTL_MS + 4000));
 }
 
 // ---- Failures: retries and ejection ----------------------------------------------------------
