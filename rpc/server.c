@@ -163,7 +163,9 @@ struct worker {
  * output buffer and written with one gaio_write at the end of the batch, while no earlier
  * output buffer of the connection is still being written: one write per connection per batch,
  * and a peer that does not read gets its frames coalesced instead of one write each. Large
- * replies are written from their own buffer. `qbytes` counts what is queued either way; at
+ * replies are written from their own buffer; over TLS they are encrypted at once into the
+ * session's buffer of records, which leaves with the output buffer's records in the one write
+ * of the batch. `qbytes` counts what is queued either way (over TLS, the ciphertext); at
  * max_write_bytes_per_conn the connection stops being read (conn_pause) until half of it is
  * written, so that a peer that does not read costs a bounded amount of memory and requests. */
 
