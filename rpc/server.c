@@ -121,6 +121,7 @@ struct conn {
                        once, when the struct is freed */
   rpc_peer peer;    /* for rpc_call_peer() */
   rpc__tls *tls;    /* the TLS session; NULL: plain (transport.h) */
+  size_t tls_counted; /* bytes of the session's queued records counted in qbytes */
   uint64_t last_active;
   rpc__timer idle;  /* the idle timeout; once closing, the linger */
 };
@@ -162,7 +163,9 @@ struct worker {
  * output buffer and written with one gaio_write at the end of the batch, while no earlier
  * output buffer of the connection is still being written: one write per connection per batch,
  * and a peer that does not read gets its frames coalesced instead of one write each. Large
- * replies are written from their own buffer. `qbytes` counts what is queued either way; at
+ * replies are written from their own buffer; over TLS they are encrypted at once into the
+ * session's buffer of records, which leaves with the output buffer's records in the one write
+ * of the batch. `qbytes` counts what is queued either way (over TLS, the ciphertext); at
  * max_write_bytes_per_conn the connection stops being read (conn_pause) until half of it is
  * written, so that a peer that does not read costs a bounded amount of memory and requests. */
 
@@ -244,26 +247,63 @@ static int write_raw(conn *c, rpc__wbuf *b) {
   return 0;
 }
 
-/* Write b (over TLS, its records). Returns 0, 1 when there is nothing to write (TLS before
- * the handshake is done), or -1 after closing c (b is freed). */
-static int write_buf(conn *c, rpc__wbuf *b) {
-  if (c->tls) {
-    size_t plain = b->len;
-    if (rpc__tls_seal(c->tls, &b) < 0) {
-      conn_close(c);
-      return -1;
-    }
-    c->qbytes = c->qbytes - plain + (b ? b->len : 0); /* what is queued is the ciphertext */
-    if (!b) return 1;
+/* TLS: the records the session queued since the last count (replies, handshake messages),
+ * counted in qbytes: what is queued is the ciphertext. */
+static void tls_count(conn *c) {
+  size_t q = rpc__tls_queued(c->tls);
+  c->qbytes += q - c->tls_counted;
+  c->tls_counted = q;
+}
+
+/* TLS: the frames of the output buffer into records (the buffer stays, empty, for the next
+ * frames). Returns 0, or < 0 when the session failed or is out of memory. */
+static int tls_push_out(conn *c) {
+  if (!c->out || c->out->len == 0) return 0;
+  int rc = rpc__tls_push(c->tls, c->out->data, c->out->len);
+  c->qbytes -= c->out->len;
+  c->out->len = 0;
+  tls_count(c);
+  return rc;
+}
+
+/* TLS: the records of the replies pushed so far and of the output buffer, in one write. */
+static void tls_out_flush(conn *c) {
+  rpc__wbuf *b = NULL;
+  if (tls_push_out(c) < 0 || rpc__tls_seal(c->tls, &b) < 0) {
+    conn_close(c);
+    return;
   }
-  return write_raw(c, b);
+  c->qbytes = c->qbytes - c->tls_counted + (b ? b->len : 0); /* b: what was counted, and more */
+  c->tls_counted = 0;
+  if (!b) return;
+  b->coalesced = 1;
+  if (write_raw(c, b) == 0) c->out_busy++;
 }
 
 static void out_flush(conn *c) {
   rpc__wbuf *b = c->out;
-  if (c->freed || !b || b->len == 0) return;
+  if (c->freed) return;
+  if (c->tls) {
+    tls_out_flush(c);
+    return;
+  }
+  if (!b || b->len == 0) return;
   c->out = NULL;
-  if (write_buf(c, b) == 0) c->out_busy++;
+  if (write_raw(c, b) == 0) c->out_busy++;
+}
+
+/* TLS: a large reply (b, consumed) is encrypted now, after the frames of the output buffer
+ * (the order they were sent in), into records written at the end of the batch. */
+static void tls_push(conn *c, rpc__wbuf *b) {
+  int rc = tls_push_out(c);
+  if (rc == 0) rc = rpc__tls_push(c->tls, b->data, b->len);
+  free(b);
+  if (rc < 0) {
+    conn_close(c);
+    return;
+  }
+  tls_count(c);
+  conn_mark_dirty(c);
 }
 
 /* One frame into the output buffer. Nothing is sent once the connection is closing. Out of
@@ -307,8 +347,12 @@ static void send_reply(conn *c, uint32_t request_id, rpc__wbuf *b) {
   }
   f.body_len = (uint32_t)body_len;
   rpc_frame_encode(&f, b->data);
+  if (c->tls) {
+    tls_push(c, b);
+    return;
+  }
   c->qbytes += b->len;
-  write_buf(c, b);
+  write_raw(c, b);
 }
 
 static void send_goaway(conn *c, const char *reason) {
@@ -536,12 +580,13 @@ static void tls_arm_handshake(conn *c) {
   else c->pending++; /* the timer's result holds c */
 }
 
-/* Write what the session has to send (handshake messages, alerts, key updates). */
+/* Write what the session has to send (handshake messages, alerts, key updates): at the end
+ * of the batch, with the replies. */
 static void tls_flush(conn *c) {
-  rpc__wbuf *b = NULL;
-  if (c->freed || rpc__tls_seal(c->tls, &b) < 0 || !b) return;
-  c->qbytes += b->len;
-  write_raw(c, b);
+  if (c->freed) return;
+  (void)rpc__tls_push(c->tls, NULL, 0); /* moves a handshake on, as rpc__tls_seal() did */
+  tls_count(c);
+  if (c->tls_counted > 0) conn_mark_dirty(c);
 }
 
 /* The session failed (a bad handshake, an alert): its alert goes out, the calls are cancelled
@@ -1030,7 +1075,9 @@ static void on_write(rpc__wbuf *b, const gaio_result *r) {
   c->qbytes -= b->len;
   if (b->coalesced) {
     c->out_busy--;
-    if (!c->out && b->cap <= OUT_KEEP_MAX) { /* reused as the next output buffer */
+    if (c->tls) {
+      b = rpc__tls_recycle(c->tls, b); /* records: kept for the next ones */
+    } else if (!c->out && b->cap <= OUT_KEEP_MAX) { /* reused as the next output buffer */
       b->len = 0;
       c->out = b;
       b = NULL;
@@ -1041,7 +1088,8 @@ static void on_write(rpc__wbuf *b, const gaio_result *r) {
     conn_cause(c, r->error == -EPIPE || r->error == -ECONNRESET ? RPC_CLOSE_PEER : RPC_CLOSE_ERROR);
     conn_close(c);
   } else if (!c->freed) {
-    if (c->out && c->out->len > 0) conn_mark_dirty(c);
+    if ((c->out && c->out->len > 0) || (c->tls && rpc__tls_queued(c->tls) > 0))
+      conn_mark_dirty(c);
     if (c->paused && c->qbytes <= c->wk->srv->opts.max_write_bytes_per_conn / 2) conn_resume(c);
   }
   conn_release(c);

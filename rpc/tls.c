@@ -1,9 +1,12 @@
-/* The TLS transport (transport.h): OpenSSL 3 on memory BIOs. The loop feeds the ciphertext it
- * read and writes the ciphertext OpenSSL leaves in the write BIO; OpenSSL never touches the
- * socket, so a handshake is a few steps of the same completion batches as everything else.
- * Kernel TLS is not used: the record layer stays in user space (the kernels this was tested on
- * have no CONFIG_TLS). */
+/* The TLS transport (transport.h): OpenSSL 3 on two BIOs of our own over the session's
+ * buffers. gaio reads ciphertext straight into the session's input buffer, which the read BIO
+ * hands to OpenSSL; the write BIO appends OpenSSL's records to a buffer that is then written
+ * with gaio as it is (no memory BIO to copy in or out of). OpenSSL never touches the socket,
+ * so a handshake is a few steps of the same completion batches as everything else. Kernel TLS
+ * is not used: the record layer stays in user space (the kernels this was tested on have no
+ * CONFIG_TLS). */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -18,6 +21,8 @@
 #include <openssl/x509v3.h>
 
 #include "rpc/transport.h"
+
+#define RPC__TLS13_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 
 /* RPC_TLS_ALPN as an ALPN protocol list: a length byte, then the name. */
 static const unsigned char alpn_list[] = "\x08" RPC_TLS_ALPN;
@@ -37,7 +42,6 @@ struct rpc__tls_ctx {
 
 struct rpc__tls {
   SSL *ssl;
-  BIO *rbio, *wbio; /* owned by ssl */
   rpc__tls_ctx *x;
   int ready;
   int failed;
@@ -46,7 +50,13 @@ struct rpc__tls {
   char *sans[RPC_MAX_PEER_SANS];
   unsigned nsans;
   char err[RPC__TLS_ERROR_MAX];
-  uint8_t in[RPC__TLS_READ_CHUNK];
+  /* Ciphertext read and not yet taken by OpenSSL: in[head, tail). A read that fills the room
+   * it was given doubles the buffer (up to RPC__TLS_READ_MAX): a busy connection then reads
+   * many records per read instead of one. */
+  uint8_t *in;
+  size_t in_cap, head, tail, offered, last;
+  rpc__wbuf *out;   /* records to send, appended by the write BIO; NULL: none */
+  rpc__wbuf *spare; /* a written buffer of records kept for the next ones (rpc__tls_recycle) */
 };
 
 /* ---- Settings ---------------------------------------------------------------------------- */
@@ -160,6 +170,9 @@ int rpc__tls_server_ctx(rpc__tls_ctx **out, const rpc_tls_server_options *o) {
     if (o->client_cert == RPC_TLS_CLIENT_CERT_REQUIRED) mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
     SSL_CTX_set_verify(x->ssl, mode, NULL);
   }
+  /* TLS 1.3: AES-128-GCM first (as strong as needed, and ~8% less work per byte than
+   * AES-256-GCM with AES-NI here), then OpenSSL's other defaults. */
+  if (rc == 0 && SSL_CTX_set_ciphersuites(x->ssl, RPC__TLS13_SUITES) != 1) rc = -ENOMEM;
   /* No session tickets: clients do not resume, and a ticket is bytes and work per handshake. */
   SSL_CTX_set_num_tickets(x->ssl, 0);
   SSL_CTX_set_alpn_select_cb(x->ssl, alpn_select, NULL);
@@ -244,6 +257,99 @@ static int client_names(SSL *ssl, const rpc__tls_ctx *x, const char *host) {
   return 0;
 }
 
+/* ---- The BIOs: the session's buffers, no copy through a memory BIO ------------------------ */
+
+#define OUT_RECORD_SLACK 64u /* bound on a record's bytes beyond its plaintext (header, tag) */
+#define OUT_MIN (4u * 1024u)  /* first size of a buffer of records with no plaintext yet */
+
+/* Room for n more bytes in t->out. Returns 0 or -ENOMEM. */
+static int out_room(rpc__tls *t, size_t n) {
+  if (!t->out && t->spare) { /* its pages are mapped already: no fault per byte */
+    t->out = t->spare;
+    t->spare = NULL;
+    t->out->len = 0;
+    t->out->coalesced = 0;
+    t->out->conn = NULL;
+  }
+  rpc__wbuf *b = t->out;
+  size_t len = b ? b->len : 0;
+  if (b && b->cap - len >= n) return 0;
+  size_t cap = b ? b->cap : 0;
+  if (cap < OUT_MIN) cap = OUT_MIN;
+  while (cap - len < n) cap *= 2;
+  rpc__wbuf *nb = realloc(b, sizeof *nb + cap);
+  if (!nb) return -ENOMEM;
+  if (!b) {
+    nb->kind = RPC__CTX_WRITE;
+    nb->coalesced = 0;
+    nb->conn = NULL;
+    nb->len = 0;
+  }
+  nb->cap = cap;
+  t->out = nb;
+  return 0;
+}
+
+static int bio_write(BIO *bio, const char *p, int n) {
+  rpc__tls *t = BIO_get_data(bio);
+  BIO_clear_retry_flags(bio);
+  if (n <= 0) return 0;
+  if (out_room(t, (size_t)n) < 0) return -1; /* SSL_write fails: the session fails */
+  memcpy(t->out->data + t->out->len, p, (size_t)n);
+  t->out->len += (size_t)n;
+  return n;
+}
+
+static int bio_read(BIO *bio, char *p, int n) {
+  rpc__tls *t = BIO_get_data(bio);
+  BIO_clear_retry_flags(bio);
+  size_t k = t->tail - t->head;
+  if (k == 0) {
+    BIO_set_retry_read(bio); /* more to come, not the end of the stream */
+    return -1;
+  }
+  if (n <= 0) return 0;
+  if (k > (size_t)n) k = (size_t)n;
+  memcpy(p, t->in + t->head, k);
+  t->head += k;
+  return (int)k;
+}
+
+static long bio_ctrl(BIO *bio, int cmd, long num, void *ptr) {
+  (void)num;
+  (void)ptr;
+  rpc__tls *t = BIO_get_data(bio);
+  switch (cmd) {
+    case BIO_CTRL_FLUSH: return 1;
+    case BIO_CTRL_PENDING: return t ? (long)(t->tail - t->head) : 0;
+    default: return 0;
+  }
+}
+
+static BIO_METHOD *bio_method;
+
+static void bio_method_make(void) {
+  BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "gaio-rpc");
+  if (m && (BIO_meth_set_write(m, bio_write) != 1 || BIO_meth_set_read(m, bio_read) != 1 ||
+            BIO_meth_set_ctrl(m, bio_ctrl) != 1)) {
+    BIO_meth_free(m);
+    m = NULL;
+  }
+  bio_method = m; /* kept for the life of the process */
+}
+
+/* A BIO over t's buffers, or NULL (-ENOMEM). */
+static BIO *bio_new(rpc__tls *t) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, bio_method_make);
+  BIO *b = bio_method ? BIO_new(bio_method) : NULL;
+  if (b) {
+    BIO_set_data(b, t);
+    BIO_set_init(b, 1);
+  }
+  return b;
+}
+
 int rpc__tls_new(rpc__tls **out, rpc__tls_ctx *x, const char *host) {
   *out = NULL;
   if (x->server && atomic_fetch_add(&x->handshakes, 1) >= x->max_handshakes) {
@@ -251,22 +357,22 @@ int rpc__tls_new(rpc__tls **out, rpc__tls_ctx *x, const char *host) {
     return -EBUSY;
   }
   rpc__tls *t = gaio__calloc(1, sizeof *t);
-  BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+  BIO *rb = NULL, *wb = NULL;
   if (t) {
     t->x = x;
     t->counted = x->server;
     t->ssl = SSL_new(x->ssl);
+    t->in_cap = RPC__TLS_READ_CHUNK;
+    t->in = gaio__malloc(t->in_cap);
+    rb = bio_new(t);
+    wb = bio_new(t);
   }
-  if (!t || !t->ssl || !rb || !wb) {
+  if (!t || !t->ssl || !t->in || !rb || !wb) {
     BIO_free(rb);
     BIO_free(wb);
     goto fail;
   }
-  /* An empty read BIO means "more to come", not the end of the stream. */
-  BIO_set_mem_eof_return(rb, -1);
   SSL_set_bio(t->ssl, rb, wb); /* the session owns them from here */
-  t->rbio = rb;
-  t->wbio = wb;
   if (x->server) SSL_set_accept_state(t->ssl);
   else SSL_set_connect_state(t->ssl);
   if (!x->server && client_names(t->ssl, x, host) < 0) goto fail;
@@ -275,6 +381,7 @@ int rpc__tls_new(rpc__tls **out, rpc__tls_ctx *x, const char *host) {
 fail:
   if (t) {
     SSL_free(t->ssl);
+    free(t->in);
     free(t);
   }
   if (x->server) atomic_fetch_sub(&x->handshakes, 1);
@@ -292,14 +399,41 @@ void rpc__tls_free(rpc__tls *t) {
   if (!t) return;
   uncount(t);
   SSL_free(t->ssl);
+  free(t->in);
+  free(t->out);
+  free(t->spare);
   free(t->subject);
   for (unsigned i = 0; i < t->nsans; i++) free(t->sans[i]);
   free(t);
 }
 
 uint8_t *rpc__tls_rbuf(rpc__tls *t, size_t *len) {
-  *len = sizeof t->in;
-  return t->in;
+  if (t->head == t->tail) t->head = t->tail = 0;
+  if (t->last == t->offered && t->last > 0 && t->in_cap < RPC__TLS_READ_MAX) {
+    /* The last read filled its room: more was probably waiting. */
+    size_t cap = 2 * t->in_cap < RPC__TLS_READ_MAX ? 2 * t->in_cap : RPC__TLS_READ_MAX;
+    uint8_t *p = realloc(t->in, cap);
+    if (p) {
+      t->in = p;
+      t->in_cap = cap;
+    }
+  } else if (t->tail == 0 && t->in_cap > RPC__TLS_READ_CHUNK && t->last < RPC__TLS_READ_CHUNK) {
+    /* A small read, all of it consumed: back to the first size, so that a connection gone
+     * quiet does not keep RPC__TLS_READ_MAX bytes. */
+    uint8_t *p = realloc(t->in, RPC__TLS_READ_CHUNK);
+    if (p) {
+      t->in = p;
+      t->in_cap = RPC__TLS_READ_CHUNK;
+    }
+  }
+  t->last = 0;
+  if (t->head > 0 && t->in_cap - t->tail < RPC__TLS_READ_CHUNK) { /* keep room for a record */
+    memmove(t->in, t->in + t->head, t->tail - t->head);
+    t->tail -= t->head;
+    t->head = 0;
+  }
+  *len = t->offered = t->in_cap - t->tail;
+  return t->in + t->tail;
 }
 
 /* Fail the session with OpenSSL's reason and, when the certificate did not verify, the
@@ -377,11 +511,9 @@ static int handshake(rpc__tls *t) {
 
 int rpc__tls_feed(rpc__tls *t, size_t n) {
   if (t->failed) return -EPROTO;
-  if (n && BIO_write(t->rbio, t->in, (int)n) != (int)n) {
-    snprintf(t->err, sizeof t->err, "TLS: out of memory");
-    t->failed = 1;
-    return -EPROTO;
-  }
+  assert(n <= t->in_cap - t->tail);
+  t->tail += n;
+  t->last = n;
   if (t->ready) return 0;
   return handshake(t);
 }
@@ -389,6 +521,8 @@ int rpc__tls_feed(rpc__tls *t, size_t n) {
 long rpc__tls_recv(rpc__tls *t, uint8_t *p, size_t len) {
   if (t->failed) return -EPROTO;
   if (!t->ready || len == 0) return 0;
+  /* Nothing read and nothing inside OpenSSL: SSL_read() would only say "want read". */
+  if (t->tail == t->head && !SSL_has_pending(t->ssl)) return 0;
   ERR_clear_error();
   int r = SSL_read(t->ssl, p, len > INT32_MAX ? INT32_MAX : (int)len);
   if (r > 0) return r;
@@ -398,41 +532,47 @@ long rpc__tls_recv(rpc__tls *t, uint8_t *p, size_t len) {
   return fail(t, "TLS", e);
 }
 
+int rpc__tls_push(rpc__tls *t, const uint8_t *p, size_t len) {
+  /* A handshake failure shows at the next feed; its alert is sent from here meanwhile. */
+  if (!t->ready && !t->failed) (void)handshake(t);
+  if (len == 0 || !t->ready || t->failed) return 0;
+  /* Room for every record up front: the write BIO then appends without growing. */
+  size_t records = len / RPC__TLS_RECORD_MAX + 1;
+  if (len > INT32_MAX || out_room(t, len + records * OUT_RECORD_SLACK) < 0) return -ENOMEM;
+  ERR_clear_error();
+  /* The write BIO takes everything: the write is whole or fails. */
+  if (SSL_write(t->ssl, p, (int)len) != (int)len) return fail(t, "TLS write", SSL_ERROR_SSL);
+  return 0;
+}
+
+size_t rpc__tls_queued(const rpc__tls *t) { return t->out ? t->out->len : 0; }
+
+rpc__wbuf *rpc__tls_recycle(rpc__tls *t, rpc__wbuf *b) {
+  if (t->spare || b->cap > RPC__TLS_KEEP_MAX) return b;
+  t->spare = b;
+  return NULL;
+}
+
 int rpc__tls_seal(rpc__tls *t, rpc__wbuf **b) {
   rpc__wbuf *plain = *b;
   *b = NULL;
-  /* A handshake failure shows at the next feed; its alert is sent from here meanwhile. */
-  if (!t->ready && !t->failed) (void)handshake(t);
-  if (plain && t->ready && !t->failed) {
-    ERR_clear_error();
-    /* A memory BIO takes everything: the write is whole or fails. */
-    if (SSL_write(t->ssl, plain->data, (int)plain->len) != (int)plain->len) {
-      free(plain);
-      return fail(t, "TLS write", SSL_ERROR_SSL);
-    }
-  }
-  size_t n = BIO_ctrl_pending(t->wbio);
-  if (n > 0) {
-    rpc__wbuf *out = gaio__malloc(sizeof *out + n);
-    if (!out) {
-      free(plain);
-      return -ENOMEM;
-    }
+  int rc = rpc__tls_push(t, plain ? plain->data : NULL, plain ? plain->len : 0);
+  rpc__wbuf *out = t->out;
+  if (rc == 0 && out && out->len > 0) { /* after an earlier failure: its alert */
     out->kind = RPC__CTX_WRITE;
     out->coalesced = plain ? plain->coalesced : 0;
     out->conn = plain ? plain->conn : NULL;
-    out->len = out->cap = n;
-    BIO_read(t->wbio, out->data, (int)n);
+    t->out = NULL;
     *b = out;
   }
   free(plain);
-  return 0;
+  return rc;
 }
 
 int rpc__tls_ready(const rpc__tls *t) { return t->ready; }
 
 int rpc__tls_partial(const rpc__tls *t) {
-  return BIO_ctrl_pending(t->rbio) > 0 || SSL_has_pending(t->ssl);
+  return t->tail > t->head || SSL_has_pending(t->ssl);
 }
 
 const char *rpc__tls_error(const rpc__tls *t) { return t->err; }

@@ -1,6 +1,7 @@
 /* The transport under a connection: plain or TLS. A plain connection has no session (NULL):
  * the socket's bytes go straight to and from the frame codec. A TLS connection has an
- * rpc__tls session (tls.c): OpenSSL on memory BIOs, driven from the loop's completions.
+ * rpc__tls session (tls.c): OpenSSL on BIOs over the session's own buffers, driven from the
+ * loop's completions.
  *   in:  gaio reads ciphertext into rpc__tls_rbuf(); rpc__tls_feed() hands it to OpenSSL and
  *        moves the handshake on; rpc__tls_recv() gives the plaintext, which the connection's
  *        receive buffer and the codec take as if it came from the socket.
@@ -16,7 +17,10 @@
 #include "rpc/internal.h"
 #include "rpc/rpc.h"
 
-#define RPC__TLS_READ_CHUNK (17u * 1024u) /* ciphertext bytes per gaio read: a whole record */
+#define RPC__TLS_READ_CHUNK (17u * 1024u) /* first ciphertext bytes per gaio read: a record */
+#define RPC__TLS_READ_MAX (256u * 1024u)  /* the most: a busy connection's reads grow to it */
+#define RPC__TLS_RECORD_MAX 16384u        /* plaintext bytes of a TLS record */
+#define RPC__TLS_KEEP_MAX (2u << 20)      /* a written buffer of records up to this is reused */
 #define RPC__TLS_ERROR_MAX 200u           /* bytes of a session's error message */
 
 typedef struct rpc__tls_ctx rpc__tls_ctx; /* a server's or channel's settings (SSL_CTX) */
@@ -41,7 +45,8 @@ void rpc__tls_ctx_refused(rpc__tls_ctx *x, const char *why);
 int rpc__tls_new(rpc__tls **out, rpc__tls_ctx *x, const char *host);
 void rpc__tls_free(rpc__tls *t);
 
-/* Where the next ciphertext read goes: *len bytes at the returned pointer. */
+/* Where the next ciphertext read goes: *len bytes at the returned pointer, valid until
+ * rpc__tls_feed(). The room grows while reads fill it, and shrinks back when they do not. */
 uint8_t *rpc__tls_rbuf(rpc__tls *t, size_t *len);
 /* n bytes were read into rpc__tls_rbuf(). Returns 1 when the handshake has just completed, 0,
  * or -EPROTO (the handshake failed or the peer sent an alert: rpc__tls_error() says why). */
@@ -54,6 +59,15 @@ long rpc__tls_recv(rpc__tls *t, uint8_t *p, size_t len);
  * or NULL when there is nothing to send. Plaintext given before the handshake is done, or
  * after a failure, is dropped. Returns 0, -EPROTO (the session failed), -ENOMEM. */
 int rpc__tls_seal(rpc__tls *t, rpc__wbuf **b);
+/* Encrypt len bytes at p (frames; not kept) into the records the next rpc__tls_seal() gives,
+ * so that a batch of replies leaves in one buffer. Dropped before the handshake is done or
+ * after a failure. Returns 0, -EPROTO (the session failed now), -ENOMEM. */
+int rpc__tls_push(rpc__tls *t, const uint8_t *p, size_t len);
+size_t rpc__tls_queued(const rpc__tls *t); /* bytes of records waiting for rpc__tls_seal() */
+/* A buffer from rpc__tls_seal(), written: kept for the next records (NULL is returned), or
+ * given back to be freed by the caller (one is kept already, or it is above
+ * RPC__TLS_KEEP_MAX). Reusing it saves the page faults of a fresh large buffer per batch. */
+rpc__wbuf *rpc__tls_recycle(rpc__tls *t, rpc__wbuf *b);
 int rpc__tls_ready(const rpc__tls *t);    /* the handshake is done */
 int rpc__tls_partial(const rpc__tls *t);  /* ciphertext of an incomplete record is waiting */
 const char *rpc__tls_error(const rpc__tls *t); /* why it failed ("" when it did not) */
