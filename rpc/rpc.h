@@ -819,8 +819,10 @@ typedef struct rpc_method_stats {
   uint64_t in_flight;          /* started and not yet finished by their handler */
   uint64_t request_bytes;      /* request bodies of started calls */
   uint64_t response_bytes;     /* response bodies sent for them */
-  rpc_histogram latency;       /* started calls: from the request's arrival to the handler's
-                                  completion */
+  rpc_histogram latency;       /* started calls: from the end of the read that brought the
+                                  request to the end of the worker's batch in which the call
+                                  finished (when small replies are written); recorded then,
+                                  with one clock read per batch, not per call */
 } rpc_method_stats;
 
 typedef struct rpc_listener_stats {

@@ -51,6 +51,8 @@ enum { TIMER_IDLE = 2, TIMER_DRAIN = 3 };
 typedef struct conn conn;
 typedef struct worker worker;
 
+#define LAT_BATCH 256u /* call latencies kept for one clock read at the end of a batch */
+
 struct rpc_call {
   rpc__idnode node; /* key = request_id, in conn->calls while in flight (not yet answered) */
   rpc_call *lprev, *lnext; /* in conn->live until finished or orphaned */
@@ -72,7 +74,7 @@ struct rpc_call {
   int answered; /* worker only: a response (or its suppression) was decided */
   int early_status; /* worker only: what answered it early (deadline, CANCEL, connection gone) */
   size_t early_bytes; /* worker only: body bytes of that early RESPONSE */
-  uint64_t arrived;   /* gaio_now() when the REQUEST was read */
+  uint64_t arrived;   /* gaio_now() when the read that brought the REQUEST ended */
   size_t req_bytes;   /* body bytes of the REQUEST */
   unsigned ic_ran;    /* interceptors whose before() ran: their after() runs at the end */
   rpc_metadata md;    /* the request's headers, a copy in md_mem (NULL when none) */
@@ -156,6 +158,13 @@ struct worker {
   uint64_t drain_at;
   rpc__srv_counters *ct; /* this worker's counters (s->counters[index]) */
   int perr_kind;         /* the protocol error on_frame found in this parse; -1: none */
+  /* Latencies of the calls finished in this batch, recorded with one clock read at its end
+   * (lat_flush), just before their replies are written (flush_dirty). */
+  struct {
+    rpc__method_counters *mc;
+    uint64_t arrived;
+  } lat[LAT_BATCH];
+  unsigned nlat;
 };
 
 /* ---- Output --------------------------------------------------------------------------------
@@ -200,6 +209,21 @@ static const char *peer_text(const conn *c, char *buf, size_t n) {
 /* The counters of method m in this worker, or NULL with stats off. */
 static rpc__method_counters *method_counters(worker *wk, const rpc__srv_method *m) {
   return wk->ct->methods ? &wk->ct->methods[m - wk->srv->methods] : NULL;
+}
+
+/* Record the latencies kept since the last flush, as of now (one clock read). */
+static void lat_flush(worker *wk) {
+  if (wk->nlat == 0) return;
+  uint64_t now = gaio_now();
+  for (unsigned i = 0; i < wk->nlat; i++)
+    rpc__hist_record(&wk->lat[i].mc->latency, (now - wk->lat[i].arrived) / 1000u);
+  wk->nlat = 0;
+}
+
+static void lat_keep(worker *wk, rpc__method_counters *mc, uint64_t arrived) {
+  if (wk->nlat == LAT_BATCH) lat_flush(wk);
+  wk->lat[wk->nlat].mc = mc;
+  wk->lat[wk->nlat++].arrived = arrived;
 }
 
 static void conn_mark_dirty(conn *c) {
@@ -887,7 +911,7 @@ static void on_request(conn *c, const rpc_frame *f) {
     refuse(c, f, m, RPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     return;
   }
-  call->arrived = gaio_now();
+  call->arrived = c->last_active; /* when its bytes were read: no clock read per call */
   call->req_bytes = f->body_len;
   const uint8_t *body = f->body;
   size_t len = f->body_len;
@@ -1172,7 +1196,7 @@ static void call_finish(rpc_call *call) {
     rpc__count(&mc->finished, 1);
     rpc__count_status(mc, status);
     rpc__count(&mc->response_bytes, sent);
-    rpc__hist_record(&mc->latency, (gaio_now() - call->arrived) / 1000u);
+    lat_keep(wk, mc, call->arrived);
   }
   run_after(call, status, sent);
   call_put(wk, call);
@@ -1553,6 +1577,7 @@ static void *worker_main(void *arg) {
     int n = gaio_wait(wk->w, res, RESULTS_PER_WAIT, accept_resume(wk));
     if (n < 0) break;
     for (int i = 0; i < n; i++) on_result(wk, &res[i]);
+    lat_flush(wk); /* before the replies go: a client that has one sees its latency counted */
     flush_dirty(wk);
   }
   /* Close the inbox (nothing more can arrive for this worker: no calls, no listener), then
