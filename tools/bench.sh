@@ -27,8 +27,9 @@
 #                  rpc-CxDxS is C connections x D calls in flight each x S-byte payloads; -mdN:
 #                  N headers on every call; -tls: over TLS)
 #   --contestants  echo workloads, subset of: epoll libuv gaio-epoll gaio-uring gaio-epoll-swap
-#                  gaio-uring-swap gaio-epoll-user gaio-uring-user (default: the first six);
-#                  gaio-NAME runs gaio_echo --backend NAME
+#                  gaio-uring-swap gaio-epoll-user gaio-uring-user example (default: the first
+#                  six); gaio-NAME runs gaio_echo --backend NAME; example runs
+#                  examples/echo_server (what README's users copy)
 #   --rpc-contestants  rpc workloads, subset of: raw raw-epoll rpc rpc-wN rpc-nostats (default:
 #                  raw raw-epoll rpc);
 #                  rpc-wN runs the //rpc server with N workers (rpc has 1, like-for-like with
@@ -60,7 +61,7 @@ while [ $# -gt 0 ]; do
     --perf) PERF=1 ;;
     --no-setup) SETUP=0 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,44p' "$0"; exit 0 ;;
     *) echo "bench: unknown flag $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -91,11 +92,12 @@ log() { echo "bench: $*" >&2; }
 # ---- Setup and build ----
 if [ $SETUP = 1 ]; then GAIO_EXTRA_PKGS="libuv1-dev gnuplot-nox" bash tools/setup.sh; fi
 log "building (bazel build -c opt //tests/bench:all)"
-bazel build -c opt --jobs=2 //tests/bench:all >"$WORK/build.log" 2>&1 || {
+bazel build -c opt --jobs=2 //tests/bench:all //examples:echo_server >"$WORK/build.log" 2>&1 || {
   cat "$WORK/build.log" >&2; exit 1; }
 # A private copy: another bazel build in this tree cannot swap the binaries under the run.
 mkdir -p "$WORK/bin"
 cp bazel-bin/tests/bench/{loadgen,epoll_echo,uv_echo,gaio_echo,rpc_loadgen,raw_frame_echo,raw_epoll_echo,rpc_echo_bench} "$WORK/bin/"
+cp bazel-bin/examples/echo_server "$WORK/bin/"
 BIN=$WORK/bin
 
 # ---- Contestants: name -> server command (X+md: X's server, the calls with headers) ----
@@ -111,6 +113,7 @@ server_cmd() {
     gaio-*) echo "$BIN/gaio_echo --backend ${1#gaio-}" ;;
     raw) echo "$BIN/raw_frame_echo" ;;
     raw-epoll) echo "$BIN/raw_epoll_echo" ;;
+    example) echo "$BIN/echo_server" ;;
     rpc) echo "$BIN/rpc_echo_bench --workers 1" ;;
     rpc-nostats) echo "$BIN/rpc_echo_bench --workers 1 --stats off" ;;
     rpc-w[1-9]*) echo "$BIN/rpc_echo_bench --workers ${1#rpc-w}" ;;
@@ -228,11 +231,13 @@ start_server() {
   [ -n "${2:-}" ] && pre=(taskset -c "$2")
   : >"$WORK/server.out"
   # shellcheck disable=SC2086  # the command is a word list on purpose
-  "${pre[@]}" $cmd --port 0 >"$WORK/server.out" 2>"$WORK/server.err" &
+  local port_flag=--port
+  [ "$1" = example ] && port_flag=-p # examples/echo_server: "-p 0", prints "...listening on H:P"
+  "${pre[@]}" $cmd $port_flag 0 >"$WORK/server.out" 2>"$WORK/server.err" &
   SERVER_PID=$!
   local _
   for _ in $(seq 100); do
-    SERVER_PORT=$(head -n1 "$WORK/server.out" 2>/dev/null || true)
+    SERVER_PORT=$(head -n1 "$WORK/server.out" 2>/dev/null | sed 's/.*://' || true)
     [[ "$SERVER_PORT" =~ ^[0-9]+$ ]] && return 0
     kill -0 "$SERVER_PID" 2>/dev/null || break
     sleep 0.05
