@@ -422,7 +422,8 @@ TEST_F(RpcTest, PipelinedMixedSizesKeepEveryByte) {
       auto *r = reinterpret_cast<Test__V1__EchoReply *>(c.reply);
       EXPECT_EQ("echo:" + std::to_string(i), r->text);
       ASSERT_EQ(sent[i].size(), r->payload.len) << "call " << i;
-      EXPECT_EQ(0, memcmp(sent[i].data(), r->payload.data, r->payload.len)) << "call " << i;
+      if (r->payload.len > 0)  // an empty field has no data pointer
+        EXPECT_EQ(0, memcmp(sent[i].data(), r->payload.data, r->payload.len)) << "call " << i;
     }
     EXPECT_EQ(std::vector<int>(kCalls, 1), seen);
     FreeCompletions(&done);
