@@ -1193,9 +1193,9 @@ static void call_complete(rpc_call *call) {
  * others) while the connection has writes to spare, as send_reply() does. Returns 1 when the
  * reply was sent this way (call_finish() then only counts it). */
 static int pack_direct(rpc_call *call, const ProtobufCMessage *reply, size_t len) {
+  if (tls_call != call) return 0; /* another thread: the call's fields are the worker's */
   conn *c = call->cn;
-  if (tls_call != call || !c || c->freed || c->closing || call->answered || call->tr_count)
-    return 0;
+  if (!c || c->freed || c->closing || call->answered || call->tr_count) return 0;
   size_t total = RPC_FRAME_HEADER_SIZE + len;
   if (total > OUT_COALESCE_MAX && c->writes < CONN_MAX_WRITES) return 0;
   uint8_t *p = out_room(c, total);
