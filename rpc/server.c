@@ -881,7 +881,7 @@ static void on_request(conn *c, const rpc_frame *f) {
     refuse(c, f, m, RPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     return;
   }
-  call->arrived = gaio_now();
+  call->arrived = c->last_active; /* when its bytes were read: one clock read per batch */
   call->req_bytes = f->body_len;
   const uint8_t *body = f->body;
   size_t len = f->body_len;
