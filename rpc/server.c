@@ -617,9 +617,8 @@ static void conn_adopt(worker *wk, int fd, int tls) {
 
 /* ---- Requests ---------------------------------------------------------------------------- */
 
-/* ProtobufCAllocator of a call: bump allocation in its arena, the server's allocator (or
- * malloc) beyond. A failure is remembered: protobuf-c reports it as a failed unpack, which
- * would otherwise look like a malformed request. */
+/* size bytes from the call's spill buffer (bump allocation), or NULL: too large to keep, no
+ * room left, or no memory (the caller falls back to malloc). */
 static void *spill_alloc(rpc_call *call, size_t size) {
   size_t a = _Alignof(max_align_t);
   size_t off = (call->spill_used + a - 1) & ~(a - 1);
@@ -639,6 +638,9 @@ static void *spill_alloc(rpc_call *call, size_t size) {
   return call->spill;
 }
 
+/* ProtobufCAllocator of a call: bump allocation in its arena, then in its spill buffer, the
+ * server's allocator (or malloc) beyond. A failure is remembered: protobuf-c reports it as a
+ * failed unpack, which would otherwise look like a malformed request. */
 static void *arena_alloc(void *data, size_t size) {
   rpc_call *call = data;
   size_t a = _Alignof(max_align_t);
