@@ -15,8 +15,13 @@
 #include "examples/example_util.h"
 #include "gaio/gaio.h"
 
-/* Bytes read (and so echoed) per request; also the per-connection memory. */
-#define ECHO_BUF_SIZE (16u * 1024u)
+/* Bytes read (and so echoed) per request; also the per-connection memory. The size sets the
+ * speed of a busy connection: each request costs a read and a write, so 64 KiB (a whole
+ * loopback segment burst, the size tests/bench/epoll_echo reads) moves a stream at the speed of
+ * the hand-written epoll server, where 16 KiB reached only 0.70x of it (tests/bench/results/
+ * 2026-12-02-perf). For many idle connections, trade it back down: the buffer is allocated
+ * with the connection, though its pages are only touched by the bytes read into it. */
+#define ECHO_BUF_SIZE (64u * 1024u)
 
 typedef struct echo_service {
   gaio_watcher *w;

@@ -33,7 +33,12 @@
                                     max_requests (2^20) outlasts the fd table, and no connection
                                     can use up the requests of the others */
 #define ACCEPT_RETRY_MS 100      /* pause of a listener after a failed accept (EMFILE, ...) */
-#define CALL_ARENA 256           /* bytes in each call for its unpacked input; beyond: malloc */
+#define CALL_ARENA 256           /* bytes in each call for its unpacked input; beyond: spill */
+#define CALL_SPILL_KEEP_MAX (32u << 10) /* a call's spill buffer (for inputs beyond CALL_ARENA,
+                                    such as large bytes fields) up to this size is kept with the
+                                    call for reuse: a worker's cache then holds at most
+                                    CALL_CACHE_MAX of them (8 MiB), and only after that many
+                                    such calls were in flight at once; larger pieces: malloc */
 #define CALL_CACHE_MAX 256       /* finished call structs a worker keeps for the next calls */
 
 /* ---- Call state ----------------------------------------------------------------------------
@@ -86,10 +91,16 @@ struct rpc_call {
   uint8_t *tr;      /* trailers: encoded entries (no prefix), tr_len bytes, tr_count of them */
   size_t tr_len, tr_cap;
   unsigned tr_count;
-  /* The input is unpacked into arena while it fits (most requests: no malloc, no free), the
-   * rest with malloc; alloc says which. Fields from here on survive reuse. */
+  size_t packed;    /* the reply went straight into the output buffer (pack_direct): 1 + its
+                       body bytes; 0 otherwise */
+  /* The input is unpacked into arena while it fits (most requests: no malloc, no free), then
+   * into spill (kept with the call up to CALL_SPILL_KEEP_MAX, so that large inputs need no
+   * malloc either once the cache is warm), the rest with malloc; alloc says which. Fields from
+   * here on survive reuse. */
   ProtobufCAllocator alloc;
   size_t arena_used;
+  uint8_t *spill;
+  size_t spill_used, spill_cap;
   _Alignas(max_align_t) unsigned char arena[CALL_ARENA];
 };
 
@@ -675,9 +686,30 @@ static void conn_adopt(worker *wk, int fd, int tls) {
 
 /* ---- Requests ---------------------------------------------------------------------------- */
 
-/* ProtobufCAllocator of a call: bump allocation in its arena, the server's allocator (or
- * malloc) beyond. A failure is remembered: protobuf-c reports it as a failed unpack, which
- * would otherwise look like a malformed request. */
+/* size bytes from the call's spill buffer (bump allocation), or NULL: too large to keep, no
+ * room left, or no memory (the caller falls back to malloc). */
+static void *spill_alloc(rpc_call *call, size_t size) {
+  size_t a = _Alignof(max_align_t);
+  size_t off = (call->spill_used + a - 1) & ~(a - 1);
+  if (call->spill && off <= call->spill_cap && size <= call->spill_cap - off) {
+    call->spill_used = off + size;
+    return call->spill + off;
+  }
+  if (call->spill_used > 0 || size > CALL_SPILL_KEEP_MAX) return NULL;
+  /* Empty and too small: replaced by one that fits, in 4 KiB steps. */
+  size_t cap = (size + 4095u) & ~(size_t)4095u;
+  if (cap > CALL_SPILL_KEEP_MAX) cap = CALL_SPILL_KEEP_MAX;
+  free(call->spill);
+  call->spill_cap = 0;
+  if ((call->spill = gaio__malloc(cap)) == NULL) return NULL;
+  call->spill_cap = cap;
+  call->spill_used = size;
+  return call->spill;
+}
+
+/* ProtobufCAllocator of a call: bump allocation in its arena, then in its spill buffer, the
+ * server's allocator (or malloc) beyond. A failure is remembered: protobuf-c reports it as a
+ * failed unpack, which would otherwise look like a malformed request. */
 static void *arena_alloc(void *data, size_t size) {
   rpc_call *call = data;
   size_t a = _Alignof(max_align_t);
@@ -687,6 +719,8 @@ static void *arena_alloc(void *data, size_t size) {
     return call->arena + off;
   }
   const ProtobufCAllocator *x = call->ext;
+  void *q = x ? NULL : spill_alloc(call, size);
+  if (q) return q;
   void *p = x ? x->alloc(x->allocator_data, size) : gaio__malloc(size);
   if (!p) call->alloc_failed = 1;
   return p;
@@ -696,6 +730,8 @@ static void arena_free(void *data, void *ptr) {
   rpc_call *call = data;
   uintptr_t p = (uintptr_t)ptr, lo = (uintptr_t)call->arena;
   if (p >= lo && p < lo + CALL_ARENA) return; /* the arena goes with the call */
+  lo = (uintptr_t)call->spill;
+  if (call->spill && p >= lo && p < lo + call->spill_cap) return; /* so does the spill */
   const ProtobufCAllocator *x = call->ext;
   if (x) x->free(x->allocator_data, ptr);
   else free(ptr);
@@ -710,12 +746,16 @@ static rpc_call *call_get(worker *wk) {
     wk->ncached--;
   } else if ((call = gaio__malloc(sizeof *call)) == NULL) {
     return NULL;
+  } else {
+    call->spill = NULL;
+    call->spill_cap = 0;
   }
   memset(call, 0, offsetof(rpc_call, alloc));
   call->alloc.alloc = arena_alloc;
   call->alloc.free = arena_free;
   call->alloc.allocator_data = call;
   call->arena_used = 0;
+  call->spill_used = 0;
   call->ext = wk->srv->opts.allocator;
   return call;
 }
@@ -729,6 +769,7 @@ static void call_put(worker *wk, rpc_call *call) {
   free(call->md_mem);
   free(call->tr);
   if (wk->ncached >= CALL_CACHE_MAX) {
+    free(call->spill);
     free(call);
     return;
   }
@@ -1153,6 +1194,7 @@ static void send_with_trailers(conn *c, rpc_call *call, int status, const void *
 
 /* Send the call's answer: its reply or its status, with its trailers. Returns the body bytes. */
 static size_t send_answer(conn *c, rpc_call *call) {
+  if (call->packed) return call->packed - 1; /* in the output buffer already */
   rpc__wbuf *b = call->reply;
   call->reply = NULL;
   const char *text = b ? NULL : call->msg;
@@ -1218,6 +1260,32 @@ static void call_complete(rpc_call *call) {
   }
 }
 
+/* The common case: the handler replies inside invoke, on the worker thread, with no trailers.
+ * The reply is packed straight into the connection's output buffer behind its header: no
+ * buffer of its own, no copy, and it leaves with the batch's other frames in one write. A
+ * large reply keeps its own buffer (written as is, header and body in one writev with the
+ * others) while the connection has writes to spare, as send_reply() does. Returns 1 when the
+ * reply was sent this way (call_finish() then only counts it). */
+static int pack_direct(rpc_call *call, const ProtobufCMessage *reply, size_t len) {
+  if (tls_call != call) return 0; /* another thread: the call's fields are the worker's */
+  conn *c = call->cn;
+  if (!c || c->freed || c->closing || call->answered || call->tr_count) return 0;
+  size_t total = RPC_FRAME_HEADER_SIZE + len;
+  if (total > OUT_COALESCE_MAX && c->writes < CONN_MAX_WRITES) return 0;
+  uint8_t *p = out_room(c, total);
+  if (!p) return 0; /* the own-buffer path gets its chance */
+  rpc_frame f = {0};
+  f.type = RPC_TYPE_RESPONSE;
+  f.request_id = call->request_id;
+  f.body_len = (uint32_t)len;
+  rpc_frame_encode(&f, p);
+  protobuf_c_message_pack(reply, p + RPC_FRAME_HEADER_SIZE);
+  c->out->len += total;
+  c->qbytes += total;
+  call->packed = 1 + len;
+  return 1;
+}
+
 /* Closure of every handler invocation. Any thread. */
 void rpc__srv_closure(const ProtobufCMessage *reply, void *closure_data) {
   rpc_call *call = closure_data;
@@ -1227,10 +1295,11 @@ void rpc__srv_closure(const ProtobufCMessage *reply, void *closure_data) {
     if (len > call->wk->srv->opts.max_body) {
       call->status = RPC_STATUS_RESOURCE_EXHAUSTED;
       call->msg = rpc__msgdup("reply larger than the server's limit", 36);
-    } else if ((call->reply = rpc__wbuf_new(len)) != NULL) {
-      protobuf_c_message_pack(reply, call->reply->data + RPC_FRAME_HEADER_SIZE);
-    } else {
-      call->status = RPC_STATUS_RESOURCE_EXHAUSTED;
+    } else if (!pack_direct(call, reply, len)) {
+      if ((call->reply = rpc__wbuf_new(len)) != NULL)
+        protobuf_c_message_pack(reply, call->reply->data + RPC_FRAME_HEADER_SIZE);
+      else
+        call->status = RPC_STATUS_RESOURCE_EXHAUSTED;
     }
   } else {
     call->status = RPC_STATUS_UNKNOWN;
@@ -1663,6 +1732,7 @@ void rpc__srv_stop_workers(rpc_server *s, int drain_ms) {
     while (wk->cache) {
       rpc_call *call = wk->cache;
       wk->cache = call->lnext;
+      free(call->spill);
       free(call);
     }
     wk->ncached = 0;

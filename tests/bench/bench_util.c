@@ -10,7 +10,11 @@
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -197,4 +201,25 @@ long bench_fd_count(int pid) {
   }
   closedir(d);
   return n;
+}
+
+int bench_epoll_setup(const bench_addr *a, int *ep, int *lfd, int *sfd, size_t *max_fds) {
+  struct rlimit rl;
+  getrlimit(RLIMIT_NOFILE, &rl);
+  *max_fds = rl.rlim_cur == RLIM_INFINITY ? 1u << 20 : (size_t)rl.rlim_cur;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigprocmask(SIG_BLOCK, &set, NULL);
+  *sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+  *ep = epoll_create1(EPOLL_CLOEXEC);
+  *lfd = bench_listen(a, 0, 1);
+  if (*sfd < 0 || *ep < 0 || *lfd < 0) return -1;
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.fd = *lfd};
+  struct epoll_event sev = {.events = EPOLLIN, .data.fd = *sfd};
+  if (epoll_ctl(*ep, EPOLL_CTL_ADD, *lfd, &ev) != 0 ||
+      epoll_ctl(*ep, EPOLL_CTL_ADD, *sfd, &sev) != 0)
+    return -1;
+  return bench_print_bound(*lfd, a) < 0 ? -1 : 0;
 }

@@ -52,6 +52,13 @@ int bench_listen(const bench_addr *a, int reuseport, int nonblock);
  * unix. The harness reads it. Returns the port (0 for unix) or a negative errno. */
 int bench_print_bound(int fd, const bench_addr *a);
 
+/* The setup of the hand-written epoll servers (epoll_echo, raw_epoll_echo): SIGINT and SIGTERM
+ * blocked and read from *sfd (a non-blocking signalfd), an epoll instance *ep holding the
+ * non-blocking listener *lfd on a (edge-triggered) and *sfd (level-triggered), the bound address
+ * printed (bench_print_bound). *max_fds: the open-files limit, the size of an fd-indexed table.
+ * Returns 0, or -1 with errno set (what is open stays open: the process exits). */
+int bench_epoll_setup(const bench_addr *a, int *ep, int *lfd, int *sfd, size_t *max_fds);
+
 /* TCP_NODELAY on a connected TCP socket; a no-op (0) on a unix socket. */
 int bench_nodelay(int fd);
 

@@ -6,13 +6,10 @@
  * epoll_echo [--host H] [--port P | --unix PATH]; prints the bound port (or path) on stdout's
  * first line; exits 0 on SIGINT or SIGTERM. */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "tests/bench/bench_util.h"
@@ -107,25 +104,9 @@ static void on_accept(server *s) {
 }
 
 static int server_init(server *s, const bench_addr *a) {
-  struct rlimit rl;
-  getrlimit(RLIMIT_NOFILE, &rl);
-  s->nconns = rl.rlim_cur == RLIM_INFINITY ? 1u << 20 : (size_t)rl.rlim_cur;
+  if (bench_epoll_setup(a, &s->ep, &s->lfd, &s->sfd, &s->nconns) != 0) return -1;
   s->conns = calloc(s->nconns, sizeof(conn));
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  sigprocmask(SIG_BLOCK, &set, NULL);
-  s->sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-  s->ep = epoll_create1(EPOLL_CLOEXEC);
-  s->lfd = bench_listen(a, 0, 1);
-  if (s->conns == NULL || s->sfd < 0 || s->ep < 0 || s->lfd < 0) return -1;
-  struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.fd = s->lfd};
-  struct epoll_event sev = {.events = EPOLLIN, .data.fd = s->sfd};
-  if (epoll_ctl(s->ep, EPOLL_CTL_ADD, s->lfd, &ev) != 0 ||
-      epoll_ctl(s->ep, EPOLL_CTL_ADD, s->sfd, &sev) != 0)
-    return -1;
-  return bench_print_bound(s->lfd, a) < 0 ? -1 : 0;
+  return s->conns == NULL ? -1 : 0;
 }
 
 static const char *const flags[] = {BENCH_USAGE_HOST, BENCH_USAGE_PORT, BENCH_USAGE_UNIX, NULL};
