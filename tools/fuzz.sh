@@ -52,10 +52,12 @@ strict=(-Wall -Wextra -Werror)
 # The libraries of the server and client targets, instrumented for coverage, built once.
 lib_objs=()
 build_lib() {
-  protoc --proto_path=. --c_out="$work/gen" rpc/health.proto rpc/admin.proto tests/rpc_test.proto
+  protoc --proto_path=. --c_out="$work/gen" rpc/health.proto rpc/admin.proto rpc/reflection.proto \
+    tests/rpc_test.proto
   # Every C file of //gaio and //rpc is a library source (their BUILD files list the same).
   local srcs=(gaio/*.c rpc/*.c
               "$work/gen/rpc/health.pb-c.c" "$work/gen/rpc/admin.pb-c.c"
+              "$work/gen/rpc/reflection.pb-c.c"
               "$work/gen/tests/rpc_test.pb-c.c")
   local s o
   for s in "${srcs[@]}"; do
@@ -75,7 +77,7 @@ build() {
       [ ${#lib_objs[@]} -gt 0 ] || build_lib
       "$cc" "${common[@]}" "${strict[@]}" -fsanitize=fuzzer \
         tests/fuzz/fuzz_util.c "tests/fuzz/${t}_fuzz.c" "${lib_objs[@]}" \
-        -luring -lprotobuf-c -pthread -o "$work/${t}_fuzz" ;;
+        -luring -lprotobuf-c -lssl -lcrypto -lcares -pthread -o "$work/${t}_fuzz" ;;
   esac
 }
 
