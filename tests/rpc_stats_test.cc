@@ -373,6 +373,31 @@ TEST_F(RpcStatsTest, StatsOffLeavesMethodCountersAtZeroButCountsConnections) {
   EXPECT_EQ(-EINVAL, rpc_server_create(&s, &bad));
 }
 
+// 1000 requests in one write: one worker batch finishes more calls than its latency array holds
+// (LAT_BATCH, 256 in rpc/server.c), so it is flushed mid-batch: every call is still counted once.
+TEST_F(RpcStatsTest, ALatencyIsRecordedForEveryCallOfABigBatch) {
+  gaio_test::Watchdog wd("BigBatchLatency", 20000);
+  Start(rpc_server_options{});
+  RawConn c(port_);
+  std::string burst;
+  for (uint32_t id = 1; id <= 1000; id++) burst += Say(id, "x").Bytes();
+  c.Send(burst);
+  for (int i = 0; i < 1000; i++) {
+    Got g = c.Next();
+    ASSERT_TRUE(g.ok) << i;
+    ASSERT_EQ(RPC_TYPE_RESPONSE, g.type);
+  }
+  rpc_server_stats st = WaitStats(srv_, [](const rpc_server_stats &s) {
+    const rpc_method_stats *say = Method(s, "test.v1.Echo/Say");
+    return say && say->latency.count == 1000;
+  });
+  const rpc_method_stats *say = Method(st, "test.v1.Echo/Say");
+  ASSERT_NE(nullptr, say);
+  EXPECT_EQ(1000u, say->completed[RPC_STATUS_OK]);
+  EXPECT_EQ(1000u, say->latency.count);
+  rpc_server_stats_free(&st);
+}
+
 // ---- Log lines and the counters of what they report -----------------------------------------
 
 TEST_F(RpcStatsTest, BadMagicIsLoggedWithThePeerAndCountedByKind) {
