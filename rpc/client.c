@@ -173,9 +173,10 @@ struct rpc_channel {
   int resolving;   /* a resolution is running (stepped by the resolve timer) */
   int resolved_once; /* the first resolution has ended (calls wait for it) */
   struct {
-    atomic_uint_fast64_t resolutions, resolve_failures, retries, retries_refused, ejections;
-    atomic_uint endpoints;
-  } stats;         /* read by rpc__channel_stats() from any thread */
+    /* Written by the channel thread only (rpc__count, as the endpoints' counters); read by
+     * rpc__channel_stats() from any thread. */
+    rpc__counter resolutions, resolve_failures, retries, retries_refused, ejections, endpoints;
+  } stats;
   char dns_error[160]; /* why the last resolution failed: "DNS: ..."; "" when it did not */
   gaio_watcher *w;
   pthread_t th;
@@ -246,7 +247,7 @@ static void ep_set_error(endpoint *ep, const char *text) {
  * or a generic text before any failure. Channel thread. */
 static const char *unreachable_why(const rpc_channel *ch) {
   /* With no endpoint (dns: targets), a failed resolution is the reason. */
-  if (ch->dns_error[0] && (!ch->last_failed || atomic_load(&ch->stats.endpoints) == 0))
+  if (ch->dns_error[0] && (!ch->last_failed || rpc__get(&ch->stats.endpoints) == 0))
     return ch->dns_error;
   return ch->last_failed && ch->last_failed->last_error[0] ? ch->last_failed->last_error
                                                            : "no endpoint is reachable";
@@ -1215,7 +1216,7 @@ static void apply_list(rpc_channel *ch, const rpc__resolved *list, unsigned n) {
     if (i == ch->neps) ep_add(ch, &list[k]);
   }
   for (unsigned i = 0; i < ch->neps; i++) live += !ch->eps[i].removed;
-  atomic_store(&ch->stats.endpoints, live);
+  atomic_store_explicit(&ch->stats.endpoints, live, memory_order_relaxed);
   flush_waiting(ch);
 }
 
@@ -1248,13 +1249,13 @@ static void resolution_done(rpc_channel *ch, uint64_t now) {
   unsigned n = rpc__dns_result(ch->dns, &list, &ttl, &err);
   ch->resolving = 0;
   ch->resolved_once = 1;
-  atomic_fetch_add(&ch->stats.resolutions, 1);
+  rpc__count(&ch->stats.resolutions, 1);
   if (n > 0) {
     ch->dns_error[0] = '\0';
     apply_list(ch, list, n);
   } else {
     /* The last list stays; the error is kept for calls that find no endpoint. */
-    atomic_fetch_add(&ch->stats.resolve_failures, 1);
+    rpc__count(&ch->stats.resolve_failures, 1);
     snprintf(ch->dns_error, sizeof ch->dns_error, "DNS: %s", err);
     rpc__log(&ch->log, RPC_LOG_WARN, "%s: %s; keeping the last list of endpoints",
              rpc__dns_name(ch->dns), ch->dns_error);
@@ -1311,7 +1312,7 @@ static void ep_answered(endpoint *ep, int status) {
   ep->ejected = 1;
   ep->unavail = 0;
   ep->ejections++;
-  atomic_fetch_add(&ch->stats.ejections, 1);
+  rpc__count(&ch->stats.ejections, 1);
 }
 
 /* The ejection time is over: PING the endpoint; its PONG brings it back (ep_probed). Without a
@@ -1358,10 +1359,10 @@ static int retry_later(rpc_channel *ch, ccall *call) {
   uint64_t at = now + rpc__retry_delay_ns(call->attempts, rnd(ch));
   if (call->deadline && at >= call->deadline) return 0;
   if (!rpc__retry_withdraw(&ch->retry, now)) {
-    atomic_fetch_add(&ch->stats.retries_refused, 1);
+    rpc__count(&ch->stats.retries_refused, 1);
     return 0;
   }
-  atomic_fetch_add(&ch->stats.retries, 1);
+  rpc__count(&ch->stats.retries, 1);
   if (call->conn) {
     rpc__idmap_del(&call->conn->calls, call->wnode.key);
     call->conn = NULL;
@@ -1427,12 +1428,12 @@ static int channel_policies(rpc_channel *ch) {
 
 int rpc__channel_stats(rpc_channel *ch, rpc__chan_stats *out) {
   if (!ch || !out) return -EINVAL;
-  out->resolutions = atomic_load(&ch->stats.resolutions);
-  out->resolve_failures = atomic_load(&ch->stats.resolve_failures);
-  out->retries = atomic_load(&ch->stats.retries);
-  out->retries_refused = atomic_load(&ch->stats.retries_refused);
-  out->ejections = atomic_load(&ch->stats.ejections);
-  out->endpoints = atomic_load(&ch->stats.endpoints);
+  out->resolutions = rpc__get(&ch->stats.resolutions);
+  out->resolve_failures = rpc__get(&ch->stats.resolve_failures);
+  out->retries = rpc__get(&ch->stats.retries);
+  out->retries_refused = rpc__get(&ch->stats.retries_refused);
+  out->ejections = rpc__get(&ch->stats.ejections);
+  out->endpoints = (unsigned)rpc__get(&ch->stats.endpoints);
   return 0;
 }
 
@@ -1487,7 +1488,7 @@ static int parse_target(rpc_channel *ch, const char *target) {
     ch->neps++;
     p = e ? e + 1 : p + len;
   }
-  atomic_store(&ch->stats.endpoints, ch->neps);
+  atomic_store_explicit(&ch->stats.endpoints, ch->neps, memory_order_relaxed);
   return 0;
 }
 
