@@ -135,6 +135,53 @@ int FreePort(int type) {
   return ntohs(a.sin_port);
 }
 
+// Whether port is free on 127.0.0.1 for a socket of this type (bound, then released).
+bool PortFree(int type, int port) {
+  int fd = socket(AF_INET, type, 0);
+  sockaddr_in a = {};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons((uint16_t)port);
+  bool ok = fd >= 0 && bind(fd, (sockaddr *)&a, sizeof a) == 0;
+  if (fd >= 0) close(fd);
+  return ok;
+}
+
+// A port for dnsmasq, which binds it for UDP and TCP and cannot be handed a bound socket.
+// Chosen below the kernel's ephemeral range (ip_local_port_range starts at 32768), free for
+// both protocols now: no port-0 bind and no outgoing connection of a test running in
+// parallel takes it meanwhile, and a restart on the same port finds it free.
+int DnsPort() {
+  static unsigned seed = (unsigned)getpid() * 2654435761u;
+  for (int i = 0; i < 1000; i++) {
+    int port = 20000 + (int)(rand_r(&seed) % 12000);
+    if (PortFree(SOCK_DGRAM, port) && PortFree(SOCK_STREAM, port)) return port;
+  }
+  return -1;
+}
+
+// Whether a DNS server answers on 127.0.0.1:port within ms: one query for "ready.test" A
+// (any answer counts, NXDOMAIN included). Unlike a bind probe, it cannot take the port
+// from a dnsmasq that is still starting.
+bool DnsAnswers(int port, int ms) {
+  static const unsigned char q[] = {0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0,  // header
+                                    5,    'r',  'e',  'a',  'd', 'y', 4, 't', 'e', 's', 't', 0,
+                                    0,    1,    0,    1};  // A, IN
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in a = {};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons((uint16_t)port);
+  timeval tv = {ms / 1000, (ms % 1000) * 1000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  unsigned char r[512];
+  bool ok = connect(fd, (sockaddr *)&a, sizeof a) == 0 && send(fd, q, sizeof q, 0) == (ssize_t)sizeof q &&
+            recv(fd, r, sizeof r, 0) >= 2 && r[0] == q[0] && r[1] == q[1];
+  close(fd);
+  return ok;
+}
+
 // ---- dnsmasq -------------------------------------------------------------------------------
 
 class Dnsmasq {
@@ -145,7 +192,7 @@ class Dnsmasq {
     mkdir(dir_.c_str(), 0755);
     hosts_ = dir_ + "/hosts";
     conf_ = dir_ + "/dnsmasq.conf";
-    port_ = FreePort(SOCK_DGRAM);
+    port_ = DnsPort();
   }
   ~Dnsmasq() { Stop(); }
   int port() const { return port_; }
@@ -164,7 +211,7 @@ class Dnsmasq {
     for (int attempt = 0; attempt < 5; attempt++) {
       if (TryStart()) return;
       if (keep_port) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      else port_ = FreePort(SOCK_DGRAM);
+      else port_ = DnsPort();
     }
     FAIL() << "dnsmasq did not start";
   }
@@ -186,27 +233,13 @@ class Dnsmasq {
     if (pid_ < 0) return false;
     auto until = Clock::now() + std::chrono::seconds(10);
     while (Clock::now() < until) {
-      int fd = socket(AF_INET, SOCK_DGRAM, 0);
-      sockaddr_in a = {};
-      a.sin_family = AF_INET;
-      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      a.sin_port = htons((uint16_t)port_);
-      int rc = bind(fd, (sockaddr *)&a, sizeof a);
-      close(fd);
+      if (DnsAnswers(port_, 50)) return true;
       int st;
-      if (waitpid(pid_, &st, WNOHANG) == pid_) {  // could not bind: exited
+      if (waitpid(pid_, &st, WNOHANG) == pid_) {  // could not bind (port taken): exited
         pid_ = -1;
         return false;
       }
-      if (rc < 0 && errno == EADDRINUSE) {
-        // Held: by dnsmasq if it is still running a moment later (it exits at once when
-        // another process holds the port).
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        if (waitpid(pid_, &st, WNOHANG) == 0) return true;
-        pid_ = -1;
-        return false;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));  // refused: not bound yet
     }
     Stop();
     return false;

@@ -58,12 +58,24 @@ free_port() { # free_port tcp|udp: a port free on 127.0.0.1 now
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if sys.argv[1] == "tcp" else socket.SOCK_DGRAM)
 s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' "$1"
 }
+# dns_port: a port for dnsmasq, which binds it for UDP and TCP: below the ephemeral range
+# (32768 up), so no port-0 bind or outgoing connection takes it, and free for both now.
+dns_port() {
+  python3 -c 'import random, socket
+for _ in range(1000):
+    p = random.randrange(20000, 32000)
+    try:
+        for t in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            with socket.socket(socket.AF_INET, t) as s: s.bind(("127.0.0.1", p))
+    except OSError: continue
+    print(p); break'
+}
 
 # ---- dnsmasq: the hosts file is the whole zone; a port taken meanwhile: try another ----
 printf '127.0.0.1 kv.demo.test\n127.0.0.2 kv.demo.test\n127.0.0.3 kv.demo.test\n' >"$WORK/hosts"
 DNS_PORT=""
 for _ in 1 2 3 4 5; do
-  port=$(free_port udp)
+  port=$(dns_port)
   user=()
   [ "$(id -u)" = 0 ] && user=(--user=root)
   "$DNSMASQ" --no-daemon --port="$port" --listen-address=127.0.0.1 --bind-interfaces --no-resolv \
