@@ -43,6 +43,10 @@
 #                  rpc-wN runs the //rpc server with N workers (rpc has 1, like-for-like with
 #                  raw); rpc-nostats is rpc with its counters off (stats = -1): with both rpc and
 #                  rpc-nostats, a "counters on/off" table gives rpc / rpc-nostats (goal >= 0.97)
+#   --no-split     run the rpc-* workloads unpinned (default: on a machine of 2 CPUs or more,
+#                  every rpc-* workload but the -pinned one runs its server on CPU 1 and the load
+#                  generator on CPU 0: left to the scheduler, the two sometimes share a CPU and one
+#                  run moves by up to 40%, which buries a few-percent difference)
 #   --perf         also `perf record` the gaio servers during ping-pong, and the rpc server
 #                  during rpc-16x16x64: top 15 symbols
 #   --out DIR      results folder (default tests/bench/results/<date>)
@@ -53,7 +57,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-QUICK=0 REPS=3 DURATION="" WARMUP="" PERF=0 SETUP=1 OUT=""
+QUICK=0 REPS=3 DURATION="" WARMUP="" PERF=0 SETUP=1 OUT="" SPLIT=1
 WORKLOADS="stream pingpong pinned burst idle maxconn rpc-1x1x64-pinned rpc-16x16x64 rpc-16x16x64-md2 rpc-64x8x1024 rpc-1x64x16384 rpc-16x16x64-tls rpc-1x64x16384-tls tls-handshake lb-slow lb-scale lb-scale-d100"
 CONTESTANTS="epoll libuv gaio-epoll gaio-uring gaio-epoll-swap gaio-uring-swap"
 RPC_CONTESTANTS="raw raw-epoll rpc"
@@ -67,6 +71,7 @@ while [ $# -gt 0 ]; do
     --contestants) CONTESTANTS=${2//,/ }; shift ;;
     --rpc-contestants) RPC_CONTESTANTS=${2//,/ }; shift ;;
     --perf) PERF=1 ;;
+    --no-split) SPLIT=0 ;;
     --no-setup) SETUP=0 ;;
     --out) OUT=$2; shift ;;
     -h|--help) sed -n '2,/^set -euo pipefail/p' "$0" | sed '$d'; exit 0 ;;
@@ -77,6 +82,7 @@ done
 [[ "$REPS" =~ ^[1-9][0-9]*$ ]] || { echo "bench: --reps needs a positive integer" >&2; exit 2; }
 if [ -z "$DURATION" ]; then DURATION=$([ $QUICK = 1 ] && echo 1 || echo 3); fi
 if [ -z "$WARMUP" ]; then WARMUP=$([ $QUICK = 1 ] && echo 0.3 || echo 1); fi
+[ "$(nproc)" -ge 2 ] || SPLIT=0
 SUFFIX=""
 if [ $QUICK = 1 ]; then SUFFIX=-quick; fi
 OUT=${OUT:-tests/bench/results/$(date +%Y-%m-%d)$SUFFIX}
@@ -320,14 +326,14 @@ printf 'workload\trep\tcontestant\tstatus\tresult\n' >"$RAW"
 
 # run_one WORKLOAD CONTESTANT REP: one server, one loadgen run, one raw.tsv line.
 run_one() {
-  local w=$1 c=$2 rep=$3 pin="" args line status=ok lg=loadgen
-  case "$w" in pinned|*-pinned) pin=0 ;; esac
+  local w=$1 c=$2 rep=$3 pin="" lgpin="" args line status=ok lg=loadgen
+  case "$w" in pinned|*-pinned) pin=0 ;; rpc-*) [ $SPLIT = 1 ] && pin=1 lgpin="--cpu 0" ;; esac
   { is_rpc "$w" || [ "$w" = tls-handshake ]; } && lg=rpc_loadgen
   if ! start_server "$c" $pin; then
     printf '%s\t%s\t%s\tnostart\t%s\n' "$w" "$rep" "$c" "$(head -n1 "$WORK/server.err")" >>"$RAW"
     return
   fi
-  args=$(wl_args "$w")
+  args="$(wl_args "$w") $lgpin"
   [[ "$c" == *+md ]] && args="$args --metadata $(wl_md "$w")"
   [[ "$c" == *+tls ]] && args="$args --tls $TLS_DIR"
   case "$w" in idle|maxconn) args="$args --server-pid $SERVER_PID" ;; esac
@@ -539,6 +545,14 @@ values() { # WORKLOAD CONTESTANT KEY: that key of every ok run
   awk -F'\t' -v w="$1" -v c="$2" '$1==w && $3==c && $4=="ok" {print $5}' "$RAW" |
     while IFS= read -r l; do kv "$l" "$3"; done
 }
+# paired WORKLOAD A B KEY: the median over repetitions of A's KEY / B's KEY in the same
+# repetition (the two ran next to each other: what moves the machine between repetitions cancels).
+paired() {
+  awk -F'\t' -v w="$1" -v a="$2" -v b="$3" -v k="$4" '
+    function val(l) { return match(" " l, "[ \t]" k "=[^ \t]*") ? substr(" " l, RSTART + length(k) + 2, RLENGTH - length(k) - 2) : "" }
+    $1 == w && $4 == "ok" && ($3 == a || $3 == b) { v[$3, $2] = val($5); reps[$2] = 1 }
+    END { for (r in reps) if (v[a, r] != "" && v[b, r] + 0 > 0) print v[a, r] / v[b, r] }' "$RAW" | median
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
 fmt() { awk -v v="$1" 'BEGIN { if (v == "") print "-"; else if (v >= 100) printf "%.0f", v; else printf "%.3g", v }'; }
 
@@ -551,7 +565,7 @@ CHART=$WORK/chart.dat
   echo "Open-files limit: $(ulimit -n) per process (server and load generator each have their own)."
   echo "Load average before/after: $LOAD0 / $LOAD1. **The machine is shared and noisy** (other agents compile on the same 2 cores), so single numbers move by tens of percent between runs: read the ratios of one run, not absolute values across runs."
   echo "Commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- gaio tests/bench || echo ' (+ local changes)'); $REPS repetitions, contestants interleaved round-robin (rotated each repetition); ${DURATION} s measured after ${WARMUP} s warm-up per timed run; $((END - START)) s in all. Every run starts a fresh server process."
-  echo "Load generator: one process, one thread, epoll (tests/bench/loadgen.c); every echoed byte is compared with what was sent. Single-threaded servers; unpinned except the pinned workload."
+  echo "Load generator: one process, one thread, epoll (tests/bench/loadgen.c); every echoed byte is compared with what was sent. Single-threaded servers; echo workloads unpinned except pinned; $([ $SPLIT = 1 ] && echo 'rpc-* workloads (but the -pinned one) with the server on CPU 1 and the load generator on CPU 0 (--no-split: unpinned)' || echo 'rpc-* workloads unpinned except the -pinned one')."
   echo
   echo "RPC workloads (rpc-*): unary gaio.bench.Echo/Say calls from tests/bench/rpc_loadgen (one process, one thread, epoll; frames written by hand, every reply's status, request id and body checked); raw = tests/bench/raw_frame_echo (same frames, no protobuf, one gaio watcher), raw-epoll = tests/bench/raw_epoll_echo (same frames, plain epoll, no gaio, the replies of one read in one write), rpc = tests/bench/rpc_echo_bench (rpc_server, 1 worker unless rpc-wN)."
   echo
@@ -610,17 +624,17 @@ done
 if [ -n "$RPC_WL" ] && [[ " $RPC_AVAILABLE " == *" raw "* && " $RPC_AVAILABLE " == *" raw-epoll "* ]]; then
   {
     echo
-    echo "Against both ceilings (medians of the same run; goal: the issue's target for X / ceiling)"
+    echo "Against both ceilings (medians of the same run; goal: the issue's target for X / ceiling). X / raw and X / raw-epoll are ratios of the medians; \"paired\" is the median over repetitions of the ratio within each repetition."
     echo
-    echo "| workload | contestant X | X | raw | raw-epoll | unit | X / raw | X / raw-epoll | goal |"
-    echo "|---|---|---|---|---|---|---|---|---|"
+    echo "| workload | contestant X | X | raw | raw-epoll | unit | X / raw | X / raw-epoll | paired X / raw | paired X / raw-epoll | goal |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|"
     for w in $RPC_WL; do
       read -r key unit better <<<"$(wl_metric "$w")"
       r1=$(values "$w" raw "$key" | median) r2=$(values "$w" raw-epoll "$key" | median)
       for c in $RPC_AVAILABLE; do
         [[ "$c" == raw* ]] && continue
         x=$(values "$w" "$c" "$key" | median)
-        echo "| $(wl_title "$w") | $c | $(fmt "$x") | $(fmt "$r1") | $(fmt "$r2") | $unit | $(ratio "$x" "$r1") | $(ratio "$x" "$r2") | >= $(wl_goal "$w") |"
+        echo "| $(wl_title "$w") | $c | $(fmt "$x") | $(fmt "$r1") | $(fmt "$r2") | $unit | $(ratio "$x" "$r1") | $(ratio "$x" "$r2") | $(ratio "$(paired "$w" "$c" raw "$key")" 1) | $(ratio "$(paired "$w" "$c" raw-epoll "$key")" 1) | >= $(wl_goal "$w") |"
       done
     done
   } >>"$MD"
@@ -629,14 +643,14 @@ fi
 if [[ " $RPC_AVAILABLE " == *" rpc "* && " $RPC_AVAILABLE " == *" rpc-nostats "* ]]; then
   {
     echo
-    echo "Counters on/off (rpc / rpc-nostats, same run; goal >= 0.97)"
+    echo "Counters on/off (rpc / rpc-nostats, same run; goal >= 0.97). \"ratio on/off\" is the ratio of the medians; \"paired\" is the median over repetitions of on/off within each repetition."
     echo
-    echo "| workload | rpc (counters on) | rpc-nostats (off) | unit | ratio on/off | goal |"
-    echo "|---|---|---|---|---|---|"
+    echo "| workload | rpc (counters on) | rpc-nostats (off) | unit | ratio on/off | paired on/off | goal |"
+    echo "|---|---|---|---|---|---|---|"
     for w in $RPC_WL; do
       read -r key unit better <<<"$(wl_metric "$w")"
       on=$(values "$w" rpc "$key" | median) off=$(values "$w" rpc-nostats "$key" | median)
-      echo "| $(wl_title "$w") | $(fmt "$on") | $(fmt "$off") | $unit | $(ratio "$on" "$off") | >= 0.97 |"
+      echo "| $(wl_title "$w") | $(fmt "$on") | $(fmt "$off") | $unit | $(ratio "$on" "$off") | $(ratio "$(paired "$w" rpc rpc-nostats "$key")" 1) | >= 0.97 |"
     done
   } >>"$MD"
 fi
