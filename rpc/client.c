@@ -55,7 +55,8 @@ typedef struct endpoint {
   char fail_why[RPC__TLS_ERROR_MAX]; /* or the reason as text, when it is not an errno (the
                                         TLS handshake's); "" when none */
   /* Counters: written by the channel thread, read by rpc_channel_get_stats() (rpc/stats.h);
-   * last_error under ch->stats_mu. */
+   * last_error under ch->stats_mu. A dns: target's slot is reused: its reset (ep_add) and
+   * `removed` are written under ch->stats_mu too, which the reader holds. */
   _Atomic int state_pub;
   rpc__counter connects, connect_failures, backoff_until;
   rpc__counter calls[RPC_STATUS_CODES];
@@ -174,7 +175,7 @@ struct rpc_channel {
   int resolved_once; /* the first resolution has ended (calls wait for it) */
   struct {
     /* Written by the channel thread only (rpc__count, as the endpoints' counters); read by
-     * rpc__channel_stats() from any thread. */
+     * rpc_channel_get_stats() from any thread. */
     rpc__counter resolutions, resolve_failures, retries, retries_refused, ejections, endpoints;
   } stats;
   char dns_error[160]; /* why the last resolution failed: "DNS: ..."; "" when it did not */
@@ -199,7 +200,7 @@ struct rpc_channel {
   unsigned nics;
   rpc__tls_ctx *tls;    /* the settings of TLS endpoints; NULL when there is none */
   rpc__logger log;
-  pthread_mutex_t stats_mu; /* the endpoints' last_error */
+  pthread_mutex_t stats_mu; /* the endpoints' last_error, `removed`, slot resets, neps */
   rpc__counter unsent[RPC_STATUS_CODES];
   const endpoint *last_failed; /* the endpoint that failed last (channel thread) */
 };
@@ -1151,7 +1152,9 @@ static int same_addr(const endpoint *ep, const rpc__resolved *a) {
  * closes after the last (conn_drained), or at once when it has none. */
 static void ep_remove(endpoint *ep) {
   rpc_channel *ch = ep->ch;
+  pthread_mutex_lock(&ch->stats_mu); /* rpc_channel_get_stats() leaves removed slots out */
   ep->removed = 1;
+  pthread_mutex_unlock(&ch->stats_mu);
   ep->ejected = 0;
   ep->probe = 0;
   rpc__timer_disarm(ch->w, &ep->backoff);
@@ -1172,12 +1175,21 @@ static endpoint *ep_slot(rpc_channel *ch) {
     endpoint *ep = &ch->eps[i];
     if (ep->removed && !ep->conn && ep->backoff.pending == 0 && ep->eject.pending == 0) return ep;
   }
-  return ch->neps < RPC_MAX_ENDPOINTS ? &ch->eps[ch->neps++] : NULL;
+  if (ch->neps == RPC_MAX_ENDPOINTS) return NULL;
+  pthread_mutex_lock(&ch->stats_mu);
+  endpoint *ep = &ch->eps[ch->neps++];
+  ep->removed = 1; /* until ep_add has set it up */
+  pthread_mutex_unlock(&ch->stats_mu);
+  return ep;
 }
 
 static void ep_add(rpc_channel *ch, const rpc__resolved *a) {
   endpoint *ep = ep_slot(ch);
-  if (!ep) return; /* cannot happen: a resolution has at most RPC_MAX_ENDPOINTS addresses */
+  /* A resolution has at most RPC__DNS_MAX_ADDRS (= RPC_MAX_ENDPOINTS) addresses, and apply_list
+   * adds only those not in the set: a slot is always there. */
+  assert(ep != NULL);
+  if (!ep) return;
+  pthread_mutex_lock(&ch->stats_mu); /* a reader of the stats sees the old slot or the new one */
   char *host = ep->host;
   memset(ep, 0, sizeof *ep);
   ep->host = host; /* kept from an earlier use of the slot: the same name */
@@ -1192,11 +1204,10 @@ static void ep_add(rpc_channel *ch, const rpc__resolved *a) {
     if (!ep->host) ep->host = rpc__msgdup(rpc__dns_name(ch->dns), strlen(rpc__dns_name(ch->dns)));
     ep->tls = 1;
   }
-  if (ch->dns_tls && !ep->host) { /* no memory for the name: not a TLS endpoint without it */
-    ep->removed = 1;
-    return;
-  }
-  ep_connect(ep);
+  /* No memory for the name: not a TLS endpoint without it. */
+  ep->removed = ch->dns_tls && !ep->host;
+  pthread_mutex_unlock(&ch->stats_mu);
+  if (!ep->removed) ep_connect(ep);
 }
 
 /* A resolution gave list: connect the new addresses, drain the ones gone. */
@@ -1424,17 +1435,6 @@ static int channel_policies(rpc_channel *ch) {
                          o->retry_max_attempts, gaio_now());
   ch->opts.idempotent_methods = NULL; /* copied as ids */
   return rc;
-}
-
-int rpc__channel_stats(rpc_channel *ch, rpc__chan_stats *out) {
-  if (!ch || !out) return -EINVAL;
-  out->resolutions = rpc__get(&ch->stats.resolutions);
-  out->resolve_failures = rpc__get(&ch->stats.resolve_failures);
-  out->retries = rpc__get(&ch->stats.retries);
-  out->retries_refused = rpc__get(&ch->stats.retries_refused);
-  out->ejections = rpc__get(&ch->stats.ejections);
-  out->endpoints = (unsigned)rpc__get(&ch->stats.endpoints);
-  return 0;
 }
 
 /* ---- Public API: channel ----------------------------------------------------------------- */
@@ -2099,13 +2099,18 @@ int rpc_cq_wait(rpc_cq *cq, rpc_completion *out, int max, int timeout_ms) {
 int rpc_channel_get_stats(rpc_channel *ch, rpc_channel_stats *out) {
   if (!ch || !out) return -EINVAL;
   memset(out, 0, sizeof *out);
-  out->endpoints = gaio__calloc(ch->neps ? ch->neps : 1, sizeof *out->endpoints);
+  pthread_mutex_lock(&ch->stats_mu);
+  unsigned slots = ch->neps;
+  pthread_mutex_unlock(&ch->stats_mu);
+  out->endpoints = gaio__calloc(slots ? slots : 1, sizeof *out->endpoints);
   if (!out->endpoints) return -ENOMEM;
-  out->nendpoints = ch->neps;
   uint64_t now = gaio_now();
-  for (unsigned i = 0; i < ch->neps; i++) {
+  pthread_mutex_lock(&ch->stats_mu);
+  /* A dns: target's slots may have grown since: those are left to the next read. */
+  for (unsigned i = 0; i < ch->neps && i < slots; i++) {
     const endpoint *ep = &ch->eps[i];
-    rpc_endpoint_stats *es = &out->endpoints[i];
+    if (ep->removed) continue;
+    rpc_endpoint_stats *es = &out->endpoints[out->nendpoints++];
     memcpy(es->address, ep->name, sizeof es->address);
     es->state = atomic_load_explicit(&((endpoint *)ep)->state_pub, memory_order_relaxed);
     es->connects = rpc__get(&ep->connects);
@@ -2115,11 +2120,15 @@ int rpc_channel_get_stats(rpc_channel *ch, rpc_channel_stats *out) {
       es->backoff_remaining_ms = (until - now + 999999u) / 1000000u;
     for (unsigned k = 0; k < RPC_STATUS_CODES; k++) es->calls[k] = rpc__get(&ep->calls[k]);
     rpc__hist_add_to(&es->latency, &ep->latency);
-    pthread_mutex_lock(&ch->stats_mu);
     memcpy(es->last_error, ep->last_error, sizeof es->last_error);
-    pthread_mutex_unlock(&ch->stats_mu);
   }
+  pthread_mutex_unlock(&ch->stats_mu);
   for (unsigned k = 0; k < RPC_STATUS_CODES; k++) out->unsent[k] = rpc__get(&ch->unsent[k]);
+  out->resolutions = rpc__get(&ch->stats.resolutions);
+  out->resolve_failures = rpc__get(&ch->stats.resolve_failures);
+  out->retries = rpc__get(&ch->stats.retries);
+  out->retries_refused = rpc__get(&ch->stats.retries_refused);
+  out->ejections = rpc__get(&ch->stats.ejections);
   return 0;
 }
 

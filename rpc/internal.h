@@ -177,16 +177,4 @@ uint32_t rpc__method_id_of(const struct ProtobufCServiceDescriptor *svc, unsigne
 struct rpc_channel;
 int rpc__channel_set_next_wire_id(struct rpc_channel *ch, uint32_t id);
 
-/* Test hook: what a channel's discovery, ejection and retries did so far (counters since
- * create) and its endpoints now. Any thread. Returns 0 or -EINVAL. Declared by the tests too. */
-typedef struct rpc__chan_stats {
-  uint64_t resolutions;      /* DNS resolutions ended */
-  uint64_t resolve_failures; /* of which failed or empty (the last list was kept) */
-  uint64_t retries;          /* calls sent again */
-  uint64_t retries_refused;  /* retries the budget refused */
-  uint64_t ejections;        /* endpoints taken out of the rotation */
-  unsigned endpoints;        /* endpoints in the set now */
-} rpc__chan_stats;
-int rpc__channel_stats(struct rpc_channel *ch, rpc__chan_stats *out);
-
 #endif /* GAIO_RPC_INTERNAL_H */

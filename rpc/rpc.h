@@ -885,14 +885,23 @@ typedef struct rpc_endpoint_stats {
 } rpc_endpoint_stats;
 
 typedef struct rpc_channel_stats {
-  rpc_endpoint_stats *endpoints; /* in target order (malloc) */
+  rpc_endpoint_stats *endpoints; /* the endpoints in the set now, in target order (a dns:
+                                  target: in the order found; malloc) */
   size_t nendpoints;
   uint64_t unsent[RPC_STATUS_CODES]; /* calls completed before any endpoint took them (no
                                   endpoint reachable, deadline, cancel, channel closed) */
+  /* Since create: */
+  uint64_t resolutions;      /* dns: resolutions ended */
+  uint64_t resolve_failures; /* of which failed or found nothing (the last list was kept) */
+  uint64_t retries;          /* calls sent again (idempotent methods, rpc/retry.c) */
+  uint64_t retries_refused;  /* retries the retry budget refused */
+  uint64_t ejections;        /* endpoints taken out of the rotation for UNAVAILABLE answers */
 } rpc_channel_stats;
 
 /* Read the channel's counters into *out (free with rpc_channel_stats_free()). Any thread,
- * while the channel exists. Returns 0, -EINVAL, -ENOMEM. */
+ * while the channel exists, also while a dns: target's set changes: an endpoint removed by DNS
+ * leaves the list, and its counters with it (calls it served stay in the caller's own
+ * records, not here). Returns 0, -EINVAL, -ENOMEM. */
 int rpc_channel_get_stats(rpc_channel *ch, rpc_channel_stats *out);
 
 /* Free what rpc_channel_get_stats() allocated and zero *st. NULL is a no-op. */

@@ -14,7 +14,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <fstream>
+#include <algorithm>
 #include <map>
+#include <set>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -24,15 +26,6 @@
 #include "rpc/rpc.h"
 #include "tests/rpc_test.pb-c.h"
 #include "tests/test_util.h"
-
-// Test hook of //rpc (rpc/internal.h is private to the package).
-extern "C" {
-typedef struct rpc__chan_stats {
-  uint64_t resolutions, resolve_failures, retries, retries_refused, ejections;
-  unsigned endpoints;
-} rpc__chan_stats;
-int rpc__channel_stats(rpc_channel *ch, rpc__chan_stats *out);
-}
 
 namespace {
 
@@ -335,11 +328,49 @@ class DnsTest : public ::testing::Test {
     std::lock_guard<std::mutex> lk(g->mu);
     g->mode[i] = m;
   }
-  rpc__chan_stats Stats() {
-    rpc__chan_stats s = {};
-    EXPECT_EQ(0, rpc__channel_stats(ch_, &s));
+  // What rpc_channel_get_stats() says of discovery, retries and ejection now.
+  struct ChanStats {
+    uint64_t resolutions, resolve_failures, retries, retries_refused, ejections;
+    unsigned endpoints;
+    std::vector<std::string> addresses;  // of the endpoints in the set
+  };
+  ChanStats Stats() {
+    rpc_channel_stats st = {};
+    EXPECT_EQ(0, rpc_channel_get_stats(ch_, &st));
+    ChanStats s = {st.resolutions, st.resolve_failures, st.retries, st.retries_refused,
+                   st.ejections, (unsigned)st.nendpoints, {}};
+    for (size_t i = 0; i < st.nendpoints; i++) s.addresses.push_back(st.endpoints[i].address);
+    rpc_channel_stats_free(&st);
     return s;
   }
+  // Reads the channel's stats from another thread, as a monitoring thread would, until
+  // destroyed; every read must succeed and list no endpoint twice (TSan checks the rest).
+  class StatsPoller {
+   public:
+    explicit StatsPoller(rpc_channel *ch) : th_([this, ch] {
+      while (!stop_) {
+        rpc_channel_stats st = {};
+        if (rpc_channel_get_stats(ch, &st) != 0) bad_++;
+        std::set<std::string> seen;
+        for (size_t i = 0; i < st.nendpoints; i++)
+          if (!seen.insert(st.endpoints[i].address).second) bad_++;
+        rpc_channel_stats_free(&st);
+        reads_++;
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+    }) {}
+    ~StatsPoller() {
+      stop_ = true;
+      th_.join();
+    }
+    int bad() const { return bad_; }
+    int reads() const { return reads_; }
+
+   private:
+    std::atomic<bool> stop_{false};
+    std::atomic<int> bad_{0}, reads_{0};
+    std::thread th_;
+  };
   // Calls Say until replica i has taken one, for at most ms; returns whether it did.
   bool CallUntilReplica(int i, int ms) {
     auto until = Clock::now() + std::chrono::milliseconds(ms);
@@ -418,12 +449,15 @@ TEST_F(DnsTest, ReplicaAddedGetsTrafficWithinOneReresolvePeriod) {
   rpc_channel_options co = {};
   co.balancer = RPC_LB_ROUND_ROBIN;
   Open(Name(), co);
+  StatsPoller poller(ch_);
   for (int i = 0; i < 20; i++) ASSERT_EQ(RPC_STATUS_OK, Call(say_)) << last_msg_;
   int c[kReplicas];
   Counts(c);
   EXPECT_EQ(0, c[2]);
   EXPECT_EQ(20, c[0] + c[1]);
   EXPECT_EQ(2u, Stats().endpoints);
+  EXPECT_GE(Stats().resolutions, 1u);
+  EXPECT_EQ(0u, Stats().resolve_failures);
   dns_.WriteHosts(Hosts({0, 1, 2}));
   dns_.Reload();
   auto t0 = Clock::now();
@@ -432,7 +466,13 @@ TEST_F(DnsTest, ReplicaAddedGetsTrafficWithinOneReresolvePeriod) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
   printf("replica 3 took its first call %lld ms after the DNS change (period %d ms)\n",
          (long long)ms, kResolveMs);
-  EXPECT_EQ(3u, Stats().endpoints);
+  ChanStats s = Stats();
+  EXPECT_EQ(3u, s.endpoints);
+  std::set<std::string> want;
+  for (int i = 0; i < kReplicas; i++) want.insert("127.0.0." + std::to_string(i + 1) + ":" + std::to_string(port_));
+  EXPECT_EQ(want, std::set<std::string>(s.addresses.begin(), s.addresses.end()));
+  EXPECT_GT(poller.reads(), 0);
+  EXPECT_EQ(0, poller.bad());
 }
 
 // A replica leaves DNS: it takes no new call, its calls in flight finish.
@@ -443,6 +483,7 @@ TEST_F(DnsTest, ReplicaRemovedIsDrained) {
   rpc_channel_options co = {};
   co.balancer = RPC_LB_ROUND_ROBIN;
   Open(Name(), co);
+  StatsPoller poller(ch_);
   ASSERT_TRUE(CallUntilReplica(2, 5000));
   ASSERT_TRUE(WaitEndpoints(3, 5000));
   // Calls in flight on every replica (400 ms each) while replica 3 leaves DNS.
@@ -455,6 +496,11 @@ TEST_F(DnsTest, ReplicaRemovedIsDrained) {
   dns_.WriteHosts(Hosts({0, 1}));
   dns_.Reload();
   ASSERT_TRUE(WaitEndpoints(2, 5000));
+  {
+    std::vector<std::string> a = Stats().addresses;  // replica 3 has left the list
+    std::string gone = "127.0.0.3:" + std::to_string(port_);
+    EXPECT_EQ(a.end(), std::find(a.begin(), a.end(), gone));
+  }
   rpc_completion done[6];
   int got = 0;
   while (got < 6) {
@@ -473,6 +519,8 @@ TEST_F(DnsTest, ReplicaRemovedIsDrained) {
   Counts(c);
   EXPECT_EQ(0, c[2]);
   EXPECT_EQ(10, c[0]);
+  EXPECT_GT(poller.reads(), 0);
+  EXPECT_EQ(0, poller.bad());
   EXPECT_EQ(10, c[1]);
 }
 
@@ -653,7 +701,7 @@ TEST_F(DnsTest, ReplicaReturningErrorsIsEjected) {
   SetMode(2, kUnavailable);
   ResetCounts();
   for (int i = 0; i < 60; i++) ASSERT_EQ(RPC_STATUS_OK, Call(say_)) << last_msg_;
-  rpc__chan_stats s = Stats();
+  ChanStats s = Stats();
   int c[kReplicas];
   Counts(c);
   EXPECT_GE(s.ejections, 1u);
@@ -685,7 +733,7 @@ TEST_F(DnsTest, RetriesStayWithinTheBudget) {
   const int kCalls = 200;
   for (int i = 0; i < kCalls; i++) ASSERT_EQ(RPC_STATUS_UNAVAILABLE, Call(say_));
   double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  rpc__chan_stats s = Stats();
+  ChanStats s = Stats();
   double bound = RPC_RETRY_BUDGET_FLOOR * (1 + secs) + RPC_RETRY_BUDGET_RATIO * kCalls + 1;
   printf("%d calls in %.2f s: %llu retries, %llu refused (bound %.0f)\n", kCalls, secs,
          (unsigned long long)s.retries, (unsigned long long)s.retries_refused, bound);
