@@ -53,7 +53,7 @@
 #
 # Writes DIR/results.md (machine, table, notes), DIR/raw.tsv (every run's loadgen line),
 # DIR/ratios.png (chart) and DIR/perf-*.txt with --perf. Installs libuv1-dev and gnuplot-nox
-# through tools/setup.sh when missing, builds with `bazel build -c opt //tests/bench:all`.
+# (and iperf3, the loopback reference of the stream workload) through tools/setup.sh when missing, builds with `bazel build -c opt //tests/bench:all`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -104,7 +104,7 @@ trap 'exit 130' INT TERM
 log() { echo "bench: $*" >&2; }
 
 # ---- Setup and build ----
-if [ $SETUP = 1 ]; then GAIO_EXTRA_PKGS="libuv1-dev gnuplot-nox" bash tools/setup.sh; fi
+if [ $SETUP = 1 ]; then GAIO_EXTRA_PKGS="libuv1-dev gnuplot-nox iperf3" bash tools/setup.sh; fi
 log "building (bazel build -c opt //tests/bench:all)"
 bazel build -c opt --jobs=2 //tests/bench:all //examples:echo_server >"$WORK/build.log" 2>&1 || {
   cat "$WORK/build.log" >&2; exit 1; }
@@ -367,7 +367,40 @@ run_workloads() {
       read -r -a all <<<"$2"
       off=$(( (rep - 1) % ${#all[@]} ))
       for c in "${all[@]:off}" "${all[@]:0:off}"; do run_one "$w" "$c" "$rep"; done
+      [ "$w" = stream ] && run_iperf3 "$rep"
     done
+  done
+}
+
+# The loopback's own rate, the reference of the stream workload (issue 16): iperf3 one way
+# (iperf3: client to server, MB/s received) and both ways at once on one connection pair
+# (iperf3-bidir: the mean of the two directions, MB/s each way), which is what an echo does.
+# One raw.tsv line each, "mb_s=..." as the load generator's. Skipped when iperf3 is missing.
+run_iperf3() {
+  command -v iperf3 >/dev/null || return 0
+  local rep=$1 c port flags line secs
+  secs=$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { printf "%d %d", (d < 1 ? 1 : d + 0.5), (w < 1 ? 1 : w + 0.5) }')
+  for c in iperf3 iperf3-bidir; do
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    iperf3 -s -1 -B 127.0.0.1 -p "$port" >/dev/null 2>"$WORK/server.err" &
+    SERVER_PID=$!
+    # Listening yet? (a probe connection would be the one-off server's one client)
+    for _ in $(seq 100); do ss -Hltn "sport = :$port" 2>/dev/null | grep -q . && break; sleep 0.05; done
+    flags=()
+    [ $c = iperf3-bidir ] && flags=(--bidir)
+    # -t: measured seconds, -O: warm-up seconds left out (whole seconds for iperf3)
+    line=$(timeout -k 5 120 iperf3 -c 127.0.0.1 -p "$port" -t "${secs% *}" -O "${secs#* }" "${flags[@]}" -J 2>/dev/null |
+      python3 -c 'import json, sys
+e = json.load(sys.stdin)["end"]
+r = [e[k]["bits_per_second"] / 8e6 for k in ("sum_received", "sum_received_bidir_reverse") if k in e]
+print("mode=iperf3 directions=%d mb_s=%.1f" % (len(r), sum(r) / len(r)))' 2>/dev/null || true)
+    # The one-off server exits after its client; a failed client leaves it to be stopped.
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+    if [ -n "$line" ]; then printf 'stream\t%s\t%s\tok\t%s\n' "$rep" "$c" "$line" >>"$RAW"
+    else printf 'stream\t%s\t%s\tfail\tiperf3 printed no result\n' "$rep" "$c" >>"$RAW"; fi
+    log "stream rep $rep $c: ${line:-failed}"
   done
 }
 
@@ -636,6 +669,21 @@ if [ -n "$RPC_WL" ] && [[ " $RPC_AVAILABLE " == *" raw "* && " $RPC_AVAILABLE " 
         x=$(values "$w" "$c" "$key" | median)
         echo "| $(wl_title "$w") | $c | $(fmt "$x") | $(fmt "$r1") | $(fmt "$r2") | $unit | $(ratio "$x" "$r1") | $(ratio "$x" "$r2") | $(ratio "$(paired "$w" "$c" raw "$key")" 1) | $(ratio "$(paired "$w" "$c" raw-epoll "$key")" 1) | >= $(wl_goal "$w") |"
       done
+    done
+  } >>"$MD"
+fi
+# Issue 16: the stream workload against the loopback's own rate (iperf3), same run.
+if [[ " $WORKLOADS " == *" stream "* ]] && [ -n "$(values stream iperf3 mb_s)" ]; then
+  one=$(values stream iperf3 mb_s | median) two=$(values stream iperf3-bidir mb_s | median)
+  {
+    echo
+    echo "Stream against the loopback (iperf3 3, same run, interleaved with the stream repetitions): iperf3 one way, and iperf3 --bidir (both directions at once on one connection pair, as an echo moves every byte twice), MB/s each way"
+    echo
+    echo "| contestant | stream MB/s (echoed) | iperf3 one way | iperf3 both ways, each | / one way | / both ways |"
+    echo "|---|---|---|---|---|---|"
+    for c in $AVAILABLE; do
+      x=$(values stream "$c" mb_s | median)
+      echo "| $c | $(fmt "$x") | $(fmt "$one") | $(fmt "$two") | $(ratio "$x" "$one") | $(ratio "$x" "$two") |"
     done
   } >>"$MD"
 fi
