@@ -52,8 +52,9 @@
 #   --out DIR      results folder (default tests/bench/results/<date>)
 #
 # Writes DIR/results.md (machine, table, notes), DIR/raw.tsv (every run's loadgen line),
-# DIR/ratios.png (chart) and DIR/perf-*.txt with --perf. Installs libuv1-dev and gnuplot-nox
-# (and iperf3, the loopback reference of the stream workload) through tools/setup.sh when missing, builds with `bazel build -c opt //tests/bench:all`.
+# DIR/ratios.png (chart) and DIR/perf-*.txt with --perf. Installs libuv1-dev, gnuplot-nox and
+# iperf3 through tools/setup.sh when missing; builds with `bazel build -c opt //tests/bench:all`.
+# The stream workload also runs iperf3 (one way, and --bidir) as the loopback's own rate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
