@@ -3,7 +3,8 @@
 // on a plaintext port, garbage, a client certificate from a foreign CA or expired, a stalled
 // handshake, too many handshakes, a server certificate the client rejects, a server that cuts
 // a record or closes the session, a client that cuts a record or sends a fatal alert (its held
-// calls end once each, UNAVAILABLE, and the server keeps serving). The certificates are made by the `openssl` command in
+// calls end once each, UNAVAILABLE, and the server keeps serving), and close_notify at every
+// graceful end, both ways (drain, idle, GOAWAY, channel destroy). The certificates are made by the `openssl` command in
 // TEST_TMPDIR when the suite starts. Runs on the automatic backend (tls_test) and on epoll
 // (tls_test_epoll).
 #include <errno.h>
