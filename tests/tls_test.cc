@@ -889,15 +889,32 @@ TEST_F(TlsTest, AlertFromTheClientEndsItsCallsOnceEach) {
 
 // ---- close_notify: a graceful end is a clean end of the TLS stream ------------------------
 
+// A Say call (id 1) over c, answered (its after() ran) before this returns.
+void SayAnswered(RawTlsClient *c, Seen *seen, const char *text) {
+  c->Send(rpc_test::EchoFrame("Say", 1, text).Bytes());
+  for (int i = 0; i < 500 && seen->ended_ok.load() < 1; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(1, seen->ended_ok.load());
+}
+
+// A Say call answered, then the client's close_notify and FIN: the frames the server sent,
+// read up to its own close_notify (which must come).
+std::vector<std::string> SayThenCloseNotify(RawTlsClient *c, Seen *seen, const char *text) {
+  SayAnswered(c, seen, text);
+  c->SendCloseNotify();
+  shutdown(c->fd(), SHUT_WR);
+  std::string plain;
+  EXPECT_EQ(SSL_ERROR_ZERO_RETURN, c->ReadToEnd(&plain));
+  return Frames(plain);
+}
+
 // The server's drain: the reply, the GOAWAY, then close_notify before the half-close (an
 // OpenSSL 3 peer otherwise reads "unexpected eof while reading").
 TEST_F(TlsTest, DrainEndsWithCloseNotifyAfterTheGoaway) {
   Watchdog wd("DrainEndsWithCloseNotifyAfterTheGoaway", 30000);
   Start(ServerTls());
   RawTlsClient c(tls_port_);
-  c.Send(rpc_test::EchoFrame("Say", 1, "last").Bytes());
-  for (int i = 0; i < 500 && seen_.ended_ok.load() < 1; i++)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  SayAnswered(&c, &seen_, "last");
   std::thread shut([this] { EXPECT_EQ(0, rpc_server_shutdown(s_, 1000)); });
   std::string plain;
   EXPECT_EQ(SSL_ERROR_ZERO_RETURN, c.ReadToEnd(&plain));
@@ -936,14 +953,7 @@ TEST_F(TlsTest, HandshakeTimeoutDoesNotCloseAQuietConnection) {
   Start(t, 2, -1);
   RawTlsClient c(tls_port_);
   std::this_thread::sleep_for(std::chrono::milliseconds(400));  // past the handshake timeout
-  c.Send(rpc_test::EchoFrame("Say", 1, "still open").Bytes());
-  for (int i = 0; i < 500 && seen_.ended_ok.load() < 1; i++)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  c.SendCloseNotify();
-  shutdown(c.fd(), SHUT_WR);
-  std::string plain;
-  EXPECT_EQ(SSL_ERROR_ZERO_RETURN, c.ReadToEnd(&plain));
-  EXPECT_EQ((std::vector<std::string>{"RESPONSE 1"}), Frames(plain));
+  EXPECT_EQ((std::vector<std::string>{"RESPONSE 1"}), SayThenCloseNotify(&c, &seen_, "still open"));
 }
 
 // The peer's close_notify, then its FIN: a clean close by the peer (as a plaintext FIN), and
@@ -952,14 +962,7 @@ TEST_F(TlsTest, CloseNotifyFromTheClientIsACleanPeerClose) {
   Watchdog wd("CloseNotifyFromTheClientIsACleanPeerClose", 30000);
   Start(ServerTls());
   RawTlsClient c(tls_port_);
-  c.Send(rpc_test::EchoFrame("Say", 1, "bye").Bytes());
-  for (int i = 0; i < 500 && seen_.ended_ok.load() < 1; i++)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  c.SendCloseNotify();
-  shutdown(c.fd(), SHUT_WR);
-  std::string plain;
-  EXPECT_EQ(SSL_ERROR_ZERO_RETURN, c.ReadToEnd(&plain));
-  EXPECT_EQ((std::vector<std::string>{"RESPONSE 1"}), Frames(plain));
+  EXPECT_EQ((std::vector<std::string>{"RESPONSE 1"}), SayThenCloseNotify(&c, &seen_, "bye"));
   rpc_server_stats st = {};
   for (int i = 0; i < 500; i++) {
     ASSERT_EQ(0, rpc_server_get_stats(s_, &st));
@@ -976,30 +979,40 @@ TEST_F(TlsTest, CloseNotifyFromTheClientIsACleanPeerClose) {
   EXPECT_EQ(0u, Refusals());
 }
 
+// The fake server's next read: SSL_ERROR_ZERO_RETURN when the channel sent close_notify (-2:
+// bytes came instead).
+int ReadEnd(SSL *ssl) {
+  char buf[64];
+  int n = SSL_read(ssl, buf, sizeof buf);
+  int e = n > 0 ? -2 : SSL_get_error(ssl, n);
+  ERR_clear_error();
+  return e;
+}
+
+// Waits (at most 5 s) until v is set (no longer -1); returns it.
+int WaitSet(const std::atomic<int> &v) {
+  for (int i = 0; i < 1000 && v.load() == -1; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  return v.load();
+}
+
 // The channel's end of a connection: destroyed with nothing in flight, the channel sends
 // close_notify before it closes. The server (OpenSSL directly) speaks no frame at all.
 TEST_F(TlsTest, ChannelDestroySendsCloseNotify) {
   Watchdog wd("ChannelDestroySendsCloseNotify", 30000);
-  std::atomic<int> accepted{0}, ended{-1};
+  std::atomic<int> accepted{-1}, ended{-1};
   FakeTlsServer fake(
       [&](SSL *ssl, int) {
         accepted = 1;
-        char buf[64];
-        int n = SSL_read(ssl, buf, sizeof buf);
-        ended = n > 0 ? -2 : SSL_get_error(ssl, n);
-        ERR_clear_error();
+        ended = ReadEnd(ssl);
       },
       false);
   ClientTls billing("billing");
   rpc_channel *ch = Chan("tls:127.0.0.1:" + std::to_string(fake.port()), &billing.o);
-  for (int i = 0; i < 1000 && !accepted.load(); i++)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  ASSERT_EQ(1, accepted.load());
+  ASSERT_EQ(1, WaitSet(accepted));
   EXPECT_EQ(0, rpc_channel_destroy(ch));
   chans_.clear();
-  for (int i = 0; i < 1000 && ended.load() == -1; i++)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  EXPECT_EQ(SSL_ERROR_ZERO_RETURN, ended.load());
+  EXPECT_EQ(SSL_ERROR_ZERO_RETURN, WaitSet(ended));
 }
 
 // After a GOAWAY the channel closes the drained connection itself (its graceful end, with no
@@ -1015,17 +1028,12 @@ TEST_F(TlsTest, ChannelClosingAfterGoawaySendsCloseNotify) {
         g.body = "bye";
         std::string b = g.Bytes();
         EXPECT_EQ(int(b.size()), SSL_write(ssl, b.data(), int(b.size())));
-        char buf[64];
-        int n = SSL_read(ssl, buf, sizeof buf);
-        ended = n > 0 ? -2 : SSL_get_error(ssl, n);
-        ERR_clear_error();
+        ended = ReadEnd(ssl);
       },
       false);
   ClientTls billing("billing");
   Chan("tls:127.0.0.1:" + std::to_string(fake.port()), &billing.o);
-  for (int i = 0; i < 1000 && ended.load() == -1; i++)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  EXPECT_EQ(SSL_ERROR_ZERO_RETURN, ended.load());
+  EXPECT_EQ(SSL_ERROR_ZERO_RETURN, WaitSet(ended));
 }
 
 TEST(TlsOptions, BadOptionsAreRefusedClearly) {
