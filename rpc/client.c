@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -218,6 +219,7 @@ static _Thread_local const char *tls_msg;
 static _Thread_local const rpc_metadata *tls_trailers;
 
 static void conn_fail(cconn *c, const char *why);
+static void conn_end(cconn *c, const char *why);
 static void conn_fail_errno(cconn *c, const char *op, int error);
 static void ep_connect(endpoint *ep);
 
@@ -476,7 +478,7 @@ static void send_call(cconn *c, ccall *call) {
   call->wnode.key = wire;
   if (rpc__idmap_put(&c->calls, &call->wnode) < 0) {
     complete_str(c->ch, call, RPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-    if (conn_drained(c)) conn_fail(c, "connection drained"); /* it took its last id */
+    if (conn_drained(c)) conn_end(c, "connection drained"); /* it took its last id */
     return;
   }
   call->conn = c;
@@ -623,6 +625,20 @@ static void conn_fail(cconn *c, const char *why_) {
   c->ep = NULL;
   if (ep && ep->conn == c) ep_lost(ep, c->ready);
   conn_maybe_free(c);
+}
+
+/* The channel's graceful end of c (drained after a GOAWAY or its last id, its endpoint
+ * removed, the channel closed): over TLS, close_notify first, so that the server reads a clean
+ * end of the stream. gaio_free() cancels the writes still queued, so the alert is sent here
+ * directly, without waiting, and only after every byte queued before it was written (qbytes
+ * 0): a socket that does not take it now (the server reads nothing) closes without it. */
+static void conn_end(cconn *c, const char *why) {
+  rpc__wbuf *b = NULL;
+  if (!c->freed && c->tls && c->qbytes == 0 && rpc__tls_close_notify(c->tls) == 0 &&
+      rpc__tls_seal(c->tls, &b) == 0 && b)
+    (void)send(c->fd, b->data, b->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+  free(b);
+  conn_fail(c, why);
 }
 
 static void conn_read(cconn *c) {
@@ -940,7 +956,7 @@ static void read_done(cconn *c, const gaio_result *r) {
     return;
   }
   if (conn_drained(c)) {
-    conn_fail(c, "connection drained");
+    conn_end(c, "connection drained");
     return;
   }
   conn_read(c);
@@ -998,7 +1014,7 @@ static void abandon(rpc_channel *ch, ccall *call, int status, const char *why) {
   if (!c) return;
   c->pending++;
   send_cancel(c, wire);
-  if (!c->freed && conn_drained(c)) conn_fail(c, "connection drained");
+  if (!c->freed && conn_drained(c)) conn_end(c, "connection drained");
   conn_release(c);
 }
 
@@ -1116,7 +1132,7 @@ static void close_all(rpc_channel *ch) {
     complete_str(ch, rpc__container_of(n, ccall, cnode), RPC_STATUS_CANCELLED, "channel closed");
   for (cconn *c = ch->conns, *next; c; c = next) {
     next = c->next;
-    conn_fail(c, "channel closed");
+    conn_end(c, "channel closed");
   }
   gaio_watcher_close(ch->w);
   gaio_result res[RESULTS_PER_WAIT];
@@ -1165,7 +1181,7 @@ static void ep_remove(endpoint *ep) {
   if (c) {
     c->ep = NULL;
     c->draining = 1;
-    if (conn_drained(c)) conn_fail(c, "endpoint removed by DNS");
+    if (conn_drained(c)) conn_end(c, "endpoint removed by DNS");
   }
 }
 

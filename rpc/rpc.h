@@ -203,7 +203,9 @@ typedef struct rpc_call rpc_call;
 
 /* TLS of a server (OpenSSL 3; TLS 1.2 at least, 1.3 preferred, renegotiation off, ALPN
  * RPC_TLS_ALPN: a client offering ALPN without it is refused). The record layer runs in user
- * space on the workers: kernel TLS offload is not used. Every field is read by
+ * space on the workers: kernel TLS offload is not used. A connection that ends gracefully
+ * (drain, idle timeout, after a GOAWAY) sends close_notify after its last frame, before its
+ * half-close; a client's close_notify is a clean end (RPC_CLOSE_PEER). Every field is read by
  * rpc_server_create(), which loads the files then; nothing is kept. */
 enum {
   RPC_TLS_CLIENT_CERT_NONE = 0,     /* no client certificate asked for */
@@ -518,8 +520,9 @@ typedef struct rpc_cq rpc_cq;
 
 /* TLS of a channel (OpenSSL 3; TLS 1.2 at least, 1.3 preferred, ALPN RPC_TLS_ALPN). The
  * server's certificate is verified against the CAs, and its name against server_name, or else
- * each endpoint's host (a DNS name or an IP address), which is also sent as SNI. Read by
- * rpc_channel_create(); nothing is kept. */
+ * each endpoint's host (a DNS name or an IP address), which is also sent as SNI. The channel's
+ * own closes (drained after a GOAWAY, rpc_channel_destroy()) send close_notify when all else
+ * queued is written. Read by rpc_channel_create(); nothing is kept. */
 typedef struct rpc_tls_client_options {
   const char *ca_file;       /* PEM file of the CAs trusted for the server's certificate */
   const char *ca_pem;        /* or as PEM text; both NULL: the system's default CA store */

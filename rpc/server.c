@@ -529,10 +529,16 @@ static void conn_read(conn *c) {
  * is queued goes out, then the write side is shut down (the peer reads everything, then EOF),
  * and the connection is read, its bytes discarded, until the peer's FIN: closing a socket
  * with unread bytes makes the kernel send RST, which destroys the replies still on their way.
- * A peer that never closes is closed after close_linger_ms. */
+ * A peer that never closes is closed after close_linger_ms. Over TLS, close_notify follows
+ * the last frames, also after a protocol error's GOAWAY (the TLS stream itself is whole); a
+ * failed session sends its alert instead, and the peer's close_notify is not waited for. */
 static void conn_finish(conn *c) {
   if (c->freed || c->closing) return;
   worker *wk = c->wk;
+  if (c->tls && (tls_push_out(c) < 0 || rpc__tls_close_notify(c->tls) < 0)) {
+    conn_close(c);
+    return;
+  }
   out_flush(c);
   if (c->freed) return;
   c->closing = 1;
@@ -640,7 +646,11 @@ static int tls_input(conn *c, size_t n) {
     tls_failed(c);
     return -1;
   }
-  if (rc == 1) rpc__tls_peer(c->tls, &c->peer);
+  if (rc == 1) { /* the handshake timer gives way to the idle timeout */
+    rpc__tls_peer(c->tls, &c->peer);
+    rpc__timer_disarm(c->wk->w, &c->idle);
+    conn_arm_idle(c, c->last_active);
+  }
   tls_flush(c);
   return c->freed || c->closing ? -1 : 0;
 }

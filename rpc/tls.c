@@ -46,6 +46,7 @@ struct rpc__tls {
   int ready;
   int failed;
   int counted; /* counts in x->handshakes */
+  int closed;  /* our close_notify is queued: nothing more is sent */
   char *subject;
   char *sans[RPC_MAX_PEER_SANS];
   unsigned nsans;
@@ -535,13 +536,24 @@ long rpc__tls_recv(rpc__tls *t, uint8_t *p, size_t len) {
 int rpc__tls_push(rpc__tls *t, const uint8_t *p, size_t len) {
   /* A handshake failure shows at the next feed; its alert is sent from here meanwhile. */
   if (!t->ready && !t->failed) (void)handshake(t);
-  if (len == 0 || !t->ready || t->failed) return 0;
+  if (len == 0 || !t->ready || t->failed || t->closed) return 0;
   /* Room for every record up front: the write BIO then appends without growing. */
   size_t records = len / RPC__TLS_RECORD_MAX + 1;
   if (len > INT32_MAX || out_room(t, len + records * OUT_RECORD_SLACK) < 0) return -ENOMEM;
   ERR_clear_error();
   /* The write BIO takes everything: the write is whole or fails. */
   if (SSL_write(t->ssl, p, (int)len) != (int)len) return fail(t, "TLS write", SSL_ERROR_SSL);
+  return 0;
+}
+
+int rpc__tls_close_notify(rpc__tls *t) {
+  if (!t->ready || t->failed || t->closed) return 0; /* in a handshake, SSL_shutdown() fails */
+  t->closed = 1;
+  if (out_room(t, OUT_RECORD_SLACK) < 0) return -ENOMEM;
+  ERR_clear_error();
+  /* The first SSL_shutdown() only writes the alert (0: the peer's is not in yet; 1: it was). */
+  int r = SSL_shutdown(t->ssl);
+  if (r < 0) return fail(t, "TLS close_notify", SSL_get_error(t->ssl, r));
   return 0;
 }
 

@@ -63,6 +63,12 @@ int rpc__tls_seal(rpc__tls *t, rpc__wbuf **b);
  * so that a batch of replies leaves in one buffer. Dropped before the handshake is done or
  * after a failure. Returns 0, -EPROTO (the session failed now), -ENOMEM. */
 int rpc__tls_push(rpc__tls *t, const uint8_t *p, size_t len);
+/* The graceful end of our side: queue the close_notify alert after the records queued so far,
+ * into what the next rpc__tls_seal() gives (the caller then writes it before its half-close or
+ * close). It does not wait for the peer's close_notify. Once per session: later calls, and
+ * calls before the handshake is done or after a failure, queue nothing. Plaintext given after
+ * it is dropped. Returns 0, -EPROTO (the session failed now), -ENOMEM. */
+int rpc__tls_close_notify(rpc__tls *t);
 size_t rpc__tls_queued(const rpc__tls *t); /* bytes of records waiting for rpc__tls_seal() */
 /* A buffer from rpc__tls_seal(), written: kept for the next records (NULL is returned), or
  * given back to be freed by the caller (one is kept already, or it is above

@@ -3,7 +3,8 @@
 // on a plaintext port, garbage, a client certificate from a foreign CA or expired, a stalled
 // handshake, too many handshakes, a server certificate the client rejects, a server that cuts
 // a record or closes the session, a client that cuts a record or sends a fatal alert (its held
-// calls end once each, UNAVAILABLE, and the server keeps serving). The certificates are made by the `openssl` command in
+// calls end once each, UNAVAILABLE, and the server keeps serving), and close_notify at every
+// graceful end, both ways (drain, idle, GOAWAY, channel destroy). The certificates are made by the `openssl` command in
 // TEST_TMPDIR when the suite starts. Runs on the automatic backend (tls_test) and on epoll
 // (tls_test_epoll).
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -253,9 +255,10 @@ class TlsTest : public ::testing::Test {
   }
 
   // A started server with a TLS listener.
-  void Start(rpc_tls_server_options t, unsigned workers = 2) {
+  void Start(rpc_tls_server_options t, unsigned workers = 2, int idle_timeout_ms = 0) {
     rpc_server_options o = {};
     o.workers = workers;
+    o.idle_timeout_ms = idle_timeout_ms;
     o.max_body = 8u << 20;
     o.tls = &t;
     ASSERT_EQ(0, rpc_server_create(&s_, &o));
@@ -675,20 +678,27 @@ TEST_F(TlsTest, UnixListenerStaysPlainWithPeerCred) {
 }
 
 // A one-connection TLS server written with OpenSSL directly (blocking, on its own thread): it
-// completes the handshake, reads the client's request, then ends the session its own way.
+// completes the handshake, reads the client's request (unless read_request is false), then
+// ends the session its own way. It sends no session ticket: nothing the client has not asked
+// for is left unread.
 class FakeTlsServer {
  public:
-  explicit FakeTlsServer(std::function<void(SSL *, int)> end) : end_(std::move(end)) {
+  explicit FakeTlsServer(std::function<void(SSL *, int)> end, bool read_request = true)
+      : end_(std::move(end)) {
     ctx_ = SSL_CTX_new(TLS_server_method());
     EXPECT_EQ(1, SSL_CTX_use_certificate_chain_file(ctx_, P("server.pem").c_str()));
     EXPECT_EQ(1, SSL_CTX_use_PrivateKey_file(ctx_, P("server.key").c_str(), SSL_FILETYPE_PEM));
+    SSL_CTX_set_num_tickets(ctx_, 0);
     EXPECT_TRUE(listener_.ok());
-    th_ = std::thread([this] {
+    th_ = std::thread([this, read_request] {
       gaio_test::UniqueFd fd = listener_.Accept();
+      timeval tv = {10, 0};  // a read that hangs fails the test instead of the watchdog
+      setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
       SSL *ssl = SSL_new(ctx_);
       SSL_set_fd(ssl, fd.get());
       char buf[256];
-      if (SSL_accept(ssl) == 1 && SSL_read(ssl, buf, sizeof buf) > 0) end_(ssl, fd.get());
+      if (SSL_accept(ssl) == 1 && (!read_request || SSL_read(ssl, buf, sizeof buf) > 0))
+        end_(ssl, fd.get());
       SSL_free(ssl);
     });
   }
@@ -775,6 +785,30 @@ class RawTlsClient {
     EXPECT_EQ(SSL_ERROR_SSL, SSL_get_error(ssl_, -1));
     ERR_clear_error();
   }
+  // Reads the plaintext into *plain until SSL_read() ends, for at most 10 s. Returns how it
+  // ended: SSL_ERROR_ZERO_RETURN when the server sent close_notify.
+  int ReadToEnd(std::string *plain) {
+    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    timeval tv = {10, 0};
+    setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char buf[4096];
+    for (;;) {
+      int n = SSL_read(ssl_, buf, sizeof buf);
+      if (n > 0) {
+        plain->append(buf, size_t(n));
+        continue;
+      }
+      int e = SSL_get_error(ssl_, n);
+      ERR_clear_error();
+      // With SO_RCVTIMEO, recv() can fail EINTR instead of restarting (seen on the io_uring
+      // backend, after a test whose server this thread started); OpenSSL says WANT_READ.
+      if (e == SSL_ERROR_WANT_READ && errno == EINTR && std::chrono::steady_clock::now() < end)
+        continue;
+      return e;
+    }
+  }
+  // Sends close_notify (the first half of SSL_shutdown(): no wait for the server's).
+  void SendCloseNotify() { EXPECT_LE(0, SSL_shutdown(ssl_)); }
   int fd() const { return fd_.get(); }
 
  private:
@@ -782,6 +816,29 @@ class RawTlsClient {
   SSL_CTX *ctx_ = nullptr;
   SSL *ssl_ = nullptr;
 };
+
+// The frames of plaintext bytes, as "TYPE id" strings (RESPONSE bodies left out, GOAWAY
+// reasons kept): "RESPONSE 1", "GOAWAY 1 server shutting down". Bytes that do not parse end
+// the list with "garbage".
+std::vector<std::string> Frames(const std::string &plain) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  while (at < plain.size()) {
+    rpc_frame f;
+    int n = rpc_frame_parse(reinterpret_cast<const uint8_t *>(plain.data()) + at,
+                            plain.size() - at, 1u << 20, &f);
+    if (n <= 0) {
+      out.push_back("garbage");
+      break;
+    }
+    std::string s = f.type == RPC_TYPE_RESPONSE ? "RESPONSE" : f.type == RPC_TYPE_GOAWAY ? "GOAWAY" : "other";
+    s += " " + std::to_string(f.request_id);
+    if (f.type == RPC_TYPE_GOAWAY) s += " " + std::string(reinterpret_cast<const char *>(f.body), f.body_len);
+    out.push_back(s);
+    at += size_t(n);
+  }
+  return out;
+}
 
 // Two calls that hold (Hold: up to 5 s, until cancelled) reach the server over c.
 void HoldTwo(RawTlsClient *c, Seen *seen) {
@@ -828,6 +885,155 @@ TEST_F(TlsTest, AlertFromTheClientEndsItsCallsOnceEach) {
   EXPECT_TRUE(ClosedWithin(c.fd(), 5000));  // the server ends the connection, unasked
   ClientTls billing("billing");
   ExpectBothEndedOnceAndServing(&seen_, Chan(Tls(), &billing.o));
+}
+
+// ---- close_notify: a graceful end is a clean end of the TLS stream ------------------------
+
+// A Say call (id 1) over c, answered (its after() ran) before this returns.
+void SayAnswered(RawTlsClient *c, Seen *seen, const char *text) {
+  c->Send(rpc_test::EchoFrame("Say", 1, text).Bytes());
+  for (int i = 0; i < 500 && seen->ended_ok.load() < 1; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(1, seen->ended_ok.load());
+}
+
+// A Say call answered, then the client's close_notify and FIN: the frames the server sent,
+// read up to its own close_notify (which must come).
+std::vector<std::string> SayThenCloseNotify(RawTlsClient *c, Seen *seen, const char *text) {
+  SayAnswered(c, seen, text);
+  c->SendCloseNotify();
+  shutdown(c->fd(), SHUT_WR);
+  std::string plain;
+  EXPECT_EQ(SSL_ERROR_ZERO_RETURN, c->ReadToEnd(&plain));
+  return Frames(plain);
+}
+
+// The server's drain: the reply, the GOAWAY, then close_notify before the half-close (an
+// OpenSSL 3 peer otherwise reads "unexpected eof while reading").
+TEST_F(TlsTest, DrainEndsWithCloseNotifyAfterTheGoaway) {
+  Watchdog wd("DrainEndsWithCloseNotifyAfterTheGoaway", 30000);
+  Start(ServerTls());
+  RawTlsClient c(tls_port_);
+  SayAnswered(&c, &seen_, "last");
+  std::thread shut([this] { EXPECT_EQ(0, rpc_server_shutdown(s_, 1000)); });
+  std::string plain;
+  EXPECT_EQ(SSL_ERROR_ZERO_RETURN, c.ReadToEnd(&plain));
+  EXPECT_EQ((std::vector<std::string>{"RESPONSE 1", "GOAWAY 1 server shutting down"}), Frames(plain));
+  shutdown(c.fd(), SHUT_WR);  // the server's linger ends at our FIN
+  shut.join();
+}
+
+TEST_F(TlsTest, IdleCloseEndsWithCloseNotify) {
+  Watchdog wd("IdleCloseEndsWithCloseNotify", 30000);
+  Start(ServerTls(), 2, 200);
+  RawTlsClient c(tls_port_);
+  std::string plain;
+  EXPECT_EQ(SSL_ERROR_ZERO_RETURN, c.ReadToEnd(&plain));
+  EXPECT_EQ((std::vector<std::string>{"GOAWAY 0 idle timeout"}), Frames(plain));
+}
+
+// A protocol error ends the connection gracefully at the TLS layer (the stream is whole): the
+// GOAWAY, then close_notify.
+TEST_F(TlsTest, ProtocolErrorGoawayIsFollowedByCloseNotify) {
+  Watchdog wd("ProtocolErrorGoawayIsFollowedByCloseNotify", 30000);
+  Start(ServerTls());
+  RawTlsClient c(tls_port_);
+  c.Send(std::string(RPC_FRAME_HEADER_SIZE, 'x'));  // no magic: a frame that does not parse
+  std::string plain;
+  EXPECT_EQ(SSL_ERROR_ZERO_RETURN, c.ReadToEnd(&plain));
+  EXPECT_EQ((std::vector<std::string>{"GOAWAY 0 protocol error"}), Frames(plain));
+}
+
+// The handshake timer gives way to the idle timeout once the handshake is done: with no idle
+// timeout, a connection quiet past the handshake timeout stays open (it was closed as idle).
+TEST_F(TlsTest, HandshakeTimeoutDoesNotCloseAQuietConnection) {
+  Watchdog wd("HandshakeTimeoutDoesNotCloseAQuietConnection", 30000);
+  rpc_tls_server_options t = ServerTls();
+  t.handshake_timeout_ms = 100;
+  Start(t, 2, -1);
+  RawTlsClient c(tls_port_);
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // past the handshake timeout
+  EXPECT_EQ((std::vector<std::string>{"RESPONSE 1"}), SayThenCloseNotify(&c, &seen_, "still open"));
+}
+
+// The peer's close_notify, then its FIN: a clean close by the peer (as a plaintext FIN), and
+// the server answers with its own close_notify.
+TEST_F(TlsTest, CloseNotifyFromTheClientIsACleanPeerClose) {
+  Watchdog wd("CloseNotifyFromTheClientIsACleanPeerClose", 30000);
+  Start(ServerTls());
+  RawTlsClient c(tls_port_);
+  EXPECT_EQ((std::vector<std::string>{"RESPONSE 1"}), SayThenCloseNotify(&c, &seen_, "bye"));
+  rpc_server_stats st = {};
+  for (int i = 0; i < 500; i++) {
+    ASSERT_EQ(0, rpc_server_get_stats(s_, &st));
+    uint64_t closed = 0;
+    for (uint64_t n : st.connections_closed) closed += n;
+    if (closed > 0) break;
+    rpc_server_stats_free(&st);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(1u, st.connections_closed[RPC_CLOSE_PEER]);
+  EXPECT_EQ(0u, st.connections_closed[RPC_CLOSE_ERROR]);
+  EXPECT_EQ(0u, st.connections_closed[RPC_CLOSE_PROTOCOL]);
+  rpc_server_stats_free(&st);
+  EXPECT_EQ(0u, Refusals());
+}
+
+// The fake server's next read: SSL_ERROR_ZERO_RETURN when the channel sent close_notify (-2:
+// bytes came instead).
+int ReadEnd(SSL *ssl) {
+  char buf[64];
+  int n = SSL_read(ssl, buf, sizeof buf);
+  int e = n > 0 ? -2 : SSL_get_error(ssl, n);
+  ERR_clear_error();
+  return e;
+}
+
+// Waits (at most 5 s) until v is set (no longer -1); returns it.
+int WaitSet(const std::atomic<int> &v) {
+  for (int i = 0; i < 1000 && v.load() == -1; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  return v.load();
+}
+
+// The channel's end of a connection: destroyed with nothing in flight, the channel sends
+// close_notify before it closes. The server (OpenSSL directly) speaks no frame at all.
+TEST_F(TlsTest, ChannelDestroySendsCloseNotify) {
+  Watchdog wd("ChannelDestroySendsCloseNotify", 30000);
+  std::atomic<int> accepted{-1}, ended{-1};
+  FakeTlsServer fake(
+      [&](SSL *ssl, int) {
+        accepted = 1;
+        ended = ReadEnd(ssl);
+      },
+      false);
+  ClientTls billing("billing");
+  rpc_channel *ch = Chan("tls:127.0.0.1:" + std::to_string(fake.port()), &billing.o);
+  ASSERT_EQ(1, WaitSet(accepted));
+  EXPECT_EQ(0, rpc_channel_destroy(ch));
+  chans_.clear();
+  EXPECT_EQ(SSL_ERROR_ZERO_RETURN, WaitSet(ended));
+}
+
+// After a GOAWAY the channel closes the drained connection itself (its graceful end, with no
+// call in flight): close_notify first. The server sends the GOAWAY as its only frame.
+TEST_F(TlsTest, ChannelClosingAfterGoawaySendsCloseNotify) {
+  Watchdog wd("ChannelClosingAfterGoawaySendsCloseNotify", 30000);
+  std::atomic<int> ended{-1};
+  FakeTlsServer fake(
+      [&](SSL *ssl, int) {
+        rpc_test::RawFrame g;
+        g.type = RPC_TYPE_GOAWAY;
+        g.id = 0;
+        g.body = "bye";
+        std::string b = g.Bytes();
+        EXPECT_EQ(int(b.size()), SSL_write(ssl, b.data(), int(b.size())));
+        ended = ReadEnd(ssl);
+      },
+      false);
+  ClientTls billing("billing");
+  Chan("tls:127.0.0.1:" + std::to_string(fake.port()), &billing.o);
+  EXPECT_EQ(SSL_ERROR_ZERO_RETURN, WaitSet(ended));
 }
 
 TEST(TlsOptions, BadOptionsAreRefusedClearly) {
