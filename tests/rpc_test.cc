@@ -1673,7 +1673,8 @@ TEST_F(RpcWriteFailTest, RepliesReceivedBeforeAFailedWriteAreDelivered) {
     std::string replies;
     std::vector<std::string> bodies;
     for (int i = 1; i <= kAnswered; i++) {
-      bodies.push_back(PackedReply(("r" + std::to_string(round) + "-" + std::to_string(i)).c_str()));
+      std::string text = "r" + std::to_string(round) + "-" + std::to_string(i);
+      bodies.push_back(PackedReply(text.c_str()));
       replies += Response(wire[size_t(i)], bodies.back()).Bytes();
     }
     a.Send(replies);
