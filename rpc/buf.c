@@ -73,13 +73,20 @@ static void drop(rpc__rbuf *b, size_t n) {
 
 /* Hand the whole frames of type b->urgent found in the buffer past b->scanned to fn, starting
  * where the main parse will resume (at an oversize body being skipped, past it). Stops at the
- * first incomplete or malformed frame: the main parse reaches it and handles it. */
+ * first incomplete or malformed frame, and at the first frame of a type the owner does not take
+ * (b->takes, e.g. a RESPONSE sent to a server): the main parse reaches it and handles it. A
+ * protocol error ends the connection, and nothing past the bad frame may be acted on (WIRE.md
+ * section 8). The owner says by type which frames it takes, rather than the scan asking it per
+ * frame, because the scan runs ahead of the owner's state: an owner with an urgent type refuses
+ * frames by type alone (the server: the client-bound types, of any size; a CANCEL or PING with a
+ * body is malformed already). */
 static int scan_urgent(rpc__rbuf *b, size_t max_body, rpc__frame_fn fn, void *owner) {
   size_t pos = b->skip <= b->len ? (size_t)b->skip : b->len;
   if (pos < b->scanned) pos = b->scanned;
   for (;;) {
     rpc_frame f;
     long r = rpc_frame_parse(b->data + pos, b->len - pos, max_body, &f);
+    if ((r > 0 || r == -EMSGSIZE) && !(b->takes & (1u << f.type))) return 0;
     if (r == -EMSGSIZE) {
       uint64_t whole = (uint64_t)RPC_FRAME_HEADER_SIZE + f.body_len;
       if (whole > b->len - pos) return 0;

@@ -23,6 +23,11 @@
 #include "rpc/stats.h"
 
 #define RESULTS_PER_WAIT 128 /* gaio results taken per gaio_wait() */
+/* After a write fails (the server reset or closed the connection), how long the connection
+ * keeps reading for the replies that arrived before the failure: the read side normally ends
+ * at once (the queued bytes, then end of stream or the reset); this bounds a peer that keeps
+ * it open. */
+#define WRITE_FAILED_READ_MS 200
 
 enum {
   EP_IDLE = RPC_ENDPOINT_IDLE,
@@ -93,6 +98,7 @@ struct cconn {
                            handshake timeout of a TLS connection */
   rpc__tls *tls;        /* the TLS session; NULL: plain (transport.h) */
   size_t qbytes; /* bytes of frames given to gaio_write() and not yet written */
+  int write_error; /* a write failed with it: reading what arrived before, then closing */
   endpoint *origin;     /* the endpoint it was made for, also once replaced: names it */
 };
 
@@ -126,6 +132,7 @@ struct ccall {
   void *ctx;
   sync_wait *sync;
   int status;
+  int completed; /* complete() ran (not counting a retry) */
   char *msg;
   ProtobufCMessage *reply;
   uint8_t *raw;         /* out == NULL (rpc_channel_call_bytes): the reply's bytes (malloc) */
@@ -324,6 +331,8 @@ static void deliver(ccall *call) {
 static void complete(rpc_channel *ch, ccall *call, int status, const char *msg, size_t len,
                      ProtobufCMessage *reply) {
   if (status == RPC_STATUS_UNAVAILABLE && retry_later(ch, call)) return;
+  assert(!call->completed); /* exactly once */
+  call->completed = 1;
   if (call->timed) {
     /* Cancelled, its result is ignored; fired already, its result finds no call by id. */
     gaio_timer_cancel(ch->w, RPC__TIMER_ID(call->id));
@@ -377,9 +386,14 @@ static void conn_maybe_free(cconn *c) {
   free(c);
 }
 
-/* Write b as it is (b may be NULL: out of memory). */
+/* Write b as it is (b may be NULL: out of memory). After a failed write nothing more is
+ * written: b is dropped. */
 static void send_frame_raw(cconn *c, rpc__wbuf *b) {
   if (!b) return;
+  if (c->write_error) {
+    free(b);
+    return;
+  }
   b->conn = c;
   if (gaio_write(c->ch->w, c->fd, b->data, b->len, b) < 0) {
     free(b);
@@ -639,6 +653,31 @@ static void conn_end(cconn *c, const char *why) {
     (void)send(c->fd, b->data, b->len, MSG_DONTWAIT | MSG_NOSIGNAL);
   free(b);
   conn_fail(c, why);
+}
+
+static void conn_read(cconn *c);
+
+/* A write failed with error: the server reset or closed the connection. Replies it sent before
+ * may still be unread: in the socket (the kernel returns the bytes received before a reset,
+ * then the error) or in a read result not handled yet. So, unless no call waits on it, the
+ * connection takes no new call and writes nothing more (its endpoint connects anew, as for a
+ * lost connection), and it reads on until end of stream or an error, delivering every whole
+ * RESPONSE; then the calls left fail UNAVAILABLE with the write's error (conn_fail_errno). The
+ * keepalive timer bounds that to WRITE_FAILED_READ_MS. */
+static void conn_write_failed(cconn *c, int error) {
+  if (c->freed || c->write_error) return;
+  if (!c->ready || c->calls.n == 0 ||
+      rpc__timer_arm(c->ch->w, &c->keepalive, gaio_now() + WRITE_FAILED_READ_MS * 1000000ull) < 0) {
+    conn_fail_errno(c, "write", error);
+    return;
+  }
+  c->pending++; /* the timer's result holds c */
+  c->write_error = error;
+  c->draining = 1;
+  endpoint *ep = c->ep;
+  c->ep = NULL;
+  if (ep && ep->conn == c) ep_lost(ep, 1);
+  conn_read(c); /* normally one is pending already */
 }
 
 static void conn_read(cconn *c) {
@@ -902,8 +941,12 @@ static int on_frame(void *owner, const rpc_frame *f, int oversize) {
 }
 
 /* Fail c for a socket error, naming the operation and the errno ("read: Connection reset by
- * peer"), so that the caller's message says what broke. */
+ * peer"), so that the caller's message says what broke: after a failed write, that write. */
 static void conn_fail_errno(cconn *c, const char *op, int error) {
+  if (c->write_error) {
+    op = "write";
+    error = c->write_error;
+  }
   if (error == GAIO_EOF && c->tls && !c->ready) {
     conn_fail(c, "connection closed by the server during the TLS handshake");
     return;
@@ -973,7 +1016,7 @@ static void on_write(rpc__wbuf *b, const gaio_result *r) {
   assert(c->qbytes >= b->len);
   c->qbytes -= b->len;
   free(b);
-  if (!c->freed && r->error != 0) conn_fail_errno(c, "write", r->error);
+  if (!c->freed && r->error != 0) conn_write_failed(c, r->error);
   else if (!c->freed && c->ch->wq_head && c->qbytes < RPC_CHANNEL_MAX_WRITE_BYTES_PER_CONN)
     flush_waiting(c->ch); /* room again for the calls that wait for it */
   conn_release(c);
@@ -1079,6 +1122,10 @@ static void on_result(rpc_channel *ch, const gaio_result *r) {
 static void on_keepalive(cconn *c, uint64_t now) {
   rpc_channel *ch = c->ch;
   uint64_t ka = (uint64_t)ch->opts.keepalive_ms * 1000000u;
+  if (c->write_error) { /* the read side did not end in time after a failed write */
+    conn_fail_errno(c, "write", c->write_error);
+    return;
+  }
   if (!c->ready) {
     conn_fail(c, "TLS handshake timed out");
     return;

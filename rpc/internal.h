@@ -101,6 +101,8 @@ typedef struct rpc__rbuf {
   size_t cap;
   uint64_t skip;  /* bytes of an oversized body still to discard as they arrive */
   int urgent;     /* a frame type handed to fn ahead of the frames before it (0: none) */
+  unsigned takes; /* with urgent: the frame types fn accepts (bit 1u << type); the urgent scan
+                     stops at any other, so nothing past a frame fn will refuse is acted on */
   size_t scanned; /* whole frames in data[0, scanned) were looked at for `urgent` */
   size_t bad_at;  /* after -EPROTO from rpc__rbuf_consume: where the malformed header starts */
 } rpc__rbuf;
@@ -118,7 +120,10 @@ typedef int (*rpc__frame_fn)(void *owner, const rpc_frame *f, int oversize);
 /* Account for n bytes just read into data + len (n may be 0: resume after a pause), and hand
  * every whole frame to fn, in order. With b->urgent set, every whole frame of that type already
  * in the buffer is handed over first, once, ahead of the frames before it (a PING does not wait
- * behind the handlers of the requests before it). Returns 0, RPC__FRAME_PAUSE (fn paused; the
+ * behind the handlers of the requests before it), up to the first frame that is incomplete,
+ * malformed, or of a type not in b->takes: past a protocol error nothing is answered. The owner
+ * sets b->takes with b->urgent (0 takes no type: the scan answers nothing, the main parse still
+ * hands over every frame). Returns 0, RPC__FRAME_PAUSE (fn paused; the
  * rest is kept), -EPROTO (malformed header), fn's negative return, or -ENOMEM (could not
  * grow). */
 int rpc__rbuf_consume(rpc__rbuf *b, size_t n, size_t max_body, rpc__frame_fn fn, void *owner);

@@ -667,6 +667,7 @@ static void conn_adopt(worker *wk, int fd, int tls) {
   c->shut_kind = RPC__CTX_SHUT;
   c->cause = -1;
   c->rb.urgent = RPC_TYPE_PING; /* a PONG does not wait for the handlers before it */
+  c->rb.takes = 1u << RPC_TYPE_REQUEST | 1u << RPC_TYPE_CANCEL | 1u << RPC_TYPE_PING;
   c->wk = wk;
   c->fd = fd;
   rpc__timer_init(&c->idle, TIMER_IDLE);

@@ -388,6 +388,96 @@ TEST_F(RpcHostileTest, PingIsAnsweredAheadOfTheHandlersBeforeIt) {
   }
 }
 
+// ---- Nothing past a protocol error is acted on ----------------------------------------------
+
+// Every frame the server sends until it closes its side (bounded by Next()'s own timeout).
+std::vector<Got> FramesUntilEof(RawConn *c) {
+  std::vector<Got> out;
+  for (;;) {
+    Got g = c->Next();
+    if (!g.ok) {
+      EXPECT_TRUE(g.eof) << "the server did not end the connection cleanly (errno " << g.err
+                         << ")";
+      return out;
+    }
+    out.push_back(g);
+  }
+}
+
+RawFrame Ping(uint32_t id) {
+  RawFrame f;
+  f.type = RPC_TYPE_PING;
+  f.id = id;
+  return f;
+}
+
+// A PING behind a frame of the wrong direction, in the same write, is past the protocol error:
+// the urgent-frame scan (rpc/buf.c) must not answer it ahead of the main parse. The server sends
+// its GOAWAY (id 0: no request accepted) and ends the connection, with no PONG.
+TEST_F(RpcHostileTest, PingAfterAProtocolErrorInTheSameWriteIsNotAnswered) {
+  Watchdog wd("PingAfterProtocolError", 30000);
+  Start();
+  for (uint8_t bad : {RPC_TYPE_RESPONSE, RPC_TYPE_PONG, RPC_TYPE_GOAWAY}) {
+    SCOPED_TRACE(int(bad));
+    RawConn c(port_);
+    RawFrame wrong;
+    wrong.type = bad;
+    wrong.id = 5;
+    if (bad != RPC_TYPE_PONG) wrong.body = "x";
+    c.Send(Ping(1).Bytes() + wrong.Bytes() + Ping(2).Bytes() + EchoFrame("Say", 3, "a").Bytes());
+    std::vector<Got> got = FramesUntilEof(&c);
+    ASSERT_EQ(2u, got.size());
+    EXPECT_EQ(RPC_TYPE_PONG, got[0].type);  // the PING before the bad frame is answered
+    EXPECT_EQ(1u, got[0].id);
+    EXPECT_EQ(RPC_TYPE_GOAWAY, got[1].type);
+    EXPECT_EQ(0u, got[1].id);
+    EXPECT_EQ("protocol error", got[1].body);
+  }
+  std::lock_guard<std::mutex> lk(g_mu);
+  EXPECT_TRUE(g_applied.empty()) << "a request past the protocol error ran";
+}
+
+// An oversize frame of the wrong direction is refused as a protocol error too (WIRE.md section
+// 8): the PING behind it is not answered either.
+TEST_F(RpcHostileTest, PingAfterAnOversizeWrongDirectionFrameIsNotAnswered) {
+  Watchdog wd("PingAfterOversize", 30000);
+  rpc_server_options o = {};
+  o.max_body = 64;
+  Start(o);
+  RawConn c(port_);
+  RawFrame big;
+  big.type = RPC_TYPE_RESPONSE;
+  big.id = 5;
+  big.body = std::string(100, 'b');
+  c.Send(big.Bytes() + Ping(2).Bytes());
+  std::vector<Got> got = FramesUntilEof(&c);
+  ASSERT_EQ(1u, got.size());
+  EXPECT_EQ(RPC_TYPE_GOAWAY, got[0].type);
+  EXPECT_EQ(0u, got[0].id);
+}
+
+// The controls: a PING alone gets its PONG, and so does a PING behind a CANCEL in the same
+// write (a frame the server takes); the connection goes on. A PING behind REQUESTs is answered
+// while their handlers run: PingIsAnsweredAheadOfTheHandlersBeforeIt.
+TEST_F(RpcHostileTest, PingAloneOrBehindACancelIsAnswered) {
+  Watchdog wd("PingControls", 30000);
+  Start();
+  RawConn c(port_);
+  RawFrame cancel;
+  cancel.type = RPC_TYPE_CANCEL;
+  cancel.id = 99;  // not in flight: ignored
+  const std::string writes[] = {Ping(7).Bytes(), cancel.Bytes() + Ping(8).Bytes()};
+  uint32_t id = 7;
+  for (const std::string &w : writes) {
+    c.Send(w);
+    Got g = c.Next();
+    ASSERT_TRUE(g.ok);
+    EXPECT_EQ(RPC_TYPE_PONG, g.type);
+    EXPECT_EQ(id++, g.id);
+  }
+  EXPECT_EQ(RPC_STATUS_OK, Say("still served"));
+}
+
 // ---- GOAWAY ids ------------------------------------------------------------------------------
 
 // The GOAWAY id the server sends when it stops, after the frames in `reqs` were answered.

@@ -7,6 +7,8 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -1542,6 +1544,199 @@ TEST_F(RpcClientWireTest, ResetByTheServerNamesTheErrnoInTheMessage) {
   ASSERT_EQ(1, rpc_cq_wait(cq_, c, 1, 5000));
   EXPECT_EQ(RPC_STATUS_UNAVAILABLE, c[0].status);
   EXPECT_EQ(Target(listener_.port()) + ": read: Connection reset by peer", c[0].message);
+}
+
+// ---- Replies received before a write fails on an abrupt close -----------------------------
+
+// A client interceptor whose after() holds the channel thread for one call (run inside the
+// call's completion, before anything else of the loop): the test acts on the server side while
+// the channel can neither read nor write, then lets it go on.
+struct Stall {
+  std::mutex mu;
+  std::condition_variable cv;
+  uint64_t id = 0; /* the call whose after() waits; 0: none */
+  bool entered = false, go = false;
+
+  static void After(void *arg, const rpc_client_call *call, int, uint64_t) {
+    Stall *s = static_cast<Stall *>(arg);
+    std::unique_lock<std::mutex> lk(s->mu);
+    if (s->id == 0 || call->call_id != s->id) return;
+    s->entered = true;
+    s->cv.notify_all();
+    s->cv.wait_for(lk, std::chrono::seconds(10), [s] { return s->go; });
+    s->id = 0;
+  }
+  void Arm(uint64_t call) {
+    std::lock_guard<std::mutex> lk(mu);
+    id = call;
+    entered = go = false;
+  }
+  bool WaitEntered() {
+    std::unique_lock<std::mutex> lk(mu);
+    return cv.wait_for(lk, std::chrono::seconds(10), [this] { return entered; });
+  }
+  void Go() {
+    std::lock_guard<std::mutex> lk(mu);
+    go = true;
+    cv.notify_all();
+  }
+};
+
+// The channel of RpcClientWireTest with the Stall interceptor, to `target`.
+class RpcWriteFailTest : public RpcClientWireTest {
+ protected:
+  void SetUp() override {}
+  void Open(const std::string &target) {
+    ic_.after = Stall::After;
+    ic_.arg = &stall_;
+    rpc_channel_options co = {};
+    co.backoff_initial_ms = 5;
+    co.backoff_max_ms = 20;
+    co.interceptors = &ic_;
+    co.interceptor_count = 1;
+    ASSERT_EQ(0, rpc_channel_create(&ch_, target.c_str(), &co));
+    ASSERT_EQ(0, rpc_cq_create(&cq_));
+    ASSERT_EQ(0, rpc_method_find(&say_, &test__v1__echo__descriptor, "Say"));
+  }
+  uint64_t SubmitId(intptr_t ctx, int timeout_ms) {
+    Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
+    uint64_t id = 0;
+    EXPECT_EQ(0, rpc_channel_submit(ch_, &say_, &req.base, timeout_ms, cq_,
+                                    reinterpret_cast<void *>(ctx), &id));
+    return id;
+  }
+  // Every completion until none comes for a while: ctx -> (status, packed reply or message).
+  std::map<intptr_t, std::pair<int, std::string>> Drain(size_t expect) {
+    std::map<intptr_t, std::pair<int, std::string>> out;
+    rpc_completion c[8];
+    while (out.size() < expect) {
+      int n = rpc_cq_wait(cq_, c, 8, 5000);
+      EXPECT_GT(n, 0) << "completions missing";
+      if (n <= 0) break;
+      for (int i = 0; i < n; i++) {
+        std::string v = c[i].message;
+        if (c[i].reply) {
+          v.assign(protobuf_c_message_get_packed_size(c[i].reply), '\0');
+          protobuf_c_message_pack(c[i].reply, reinterpret_cast<uint8_t *>(&v[0]));
+          protobuf_c_message_free_unpacked(c[i].reply, nullptr);
+        }
+        EXPECT_TRUE(out.emplace(intptr_t(c[i].ctx), std::make_pair(c[i].status, v)).second)
+            << "call " << intptr_t(c[i].ctx) << " completed twice";
+      }
+    }
+    EXPECT_EQ(0, rpc_cq_wait(cq_, c, 8, 20)) << "a completion too many";
+    return out;
+  }
+
+  rpc_client_interceptor ic_ = {};
+  Stall stall_;
+};
+
+// Wait until the peer's kernel has acknowledged every byte written on fd (they are in its
+// receive queue), within 5 s.
+bool WaitAcked(int fd) {
+  for (int i = 0; i < 5000; i++) {
+    int unacked = -1;
+    if (ioctl(fd, SIOCOUTQ, &unacked) != 0) return false;
+    if (unacked == 0) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
+}
+
+// The server answers some calls and resets the connection (RST) while the channel is about to
+// write (the CANCEL of a call cancelled just before): that write fails. The replies the kernel
+// received before the reset must still complete their calls, with their exact bytes; the others
+// fail UNAVAILABLE, each call once. Over rounds of one connection each. On epoll the failed
+// write is seen before the read that holds the replies (the channel's read waits for the poll
+// while the write is tried at once), so a channel that fails every call at the write error loses
+// them every round.
+TEST_F(RpcWriteFailTest, RepliesReceivedBeforeAFailedWriteAreDelivered) {
+  Watchdog wd("RepliesBeforeFailedWrite", 60000);
+  ASSERT_TRUE(listener_.ok());
+  Open(Target(listener_.port()));
+  const int kRounds = 20, kCalls = 4, kAnswered = 2;
+  const intptr_t kStalled = 100;
+  int write_failures = 0;
+  for (int round = 0; round < kRounds; round++) {
+    SCOPED_TRACE(round);
+    uint64_t stalled = SubmitId(kStalled, 10000);
+    for (int i = 1; i <= kCalls; i++) SubmitId(i, 10000);
+    RawConn a(listener_.Accept());
+    std::vector<uint32_t> wire;  // in submit order: the stalled call, then 1..kCalls
+    for (int i = 0; i <= kCalls; i++) wire.push_back(Request(&a).id);
+    ASSERT_TRUE(std::is_sorted(wire.begin(), wire.end()));
+    // The channel thread stops inside the cancelled call's completion, before its CANCEL write.
+    stall_.Arm(stalled);
+    ASSERT_EQ(0, rpc_channel_cancel(ch_, stalled));
+    ASSERT_TRUE(stall_.WaitEntered());
+    std::string replies;
+    std::vector<std::string> bodies;
+    for (int i = 1; i <= kAnswered; i++) {
+      std::string text = "r" + std::to_string(round) + "-" + std::to_string(i);
+      bodies.push_back(PackedReply(text.c_str()));
+      replies += Response(wire[size_t(i)], bodies.back()).Bytes();
+    }
+    a.Send(replies);
+    ASSERT_TRUE(WaitAcked(a.fd()));
+    ASSERT_TRUE(gaio_test::SetLingerZero(a.fd()));
+    { RawConn gone = std::move(a); }  // closed: RST, behind the replies
+    stall_.Go();
+    auto got = Drain(kCalls + 1);
+    EXPECT_EQ(int(RPC_STATUS_CANCELLED), got[kStalled].first);
+    for (int i = 1; i <= kCalls; i++) {
+      SCOPED_TRACE(i);
+      if (i <= kAnswered) {
+        EXPECT_EQ(int(RPC_STATUS_OK), got[i].first) << got[i].second;
+        EXPECT_EQ(bodies[size_t(i - 1)], got[i].second);
+      } else {
+        EXPECT_EQ(int(RPC_STATUS_UNAVAILABLE), got[i].first);
+        EXPECT_EQ(0u, got[i].second.find(Target(listener_.port()) + ": ")) << got[i].second;
+        write_failures += got[i].second.find(": write: ") != std::string::npos;
+      }
+    }
+  }
+  // The calls left name the failed write (a reset seen by a read first would say "read").
+  EXPECT_GT(write_failures, 0);
+}
+
+// A write fails while the read side stays open (a unix socket whose peer shut its reading side:
+// writes get EPIPE, reads go on). The reply sent before the write is delivered; the call never
+// answered fails UNAVAILABLE, naming the write, once the channel stops waiting for the read side
+// (a bound of the client), although it has no deadline.
+TEST_F(RpcWriteFailTest, ReadSideThatStaysOpenAfterAFailedWriteIsBounded) {
+  Watchdog wd("FailedWriteBound", 30000);
+  char dir[] = "/tmp/gaio_rpc_XXXXXX";  // as RpcUnix: sun_path is too short for TEST_TMPDIR
+  ASSERT_NE(nullptr, mkdtemp(dir));
+  std::string path = std::string(dir) + "/rpc.sock";
+  UniqueFd l(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un sa = {};
+  sa.sun_family = AF_UNIX;
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path.c_str());
+  ASSERT_EQ(0, bind(l.get(), reinterpret_cast<sockaddr *>(&sa), sizeof sa));
+  ASSERT_EQ(0, listen(l.get(), 4));
+  Open("unix:" + path);
+  uint64_t cancelled = SubmitId(1, -1);
+  SubmitId(2, -1);
+  SubmitId(3, -1);
+  RawConn a(UniqueFd(accept4(l.get(), nullptr, nullptr, SOCK_CLOEXEC)));
+  std::vector<uint32_t> wire;
+  for (int i = 0; i < 3; i++) wire.push_back(Request(&a).id);
+  ASSERT_EQ(0, shutdown(a.fd(), SHUT_RD));  // the channel's writes now fail with EPIPE
+  stall_.Arm(cancelled);
+  ASSERT_EQ(0, rpc_channel_cancel(ch_, cancelled));  // its CANCEL is such a write
+  ASSERT_TRUE(stall_.WaitEntered());
+  std::string body = PackedReply("before the write");
+  a.Send(Response(wire[1], body).Bytes());
+  stall_.Go();
+  auto got = Drain(3);
+  EXPECT_EQ(int(RPC_STATUS_CANCELLED), got[1].first);
+  EXPECT_EQ(int(RPC_STATUS_OK), got[2].first) << got[2].second;
+  EXPECT_EQ(body, got[2].second);
+  EXPECT_EQ(int(RPC_STATUS_UNAVAILABLE), got[3].first);
+  EXPECT_EQ("unix:" + path + ": write: Broken pipe", got[3].second);
+  unlink(path.c_str());
+  rmdir(dir);
 }
 
 TEST_F(RpcTest, ChannelRefusesCallsBeyondMaxPendingCalls) {
