@@ -368,7 +368,7 @@ run_workloads() {
       read -r -a all <<<"$2"
       off=$(( (rep - 1) % ${#all[@]} ))
       for c in "${all[@]:off}" "${all[@]:0:off}"; do run_one "$w" "$c" "$rep"; done
-      [ "$w" = stream ] && run_iperf3 "$rep"
+      if [ "$w" = stream ]; then run_iperf3 "$rep"; fi
     done
   done
 }
