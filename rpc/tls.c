@@ -278,7 +278,7 @@ static int out_room(rpc__tls *t, size_t n) {
   size_t cap = b ? b->cap : 0;
   if (cap < OUT_MIN) cap = OUT_MIN;
   while (cap - len < n) cap *= 2;
-  rpc__wbuf *nb = realloc(b, sizeof *nb + cap);
+  rpc__wbuf *nb = gaio__realloc(b, sizeof *nb + cap);
   if (!nb) return -ENOMEM;
   if (!b) {
     nb->kind = RPC__CTX_WRITE;
@@ -413,7 +413,7 @@ uint8_t *rpc__tls_rbuf(rpc__tls *t, size_t *len) {
   if (t->last == t->offered && t->last > 0 && t->in_cap < RPC__TLS_READ_MAX) {
     /* The last read filled its room: more was probably waiting. */
     size_t cap = 2 * t->in_cap < RPC__TLS_READ_MAX ? 2 * t->in_cap : RPC__TLS_READ_MAX;
-    uint8_t *p = realloc(t->in, cap);
+    uint8_t *p = gaio__realloc(t->in, cap);
     if (p) {
       t->in = p;
       t->in_cap = cap;
@@ -421,7 +421,7 @@ uint8_t *rpc__tls_rbuf(rpc__tls *t, size_t *len) {
   } else if (t->tail == 0 && t->in_cap > RPC__TLS_READ_CHUNK && t->last < RPC__TLS_READ_CHUNK) {
     /* A small read, all of it consumed: back to the first size, so that a connection gone
      * quiet does not keep RPC__TLS_READ_MAX bytes. */
-    uint8_t *p = realloc(t->in, RPC__TLS_READ_CHUNK);
+    uint8_t *p = gaio__realloc(t->in, RPC__TLS_READ_CHUNK);
     if (p) {
       t->in = p;
       t->in_cap = RPC__TLS_READ_CHUNK;

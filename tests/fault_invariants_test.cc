@@ -197,6 +197,9 @@ class FaultInvariants : public ::testing::TestWithParam<std::string> {
     return std::uniform_int_distribution<uint64_t>(lo, hi)(rng_);
   }
 
+  // The RPC workload (RpcCallsEndExactlyOnce), in plaintext or over TLS.
+  void RpcCalls(bool tls);
+
   std::string skip_;
   std::mt19937_64 rng_;
 
@@ -917,10 +920,26 @@ Test__V1__Echo_Service g_echo_service = TEST__V1__ECHO__INIT(h_);
 #undef h_hold
 #undef h_fail
 
-// A running server on 127.0.0.1, made again from scratch while a step fails for want of
-// memory (a server whose start failed is only fit to be destroyed).
-int TryServer(const std::string &backend, size_t max_write, rpc_server **out) {
+// Where the TLS workload's certificates are (tests/test_util.h: MakeTestCerts), made once per
+// process; "" when they could not be made.
+const std::string &CertDir() {
+  static std::once_flag once;
+  static std::string dir;
+  std::call_once(once, [] {
+    const char *t = getenv("TEST_TMPDIR");
+    std::string d = std::string(t ? t : "/tmp") + "/fault_certs_" + std::to_string(getpid());
+    if (gaio_test::MakeTestCerts(d)) dir = d;
+  });
+  return dir;
+}
+
+// A running server on 127.0.0.1 (on a tls: listener when tls is given), made again from
+// scratch while a step fails for want of memory (a server whose start failed is only fit to be
+// destroyed).
+int TryServer(const std::string &backend, size_t max_write, const rpc_tls_server_options *tls,
+              rpc_server **out) {
   rpc_server_options o = {};
+  o.tls = tls;
   o.workers = 2;
   o.backend = backend.c_str();
   o.close_linger_ms = 200;
@@ -929,7 +948,7 @@ int TryServer(const std::string &backend, size_t max_write, rpc_server **out) {
   int rc = rpc_server_create(&s, &o);
   if (rc != 0) return rc;
   rc = rpc_server_add_service(s, &g_echo_service.base);
-  if (rc == 0) rc = rpc_server_listen(s, "127.0.0.1:0");
+  if (rc == 0) rc = rpc_server_listen(s, tls ? "tls:127.0.0.1:0" : "127.0.0.1:0");
   if (rc == 0) rc = rpc_server_start(s);
   if (rc == 0) {
     *out = s;
@@ -939,9 +958,10 @@ int TryServer(const std::string &backend, size_t max_write, rpc_server **out) {
   return rc;
 }
 
-rpc_server *StartServer(const std::string &backend, size_t max_write) {
+rpc_server *StartServer(const std::string &backend, size_t max_write,
+                        const rpc_tls_server_options *tls) {
   rpc_server *s = nullptr;
-  int rc = Retry([&] { return TryServer(backend, max_write, &s); });
+  int rc = Retry([&] { return TryServer(backend, max_write, tls, &s); });
   EXPECT_EQ(rc, 0) << "no server: " << gaio_strerror(rc);
   return s;
 }
@@ -973,8 +993,9 @@ struct CallRec {
 
 // Asynchronous, stub and blocking calls of every kind; by the seed, a channel with keepalive, a
 // server that stops reading a connection at 16 KiB queued, and a server shut down first (with
-// calls in flight) or last.
-TEST_P(FaultInvariants, RpcCallsEndExactlyOnce) {
+// calls in flight) or last. Over TLS, faults also cut records, fail the buffers of records and
+// reset connections during handshakes.
+void FaultInvariants::RpcCalls(bool tls) {
   constexpr int kCalls = 120;
   constexpr int kStubCalls = 16;
   constexpr int kBlocking = 8;
@@ -987,13 +1008,26 @@ TEST_P(FaultInvariants, RpcCallsEndExactlyOnce) {
     }
     gaio_watcher_destroy(probe);
   }
+  std::string ca, cert, key;
+  rpc_tls_server_options ts = {};
+  rpc_tls_client_options tc = {};
+  if (tls) {
+    ASSERT_FALSE(CertDir().empty()) << "making the test certificates failed";
+    ca = CertDir() + "/ca.pem";
+    cert = CertDir() + "/server.pem";
+    key = CertDir() + "/server.key";
+    ts.cert_file = cert.c_str();
+    ts.key_file = key.c_str();
+    tc.ca_file = ca.c_str();
+  }
   Replier replier; // after the server is gone: the server waits for the calls it holds
   g_replier = &replier;
   bool server_first = Rand(0, 1) == 1;
-  rpc_server *srv = StartServer(GetParam(), Rand(0, 1) ? 16u << 10 : 0);
+  rpc_server *srv = StartServer(GetParam(), Rand(0, 1) ? 16u << 10 : 0, tls ? &ts : nullptr);
   ASSERT_NE(srv, nullptr);
   std::string target = "127.0.0.1:" + std::to_string(rpc_server_port(srv));
   rpc_channel_options co = {};
+  if (tls) co.tls = &tc;  // every TCP endpoint speaks TLS; the name checked is 127.0.0.1
   co.backend = GetParam().c_str();
   co.backoff_initial_ms = 1;
   co.backoff_max_ms = 20;
@@ -1140,6 +1174,10 @@ TEST_P(FaultInvariants, RpcCallsEndExactlyOnce) {
   rpc_cq_destroy(cq);
   g_stubs = nullptr;
 }
+
+TEST_P(FaultInvariants, RpcCallsEndExactlyOnce) { RpcCalls(false); }
+
+TEST_P(FaultInvariants, RpcCallsEndExactlyOnceOverTls) { RpcCalls(true); }
 
 INSTANTIATE_TEST_SUITE_P(Backends, FaultInvariants, ::testing::ValuesIn(Backends()),
                          [](const ::testing::TestParamInfo<std::string> &info) {

@@ -201,6 +201,12 @@ class BackendTest : public ::testing::TestWithParam<std::string> {
 };
 
 /* Elapsed milliseconds since a gaio_now() timestamp. */
+// Test certificates, made by the `openssl` command in dir (created): ca.pem/.key, a server
+// certificate for localhost and 127.0.0.1 (server.pem/.key), client certificates with SPIFFE URIs
+// (billing, other), one from a foreign CA (foreign) and an expired one (expired). P-256 keys,
+// valid 30 days. Returns whether every step succeeded.
+bool MakeTestCerts(const std::string &dir);
+
 double MsSince(uint64_t t0_ns);
 
 const char *OpName(int op);

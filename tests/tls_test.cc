@@ -53,55 +53,13 @@ std::string ReadFile(const std::string &path) {
   return ss.str();
 }
 
-// A CA, a server certificate for localhost and 127.0.0.1, client certificates with SPIFFE
-// URIs (billing, other), an expired one and one from a foreign CA.
-const char kMakeCerts[] = R"(set -e
-cd "$1"
-key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
-ca() { key "$1.key"; openssl req -x509 -new -key "$1.key" -out "$1.pem" -days 30 -subj "/CN=$1" 2>/dev/null; }
-leaf() { # name CA subject SAN
-  key "$1.key"
-  openssl req -new -key "$1.key" -out "$1.csr" -subj "$3" 2>/dev/null
-  printf 'subjectAltName=%s\n' "$4" > "$1.ext"
-  openssl x509 -req -in "$1.csr" -CA "$2.pem" -CAkey "$2.key" -CAcreateserial -days 30 \
-    -extfile "$1.ext" -out "$1.pem" 2>/dev/null
-}
-ca ca
-ca foreign_ca
-leaf server ca /CN=localhost DNS:localhost,IP:127.0.0.1
-leaf billing ca /CN=billing URI:spiffe://example/ns/billing
-leaf other ca /CN=other URI:spiffe://example/ns/other
-leaf foreign foreign_ca /CN=foreign URI:spiffe://example/ns/billing
-# Expired: `openssl ca` takes explicit dates (x509 -req in OpenSSL 3.0 cannot).
-key expired.key
-openssl req -new -key expired.key -out expired.csr -subj /CN=expired 2>/dev/null
-: > index.txt
-echo 01 > serial
-cat > ca.cnf <<EOF
-[ca]
-default_ca = d
-[d]
-database = index.txt
-new_certs_dir = .
-serial = serial
-default_md = sha256
-policy = p
-[p]
-commonName = supplied
-EOF
-openssl ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key -in expired.csr -out expired.pem \
-  -startdate 20200101000000Z -enddate 20200201000000Z -notext 2>/dev/null
-)";
 
 class TlsEnv : public ::testing::Environment {
  public:
   void SetUp() override {
     const char *t = getenv("TEST_TMPDIR");
     g_dir = std::string(t ? t : "/tmp") + "/tls_certs";
-    std::string script = g_dir + ".sh";
-    std::ofstream(script) << kMakeCerts;
-    std::string cmd = "mkdir -p " + g_dir + " && bash " + script + " " + g_dir;
-    ASSERT_EQ(0, system(cmd.c_str())) << "making the test certificates failed";
+    ASSERT_TRUE(gaio_test::MakeTestCerts(g_dir)) << "making the test certificates failed";
   }
 };
 ::testing::Environment *const g_env = ::testing::AddGlobalTestEnvironment(new TlsEnv);
