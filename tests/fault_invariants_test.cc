@@ -25,6 +25,7 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -920,15 +921,34 @@ Test__V1__Echo_Service g_echo_service = TEST__V1__ECHO__INIT(h_);
 #undef h_hold
 #undef h_fail
 
-// Where the TLS workload's certificates are (tests/test_util.h: MakeTestCerts), made once per
-// process; "" when they could not be made.
+// Where the TLS workload's certificates are (tests/test_util.h: MakeTestCerts); "" when they
+// could not be made. tools/fault.sh runs a process per seed, and making them takes longer than
+// the workload: so they are made once a day per user and shared, in a folder that appears
+// whole (made under another name, then renamed; a process that loses the race uses the
+// winner's).
 const std::string &CertDir() {
   static std::once_flag once;
   static std::string dir;
   std::call_once(once, [] {
     const char *t = getenv("TEST_TMPDIR");
-    std::string d = std::string(t ? t : "/tmp") + "/fault_certs_" + std::to_string(getpid());
-    if (gaio_test::MakeTestCerts(d)) dir = d;
+    char day[16];
+    time_t now = time(nullptr);
+    struct tm tm_now;
+    strftime(day, sizeof day, "%Y%m%d", gmtime_r(&now, &tm_now));
+    std::string d = std::string(t ? t : "/tmp") + "/gaio_fault_certs_" + std::to_string(getuid()) +
+                    "_" + day;
+    if (access((d + "/server.pem").c_str(), R_OK) == 0) {
+      dir = d;
+      return;
+    }
+    std::string mine = d + ".tmp" + std::to_string(getpid());
+    if (!gaio_test::MakeTestCerts(mine)) return;
+    if (rename(mine.c_str(), d.c_str()) != 0) {  // another process made it first
+      std::string rm = "rm -rf '" + mine + "'";
+      if (system(rm.c_str()) != 0) return;
+      if (access((d + "/server.pem").c_str(), R_OK) != 0) return;
+    }
+    dir = d;
   });
   return dir;
 }

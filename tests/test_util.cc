@@ -515,7 +515,9 @@ bool MakeTestCerts(const std::string &dir) {
     if (!f) return false;
   }
   std::string cmd = "mkdir -p '" + dir + "' && bash '" + script + "' '" + dir + "'";
-  return system(cmd.c_str()) == 0;
+  bool ok = system(cmd.c_str()) == 0;
+  unlink(script.c_str());
+  return ok;
 }
 
 }  // namespace gaio_test
