@@ -657,6 +657,14 @@ static void conn_end(cconn *c, const char *why) {
 
 static void conn_read(cconn *c);
 
+/* Arm c's keepalive timer (also its TLS handshake deadline, and the bound after a failed
+ * write) for when; its result holds c until it arrives. Returns 0 or rpc__timer_arm()'s error. */
+static int conn_timer_arm(cconn *c, uint64_t when) {
+  int rc = rpc__timer_arm(c->ch->w, &c->keepalive, when);
+  if (rc == 0) c->pending++;
+  return rc;
+}
+
 /* A write failed with error: the server reset or closed the connection. Replies it sent before
  * may still be unread: in the socket (the kernel returns the bytes received before a reset,
  * then the error) or in a read result not handled yet. So, unless no call waits on it, the
@@ -667,11 +675,10 @@ static void conn_read(cconn *c);
 static void conn_write_failed(cconn *c, int error) {
   if (c->freed || c->write_error) return;
   if (!c->ready || c->calls.n == 0 ||
-      rpc__timer_arm(c->ch->w, &c->keepalive, gaio_now() + WRITE_FAILED_READ_MS * 1000000ull) < 0) {
+      conn_timer_arm(c, gaio_now() + WRITE_FAILED_READ_MS * 1000000ull) < 0) {
     conn_fail_errno(c, "write", error);
     return;
   }
-  c->pending++; /* the timer's result holds c */
   c->write_error = error;
   c->draining = 1;
   endpoint *ep = c->ep;
@@ -759,11 +766,8 @@ static void conn_release(cconn *c) {
  * fails rather than go on without. Returns 0 or -1 (c failed). */
 static int keepalive_arm(cconn *c, uint64_t from) {
   uint64_t ka = (uint64_t)c->ch->opts.keepalive_ms * 1000000u;
-  int rc = rpc__timer_arm(c->ch->w, &c->keepalive, from + ka);
-  if (rc == 0) {
-    c->pending++; /* the timer's result holds c */
-    return 0;
-  }
+  int rc = conn_timer_arm(c, from + ka);
+  if (rc == 0) return 0;
   char why[96];
   snprintf(why, sizeof why, "keepalive timer: %s", gaio_strerror(rc));
   conn_fail(c, why);
@@ -801,11 +805,10 @@ static void tls_flush(cconn *c) {
  * keepalive timer keeps that deadline until then). */
 static void tls_connected(cconn *c) {
   uint64_t ms = (uint64_t)c->ch->opts.connect_timeout_ms;
-  if (rpc__timer_arm(c->ch->w, &c->keepalive, gaio_now() + ms * 1000000u) < 0) {
+  if (conn_timer_arm(c, gaio_now() + ms * 1000000u) < 0) {
     conn_fail(c, "no timer for the TLS handshake");
     return;
   }
-  c->pending++; /* the timer's result holds c */
   tls_flush(c);
   conn_read(c);
 }
