@@ -31,9 +31,11 @@ struct gaio__backend {
   /* The queues of f changed (new requests, or a head removed): make what progress is possible
    * now, without blocking. Loop thread. */
   void (*kick)(struct gaio_watcher *w, struct gaio__fd *f);
-  /* Wait up to timeout_ms (-1 forever) for kernel events and make progress on them. Loop
-   * thread. Returns 0 or a negative errno. */
-  int (*poll)(struct gaio_watcher *w, int timeout_ms);
+  /* Wait up to timeout_ms (-1 forever) for kernel events and make progress on them. When
+   * timeout_ms > 0, until is the CLOCK_MONOTONIC time (ns) it stands for, not rounded to whole
+   * ms (a deadline or the caller's timeout); else 0. Loop thread. Returns 0 or a negative
+   * errno. */
+  int (*poll)(struct gaio_watcher *w, int timeout_ms, uint64_t until);
   /* Make a concurrent or the next poll return promptly. Any thread. */
   void (*wakeup)(struct gaio_watcher *w);
   /* Optional. The swap buffer is free again: the results that pointed into it were delivered

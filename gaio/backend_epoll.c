@@ -317,7 +317,10 @@ static void kick_owed(gaio_watcher *w, struct epoll_state *s) {
     gaio__kick(w, gaio__container_of(gaio__queue_head(&s->owed), gaio__fd, kick_link));
 }
 
-static int ep_poll(gaio_watcher *w, int timeout_ms) {
+static int ep_poll(gaio_watcher *w, int timeout_ms, uint64_t until) {
+  /* epoll_wait's own timeout. (A timerfd holding the earliest deadline, as the io_uring backend
+   * holds it, made no difference here: 1.001x on the one-CPU RPC ping-pong, 10 pairs.) */
+  (void)until;
   struct epoll_state *s = state_of(w);
   int owed = GAIO__FAULT && !gaio__queue_empty(&s->owed);
   int n = gaio__sys_epoll_wait(s->epfd, s->events, (int)s->max_events, owed ? 0 : timeout_ms);

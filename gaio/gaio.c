@@ -741,14 +741,16 @@ static int deliver(gaio_watcher *w, gaio_result *out, int max) {
   return n;
 }
 
-/* Poll timeout: the caller's, shortened to the next deadline (rounded up to whole ms). */
-static int poll_timeout(gaio_watcher *w, uint64_t until, uint64_t now) {
+/* Poll timeout: the caller's, shortened to the next deadline (rounded up to whole ms). *end is
+ * the time it stands for (0 when there is none). */
+static int poll_timeout(gaio_watcher *w, uint64_t until, uint64_t now, uint64_t *end_out) {
   uint64_t end = until;
   gaio__heap_node *n = gaio__heap_min(&w->timers);
   if (n != NULL) {
     uint64_t d = gaio__container_of(n, gaio__req, heap)->deadline;
     if (end == 0 || d < end) end = d;
   }
+  *end_out = end;
   if (end == 0) return -1;
   if (end <= now) return 0;
   uint64_t ms = (end - now + 999999u) / 1000000u;
@@ -756,7 +758,7 @@ static int poll_timeout(gaio_watcher *w, uint64_t until, uint64_t now) {
 }
 
 /* Block in the backend, unless a submission slipped in since the flush (then return 1). */
-static int poll_sleep(gaio_watcher *w, int t, int *err) {
+static int poll_sleep(gaio_watcher *w, int t, uint64_t end, int *err) {
   if (t != 0) {
     pthread_mutex_lock(&w->lock);
     int busy = !gaio__queue_empty(&w->pending) ||
@@ -767,7 +769,7 @@ static int poll_sleep(gaio_watcher *w, int t, int *err) {
   }
   /* Only a wait that may block is timed: a non-blocking poll is work, not idle time. */
   uint64_t t0 = t != 0 ? gaio_now() : 0;
-  *err = w->be->poll(w, t);
+  *err = w->be->poll(w, t, t > 0 ? end : 0);
   gaio__count(&w->polls, 1);
   if (t != 0) {
     gaio__count(&w->idle_ns, gaio_now() - t0);
@@ -805,8 +807,9 @@ static int wait_loop(gaio_watcher *w, int timeout_ms) {
       break;
     }
     uint64_t now = gaio_now();
-    int t = (ready || timeout_ms == 0) ? 0 : poll_timeout(w, until, now);
-    if (poll_sleep(w, t, &rc)) continue;
+    uint64_t end = 0;
+    int t = (ready || timeout_ms == 0) ? 0 : poll_timeout(w, until, now, &end);
+    if (poll_sleep(w, t, end, &rc)) continue;
     w->unpolled = 0;
     if (rc != 0) break;
     advance(w);
@@ -948,7 +951,7 @@ int gaio_cancel(gaio_watcher *w, int fd, void *ctx) {
      * cancel found no free SQE and is sent by a kick), so the kicks run after every poll, as
      * gaio_wait() runs them; without them this loop waited forever. */
     while (r->f != NULL && rc == 0) {
-      rc = w->be->poll(w, -1);
+      rc = w->be->poll(w, -1, 0);
       run_kicks(w);
     }
     if (rc == 0) rc = r->error == -ECANCELED ? 0 : -ENOENT;
