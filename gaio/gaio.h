@@ -38,6 +38,11 @@
  *   buffer from a provided-buffer ring; multishot accept while several accepts are queued) and
  *   "epoll" (edge-triggered; each operation is tried at once, and waits for an edge only after
  *   EAGAIN). io_uring is chosen when it starts, else epoll; see gaio_options.backend.
+ *   One difference a loop thread can see: io_uring finishes completions on the thread that
+ *   submitted them to the kernel (the one in gaio_wait(), or in gaio_cancel() or
+ *   gaio_watcher_destroy() when they wait for the kernel), by flagging it as a signal would. A
+ *   blocking call of that thread's own that has a timeout (recv() with SO_RCVTIMEO, say) may
+ *   then fail with EINTR, as after a signal: retry it, or make such calls on another thread.
  *
  * All times are CLOCK_MONOTONIC nanoseconds; see gaio_now(). A deadline of 0 means "none".
  *
