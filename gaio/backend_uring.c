@@ -30,6 +30,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "gaio/fault.h"
@@ -88,6 +89,7 @@ struct uring_state {
   struct mblock *free_blocks;
   gaio__queue stalled; /* fds whose SQE could not be queued (no SQE, no memory): retried after
                           the next poll, by their kick_link */
+  int started;         /* the ring is enabled (one_thread: by the first thread that enters) */
   int wake_armed;      /* the read of the wakeup eventfd is queued or in the kernel */
   int timer_armed;     /* the UD_TIMER timeout is queued or in the kernel, set for timer_until */
   int timer_off;       /* the kernel refused it: polls use timed waits from then on */
@@ -125,10 +127,22 @@ static void note_error(struct uring_state *s, int rc) {
  * reaped here, in the middle of a kick, so when the kernel takes none (the completion queue is
  * full, or an error, kept for the next poll) this returns NULL and the caller retries after the
  * next poll, which reaps first. */
+/* A one_thread ring starts disabled, so that its single issuer is the loop's thread, not the
+ * one that made the watcher: the first thread to enter the kernel enables it (liburing 2.3 has
+ * no wrapper for that). Returns 0 or a negative errno. */
+static int ring_start(struct uring_state *s) {
+  if (s->started) return 0;
+  if (syscall(__NR_io_uring_register, s->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) != 0)
+    return -errno;
+  s->started = 1;
+  return 0;
+}
+
 static struct io_uring_sqe *sqe_get(struct uring_state *s) {
   struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
   if (sqe == NULL) {
-    note_error(s, io_uring_submit(&s->ring));
+    int rc = ring_start(s);
+    note_error(s, rc != 0 ? rc : io_uring_submit(&s->ring));
     sqe = io_uring_get_sqe(&s->ring);
   }
   return sqe;
@@ -741,6 +755,8 @@ static void reap(gaio_watcher *w) {
 static int enter(struct uring_state *s, int timeout_ms, uint64_t until) {
   if (GAIO__FAULT && gaio__fault_pick(GAIO__FAULTS_POLL, -1, NULL) == GAIO__FAULT_EINTR)
     return -EINTR; /* a signal before anything was submitted */
+  int rc = ring_start(s);
+  if (rc != 0) return rc;
   if (timeout_ms > 0 && until != 0 && !s->timer_off && hold_timer(s, until)) timeout_ms = -1;
   if (timeout_ms == 0)
     return io_uring_submit_and_get_events(&s->ring); /* also runs pending completion work */
@@ -808,7 +824,8 @@ static int held(gaio__fd *f) {
  * io_uring_queue_exit cancels what the kernel holds). */
 static int wait_step(gaio_watcher *w) {
   struct uring_state *s = state_of(w);
-  int rc = io_uring_submit_and_wait(&s->ring, 1);
+  int rc = ring_start(s);
+  if (rc == 0) rc = io_uring_submit_and_wait(&s->ring, 1);
   reap(w);
   if (!enter_failed(rc)) return 0;
   s->dead = rc;
@@ -919,12 +936,27 @@ static int ur_init(gaio_watcher *w) {
   gaio__queue_init(&s->stalled);
   struct io_uring_params p;
   memset(&p, 0, sizeof(p));
-  /* COOP_TASKRUN: completions are finished when this thread enters the kernel, without an
-   * interrupt to the thread (5.19); TASKRUN_FLAG tells liburing when such work is pending. */
-  p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
   unsigned entries = gaio__fault_ring_entries(w->ring_entries); /* fault runs: a tiny ring */
-  p.cq_entries = entries * 2;
-  int rc = io_uring_queue_init_params(entries, &s->ring, &p);
+  int rc = -EINVAL;
+  w->one_issuer = 0;
+  if (w->one_thread) {
+    /* DEFER_TASKRUN: completions are finished only when the single issuer waits, with no
+     * signal-like notice to it (6.1). Disabled until that thread enters (ring_start). */
+    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+              IORING_SETUP_R_DISABLED;
+    p.cq_entries = entries * 2;
+    rc = io_uring_queue_init_params(entries, &s->ring, &p);
+    w->one_issuer = rc == 0; /* -EINVAL: before 6.1 */
+  }
+  s->started = !w->one_issuer;
+  if (rc == -EINVAL) {
+    /* COOP_TASKRUN: completions are finished when this thread enters the kernel, without an
+     * interrupt to the thread (5.19); TASKRUN_FLAG tells liburing when such work is pending. */
+    memset(&p, 0, sizeof(p));
+    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+    p.cq_entries = entries * 2;
+    rc = io_uring_queue_init_params(entries, &s->ring, &p);
+  }
   if (rc == -EINVAL) { /* before 5.19: no COOP_TASKRUN */
     p.flags &= ~(unsigned)(IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
     rc = io_uring_queue_init_params(entries, &s->ring, &p);

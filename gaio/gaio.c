@@ -87,6 +87,7 @@ static int apply_options(gaio_watcher *w, const gaio_options *o) {
   w->max_write_pending =
       o->max_write_pending ? o->max_write_pending : GAIO_DEFAULT_MAX_WRITE_PENDING;
   w->ring_entries = o->ring_entries ? o->ring_entries : GAIO_DEFAULT_RING_ENTRIES;
+  w->one_thread = o->one_thread != 0;
   if (w->swap_size > GAIO_MAX_SWAP_SIZE || w->max_events > GAIO_MAX_POLL_EVENTS ||
       w->ring_entries > GAIO_MAX_RING_ENTRIES)
     return -EINVAL;
@@ -141,6 +142,8 @@ int gaio_watcher_create(gaio_watcher **out, const gaio_options *opts) {
 }
 
 const char *gaio_backend_name(const gaio_watcher *w) { return w->be->name; }
+
+int gaio_one_thread(const gaio_watcher *w) { return w->one_issuer; }
 
 /* ---- The fd table ---- */
 
@@ -824,9 +827,23 @@ static int wait_loop(gaio_watcher *w, int timeout_ms) {
  * wait happens while it is held, so it is returned after exactly the results queued before it.
  * (Only a failing kernel interface reaches this; tests/fault_test.cc forces one by putting
  * another file in place of the backend's fd.) */
+/* gaio_options.one_thread: the first thread in the loop owns it. Called with in_wait taken. */
+static int loop_owned(gaio_watcher *w) {
+  if (!w->one_thread) return 1;
+  if (!w->owner_set) {
+    w->owner = pthread_self();
+    w->owner_set = 1;
+  }
+  return pthread_equal(w->owner, pthread_self());
+}
+
 int gaio_wait(gaio_watcher *w, gaio_result *out, int max, int timeout_ms) {
   if (w == NULL || out == NULL || max <= 0) return -EINVAL;
   if (atomic_exchange(&w->in_wait, 1)) return -EBUSY;
+  if (!loop_owned(w)) {
+    atomic_store(&w->in_wait, 0);
+    return -EEXIST;
+  }
   swap_recycle(w);
   int rc = w->poll_error != 0 ? 0 : wait_loop(w, timeout_ms);
   if (rc < 0 && !gaio__queue_empty(&w->done)) {
@@ -899,6 +916,10 @@ void gaio_watcher_stats(gaio_watcher *w, gaio_stats *out) {
 static int loop_enter(gaio_watcher *w) {
   if (w == NULL) return -EINVAL;
   if (atomic_exchange(&w->in_wait, 1)) return -EBUSY;
+  if (!loop_owned(w)) {
+    atomic_store(&w->in_wait, 0);
+    return -EEXIST;
+  }
   if (atomic_load_explicit(&w->closed, memory_order_relaxed)) {
     atomic_store(&w->in_wait, 0);
     return -ESHUTDOWN;

@@ -42,7 +42,8 @@
  *   submitted them to the kernel (the one in gaio_wait(), or in gaio_cancel() or
  *   gaio_watcher_destroy() when they wait for the kernel), by flagging it as a signal would. A
  *   blocking call of that thread's own that has a timeout (recv() with SO_RCVTIMEO, say) may
- *   then fail with EINTR, as after a signal: retry it, or make such calls on another thread.
+ *   then fail with EINTR, as after a signal: retry it, make such calls on another thread, or
+ *   give the watcher a loop thread of its own (gaio_options.one_thread).
  *
  * All times are CLOCK_MONOTONIC nanoseconds; see gaio_now(). A deadline of 0 means "none".
  *
@@ -170,6 +171,16 @@ typedef struct gaio_options {
    * GAIO_MAX_RING_ENTRIES. Requests beyond it are submitted in several steps of one wait;
    * nothing is refused. */
   unsigned ring_entries;
+  /* Nonzero: the loop runs on one thread for the watcher's whole life. The first thread that
+   * calls gaio_wait(), gaio_cancel(), gaio_timer_cancel() or gaio_detach() is the only one that
+   * may call them from then on (the others get -EEXIST and nothing happens); and
+   * gaio_watcher_destroy() runs on that thread too, or on any thread once a gaio_wait() there
+   * has returned -ESHUTDOWN (after gaio_watcher_close()). On io_uring the kernel then keeps completions for that thread until
+   * it waits (IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, Linux 6.1): its own
+   * blocking calls are never interrupted by them (see BACKENDS). The thread rule holds on every
+   * backend; the rest is io_uring's on 6.1 or later, which gaio_one_thread() tells. Submit
+   * calls stay safe from any thread. */
+  int one_thread;
 } gaio_options;
 
 /* Per-watcher counters. `submitted` counts accepted submits and `completed` counts delivered
@@ -412,6 +423,10 @@ void gaio_watcher_stats(gaio_watcher *w, gaio_stats *out);
 
 /* The name of the backend in use: "uring" or "epoll". The string is static. */
 const char *gaio_backend_name(const gaio_watcher *w);
+
+/* 1 if the watcher was made with gaio_options.one_thread and its backend holds the kernel side
+ * to that thread too (io_uring on Linux 6.1 or later), else 0. Any thread. */
+int gaio_one_thread(const gaio_watcher *w);
 
 /* A message for an error code of this API: GAIO_EOF or a negative errno. Static string. */
 const char *gaio_strerror(int error);

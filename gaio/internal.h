@@ -123,6 +123,10 @@ struct gaio_watcher {
   /* Limits (options with defaults applied). */
   size_t swap_size, read_max, max_write_pending;
   unsigned max_events, max_requests, ring_entries;
+  int one_thread; /* gaio_options.one_thread: the core holds every loop call to one thread */
+  int one_issuer; /* and the backend's kernel side too (io_uring DEFER_TASKRUN): set by it */
+  int owner_set;  /* one_thread: owner is the thread that entered the loop first */
+  pthread_t owner;
 
   /* Shared with submitting threads: under `lock`. */
   pthread_mutex_t lock;

@@ -1655,6 +1655,7 @@ int rpc_channel_create(rpc_channel **out, const char *target, const rpc_channel_
   if (rc == 0) rc = tls_settings(ch);
   gaio_options go = {0};
   go.backend = ch->opts.backend;
+  go.one_thread = 1; /* only chan_main() enters the loop, until -ESHUTDOWN */
   /* A connection takes calls while under RPC_CHANNEL_MAX_WRITE_BYTES_PER_CONN, so its queue
    * holds at most that, one request of the largest size, and a CANCEL per call and a PING: never
    * the -ENOBUFS of a full gaio write queue, which would fail the connection. */

@@ -1696,6 +1696,10 @@ int rpc__srv_start_workers(rpc_server *s) {
     wk->shutdown_item.kind = ITEM_SHUTDOWN;
     gaio_options go = {0};
     go.backend = s->opts.backend;
+    /* Only the worker's thread enters its loop, and it waits until -ESHUTDOWN before
+     * rpc_server_destroy() frees the watcher: so a handler's own blocking calls are not
+     * interrupted by the worker's completions on io_uring (gaio.h). */
+    go.one_thread = 1;
     s->nworkers = i + 1;
     if (rc == 0) rc = gaio_watcher_create(&wk->w, &go);
     rpc__inbox_init(&wk->inbox, wk->w); /* without a watcher, it is only destroyed */

@@ -18,6 +18,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -194,6 +195,111 @@ TEST_P(GaioTest, BackendEnvOverridesOnlyTheAutomaticChoice) {
     unsetenv("GAIO_BACKEND");
   }
   ExpectDrained(w_);
+}
+
+/* ---- gaio_options.one_thread ---- */
+
+bool KernelAtLeast(int major, int minor) {
+  struct utsname u;
+  int a = 0, b = 0;
+  if (uname(&u) != 0 || sscanf(u.release, "%d.%d", &a, &b) != 2) return false;
+  return a > major || (a == major && b >= minor);
+}
+
+/* The first thread in the loop owns it: another thread's gaio_wait(), gaio_cancel(),
+ * gaio_timer_cancel() and gaio_detach() get -EEXIST and change nothing, while its submits are
+ * taken as from any thread. */
+TEST_P(GaioTest, OneThreadHoldsTheLoopToTheFirstThreadThatEntersIt) {
+  gaio_options o = {};
+  o.one_thread = 1;
+  gaio_watcher *w = NewWatcher(o);
+  ASSERT_NE(w, nullptr);
+  EXPECT_EQ(gaio_one_thread(w), GetParam() == "uring" && KernelAtLeast(6, 1) ? 1 : 0);
+  EXPECT_EQ(gaio_one_thread(w_), 0) << "not asked for";
+  SocketPair p = UnixPair();
+  const int a = Attach(p.a, w);
+  ASSERT_GE(a, 0);
+  int rd = 0, tm = 0, post = 0;
+  uint8_t buf[8];
+  ASSERT_EQ(gaio_read(w, a, buf, sizeof buf, &rd), 0);
+  ASSERT_EQ(gaio_timer(w, &tm, gaio_now() + 10000 * kMs), 0);
+  gaio_result r[4];
+  ASSERT_EQ(gaio_wait(w, r, 4, 0), 0) << "this thread owns the loop from now on";
+  std::thread other([&] {
+    gaio_result x[4];
+    EXPECT_EQ(gaio_wait(w, x, 4, 0), -EEXIST);
+    EXPECT_EQ(gaio_wait(w, x, 4, 50), -EEXIST);
+    EXPECT_EQ(gaio_cancel(w, a, &rd), -EEXIST);
+    EXPECT_EQ(gaio_timer_cancel(w, &tm), -EEXIST);
+    EXPECT_EQ(gaio_detach(w, a), -EEXIST);
+    EXPECT_EQ(gaio_post(w, &post), 0) << "submits stay open to every thread";
+  });
+  other.join();
+  ASSERT_TRUE(WriteAll(p.b.get(), "hi", 2));
+  Collected c = WaitResults(w, 2, 5000);
+  ASSERT_EQ(c.results.size(), 2u);
+  const gaio_result &pr = c.results[0].ctx == &post ? c.results[0] : c.results[1];
+  const gaio_result &rr = c.results[0].ctx == &rd ? c.results[0] : c.results[1];
+  EXPECT_EQ(pr.ctx, &post) << Describe(pr);
+  EXPECT_EQ(pr.op, GAIO_OP_POST) << Describe(pr);
+  ASSERT_EQ(rr.ctx, &rd) << Describe(rr);
+  EXPECT_EQ(rr.error, 0) << Describe(rr);
+  ASSERT_EQ(rr.size, 2u) << "the read was not cancelled";
+  EXPECT_EQ(memcmp(buf, "hi", 2), 0);
+  EXPECT_EQ(gaio_timer_cancel(w, &tm), 0) << "the timer was not cancelled";
+  c = WaitResults(w, 1, 5000);
+  ASSERT_EQ(c.results.size(), 1u);
+  EXPECT_EQ(c.results[0].ctx, &tm);
+  EXPECT_EQ(c.results[0].error, -ECANCELED);
+  FreeAndFinish({a}, w);
+}
+
+/* Why one_thread exists: io_uring finishes completions on the thread that submitted them by
+ * flagging it as a signal would, so that thread's own blocking recv() with SO_RCVTIMEO fails
+ * with EINTR when a completion comes (seen here on Linux 6.18 without one_thread, also after
+ * the ring is destroyed). With one_thread the kernel keeps them until the thread waits: the
+ * recv() gets its byte. The loop runs on a fresh thread, which no earlier ring has flagged. */
+TEST_P(GaioTest, OneThreadLoopThreadsOwnBlockingCallIsNotInterruptedByCompletions) {
+  gaio_options o = {};
+  o.one_thread = 1;
+  gaio_watcher *w = NewWatcher(o);
+  ASSERT_NE(w, nullptr);
+  SocketPair io = UnixPair(), own = UnixPair();
+  const int a = Attach(io.a, w);
+  ASSERT_GE(a, 0);
+  timeval tv = {5, 0};
+  ASSERT_EQ(setsockopt(own.a.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+  int rd = 0;
+  uint8_t buf[8];
+  std::thread loop([&] {
+    ASSERT_EQ(gaio_read(w, a, buf, sizeof buf, &rd), 0);
+    gaio_result r[4];
+    ASSERT_EQ(gaio_wait(w, r, 4, 0), 0) << "the read is in the kernel, submitted by this thread";
+    std::thread peer([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      EXPECT_TRUE(WriteAll(io.b.get(), "io", 2)); /* completes the read while loop blocks */
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+      EXPECT_TRUE(WriteAll(own.b.get(), "x", 1));
+    });
+    char ch = 0;
+    const uint64_t t0 = gaio_now();
+    ssize_t n = recv(own.a.get(), &ch, 1, 0);
+    const int err = errno;
+    peer.join();
+    EXPECT_EQ(n, 1) << "recv: " << strerror(err) << " after " << MsSince(t0) << " ms";
+    EXPECT_EQ(ch, 'x');
+    Collected c = WaitResults(w, 1, 5000);
+    ASSERT_EQ(c.results.size(), 1u);
+    EXPECT_EQ(c.results[0].ctx, &rd);
+    ASSERT_EQ(c.results[0].size, 2u) << Describe(c.results[0]);
+    EXPECT_EQ(memcmp(buf, "io", 2), 0);
+    ASSERT_EQ(gaio_free(w, a), 0);
+    ExpectNoResult(w, 0); /* carries the free out, on the loop's own thread */
+    gaio_watcher_close(w); /* then any thread may destroy it (gaio.h, one_thread) */
+    EXPECT_EQ(gaio_wait(w, r, 4, 1000), -ESHUTDOWN);
+  });
+  loop.join();
+  ExpectDrained(w);
 }
 
 TEST_P(GaioTest, WaitInvalidArguments) {

@@ -69,6 +69,9 @@ struct ServiceState {
   int slow_saw_cancel = 0;
   int64_t last_remaining_us = -2;
   std::map<rpc_server *, int> says;  // Say calls per server
+  int block_fd = -1;        // Say("block-recv") reads one byte from it, blocking
+  bool blocking = false;    // and sets this first,
+  bool unblocked = false;   // and this when recv() has returned
 };
 
 ServiceState *g_state;
@@ -83,6 +86,21 @@ void h_say(Test__V1__Echo_Service *, const Test__V1__EchoRequest *in,
   {
     std::lock_guard<std::mutex> lk(g_state->mu);
     g_state->says[rpc_call_server(rpc_server_call(data))]++;
+  }
+  if (text == "echo:block-recv") {  // a handler that blocks in a call of its own
+    {
+      std::lock_guard<std::mutex> lk(g_state->mu);
+      g_state->blocking = true;
+    }
+    g_state->cv.notify_all();
+    char ch = 0;
+    ssize_t n = recv(g_state->block_fd, &ch, 1, 0);
+    text = n == 1 ? "recv=1" : std::string("recv failed: ") + strerror(errno);
+    out.text = const_cast<char *>(text.c_str());
+    {
+      std::lock_guard<std::mutex> lk(g_state->mu);
+      g_state->unblocked = true;  // the test closes block_fd after this (TSan sees the order)
+    }
   }
   closure(&out, data);
 }
@@ -699,6 +717,61 @@ class RpcLimitTest : public RpcTest {
     return o;
   }
 };
+
+// A handler runs on its worker's thread. On io_uring the worker's completions (here: another
+// connection's request arriving while the handler blocks) must not interrupt the handler's own
+// blocking call that has a timeout: the workers' watchers hold their kernel side to their own
+// thread (gaio_options.one_thread). Without that, this recv() failed with EINTR.
+TEST_F(RpcLimitTest, AHandlersBlockingCallIsNotInterruptedByItsWorkersCompletions) {
+  Watchdog wd("HandlerBlockingCall", 20000);
+  int sv[2];
+  ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+  UniqueFd mine(sv[0]), theirs(sv[1]);
+  timeval tv = {5, 0};
+  ASSERT_EQ(0, setsockopt(mine.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv));
+  g_state->block_fd = mine.get();
+
+  // A second connection, on the same (only) worker, with its read armed.
+  rpc_channel *other = nullptr;
+  ASSERT_EQ(0, rpc_channel_create(&other, Target(srv_.port).c_str(), nullptr));
+  rpc_method say = Method("Say");
+  auto say_on = [&](rpc_channel *ch, const char *text, std::string *out) {
+    Test__V1__EchoRequest req = TEST__V1__ECHO_REQUEST__INIT;
+    req.text = const_cast<char *>(text);
+    ProtobufCMessage *reply = nullptr;
+    char msg[256] = "";
+    int st = rpc_channel_call(ch, &say, &req.base, 10000, &reply, msg, sizeof msg);
+    *out = st == RPC_STATUS_OK ? reinterpret_cast<Test__V1__EchoReply *>(reply)->text : msg;
+    protobuf_c_message_free_unpacked(reply, nullptr);
+    return st;
+  };
+  std::string warm;
+  ASSERT_EQ(RPC_STATUS_OK, say_on(other, "warm", &warm)) << warm;
+
+  std::string blocked;
+  int blocked_st = -1;
+  std::thread t1([&] { blocked_st = say_on(ch_, "block-recv", &blocked); });
+  {
+    std::unique_lock<std::mutex> lk(g_state->mu);
+    ASSERT_TRUE(g_state->cv.wait_for(lk, std::chrono::seconds(10), [] { return g_state->blocking; }));
+  }
+  std::string during;
+  int during_st = -1;
+  std::thread t2([&] { during_st = say_on(other, "during", &during); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // its request reaches the worker
+  ASSERT_EQ(1, write(theirs.get(), "x", 1));
+  t1.join();
+  t2.join();
+  {
+    std::lock_guard<std::mutex> lk(g_state->mu);
+    EXPECT_TRUE(g_state->unblocked);
+  }
+  EXPECT_EQ(RPC_STATUS_OK, blocked_st) << blocked;
+  EXPECT_EQ("recv=1", blocked);
+  EXPECT_EQ(RPC_STATUS_OK, during_st) << during;
+  EXPECT_EQ("echo:during", during);
+  rpc_channel_destroy(other);
+}
 
 TEST_F(RpcLimitTest, CallsOverThePerConnectionLimitAreRefused) {
   Watchdog wd("PerConnLimit", 20000);
