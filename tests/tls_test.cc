@@ -758,8 +758,9 @@ class RawTlsClient {
       }
       int e = SSL_get_error(ssl_, n);
       ERR_clear_error();
-      // With SO_RCVTIMEO, recv() can fail EINTR instead of restarting (seen on the io_uring
-      // backend, after a test whose server this thread started); OpenSSL says WANT_READ.
+      // With SO_RCVTIMEO, recv() can fail EINTR instead of restarting; OpenSSL says WANT_READ.
+      // Seen on the io_uring backend before //rpc's watchers were one_thread, on a thread that
+      // had entered a ring's loop (gaio.h, BACKENDS); kept as a guard for any other cause.
       if (e == SSL_ERROR_WANT_READ && errno == EINTR && std::chrono::steady_clock::now() < end)
         continue;
       return e;
