@@ -144,24 +144,31 @@ TEST_P(GaioTimerTest, WaitForeverReturnsForATimerAlone) {
   ExpectDrained(w_);
 }
 
+/* The loop sleeps in gaio_wait(-1), holding the deadlines pending, until another thread's post
+ * wakes it after delay_ms; returns once that post is delivered. */
+void SleepUntilAPost(gaio_watcher *w, int delay_ms) {
+  int post = 0;
+  std::thread other([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    EXPECT_EQ(gaio_post(w, &post), 0);
+  });
+  std::vector<gaio_result> got = WaitForever(w, "gaio_wait(-1) until a post wakes it");
+  other.join();
+  ASSERT_EQ(got.size(), 1u);
+  ExpectCore(got[0], &post, GAIO_OP_POST, 0);
+}
+
 /* The backends hold the earliest deadline in a kernel timer (an io_uring timeout, a timerfd) and
  * wait untimed. A loop that slept holding a far deadline must move that timer when a nearer
  * one comes: else this wait would last until the far timer, 10 s, and return it. */
 TEST_P(GaioTimerTest, ANearerDeadlineMovesTheTimerTheLoopHolds) {
-  int far = 0, near = 0, post = 0;
+  int far = 0, near = 0;
   ASSERT_EQ(gaio_timer(w_, &far, gaio_now() + 10000 * kMs), 0);
-  std::thread other([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(30));
-    EXPECT_EQ(gaio_post(w_, &post), 0);
-  });
-  std::vector<gaio_result> got = WaitForever(w_, "gaio_wait(-1) holding the far deadline");
-  other.join();
-  ASSERT_EQ(got.size(), 1u);
-  ExpectCore(got[0], &post, GAIO_OP_POST, 0);
+  SleepUntilAPost(w_, 30);
 
   const uint64_t deadline = gaio_now() + 40 * kMs;
   ASSERT_EQ(gaio_timer(w_, &near, deadline), 0);
-  got = WaitForever(w_, "gaio_wait(-1) for the nearer timer");
+  std::vector<gaio_result> got = WaitForever(w_, "gaio_wait(-1) for the nearer timer");
   EXPECT_GE(gaio_now(), deadline) << "fired early";
   EXPECT_LT(gaio_now(), deadline + 2000 * kMs) << "the held timer was not moved";
   ASSERT_EQ(got.size(), 1u);
@@ -177,16 +184,9 @@ TEST_P(GaioTimerTest, ANearerDeadlineMovesTheTimerTheLoopHolds) {
 /* A deadline cancelled after the loop slept holding it leaves the kernel timer set: when it
  * fires, the wait goes on to its own timeout with no result, neither early nor late. */
 TEST_P(GaioTimerTest, ACancelledDeadlineThatWasHeldGivesNoResultWhenItsTimeComes) {
-  int gone = 0, post = 0;
+  int gone = 0;
   ASSERT_EQ(gaio_timer(w_, &gone, gaio_now() + 40 * kMs), 0);
-  std::thread other([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    EXPECT_EQ(gaio_post(w_, &post), 0);
-  });
-  std::vector<gaio_result> got = WaitForever(w_, "gaio_wait(-1) holding the 40 ms deadline");
-  other.join();
-  ASSERT_EQ(got.size(), 1u);
-  ExpectCore(got[0], &post, GAIO_OP_POST, 0);
+  SleepUntilAPost(w_, 10);
   EXPECT_EQ(gaio_timer_cancel(w_, &gone), 0);
   Collected c = WaitResults(w_, 1, 5000);
   ASSERT_EQ(c.results.size(), 1u);
