@@ -123,10 +123,6 @@ static void note_error(struct uring_state *s, int rc) {
   if (enter_failed(rc) && s->error == 0) s->error = rc;
 }
 
-/* An SQE, flushing the submission queue to the kernel when it is full. Completions cannot be
- * reaped here, in the middle of a kick, so when the kernel takes none (the completion queue is
- * full, or an error, kept for the next poll) this returns NULL and the caller retries after the
- * next poll, which reaps first. */
 /* A one_thread ring starts disabled, so that its single issuer is the loop's thread, not the
  * one that made the watcher: the first thread to enter the kernel enables it (liburing 2.3 has
  * no wrapper for that). Returns 0 or a negative errno. */
@@ -138,6 +134,10 @@ static int ring_start(struct uring_state *s) {
   return 0;
 }
 
+/* An SQE, flushing the submission queue to the kernel when it is full. Completions cannot be
+ * reaped here, in the middle of a kick, so when the kernel takes none (the completion queue is
+ * full, or an error, kept for the next poll) this returns NULL and the caller retries after the
+ * next poll, which reaps first. */
 static struct io_uring_sqe *sqe_get(struct uring_state *s) {
   struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
   if (sqe == NULL) {

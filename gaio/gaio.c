@@ -822,28 +822,29 @@ static int wait_loop(gaio_watcher *w, int timeout_ms) {
   return rc;
 }
 
+/* Take the loop for this thread: -EBUSY while another thread is in it, and with
+ * gaio_options.one_thread -EEXIST for any thread but the first that took it. */
+static int loop_claim(gaio_watcher *w) {
+  if (atomic_exchange(&w->in_wait, 1)) return -EBUSY;
+  if (!w->one_thread) return 0;
+  if (!w->owner_set) {
+    w->owner = pthread_self();
+    w->owner_set = 1;
+  }
+  if (pthread_equal(w->owner, pthread_self())) return 0;
+  atomic_store(&w->in_wait, 0);
+  return -EEXIST;
+}
+
 /* A poll error must neither hide results nor be hidden by them (gaio.h, gaio_wait): results
  * ready when it happens go out first, and the error is held until the done queue is empty. No
  * wait happens while it is held, so it is returned after exactly the results queued before it.
  * (Only a failing kernel interface reaches this; tests/fault_test.cc forces one by putting
  * another file in place of the backend's fd.) */
-/* gaio_options.one_thread: the first thread in the loop owns it. Called with in_wait taken. */
-static int loop_owned(gaio_watcher *w) {
-  if (!w->one_thread) return 1;
-  if (!w->owner_set) {
-    w->owner = pthread_self();
-    w->owner_set = 1;
-  }
-  return pthread_equal(w->owner, pthread_self());
-}
-
 int gaio_wait(gaio_watcher *w, gaio_result *out, int max, int timeout_ms) {
   if (w == NULL || out == NULL || max <= 0) return -EINVAL;
-  if (atomic_exchange(&w->in_wait, 1)) return -EBUSY;
-  if (!loop_owned(w)) {
-    atomic_store(&w->in_wait, 0);
-    return -EEXIST;
-  }
+  int claim = loop_claim(w);
+  if (claim != 0) return claim;
   swap_recycle(w);
   int rc = w->poll_error != 0 ? 0 : wait_loop(w, timeout_ms);
   if (rc < 0 && !gaio__queue_empty(&w->done)) {
@@ -915,11 +916,8 @@ void gaio_watcher_stats(gaio_watcher *w, gaio_stats *out) {
  * caller submitted before the call is seen. */
 static int loop_enter(gaio_watcher *w) {
   if (w == NULL) return -EINVAL;
-  if (atomic_exchange(&w->in_wait, 1)) return -EBUSY;
-  if (!loop_owned(w)) {
-    atomic_store(&w->in_wait, 0);
-    return -EEXIST;
-  }
+  int claim = loop_claim(w);
+  if (claim != 0) return claim;
   if (atomic_load_explicit(&w->closed, memory_order_relaxed)) {
     atomic_store(&w->in_wait, 0);
     return -ESHUTDOWN;

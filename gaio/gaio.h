@@ -175,11 +175,11 @@ typedef struct gaio_options {
    * calls gaio_wait(), gaio_cancel(), gaio_timer_cancel() or gaio_detach() is the only one that
    * may call them from then on (the others get -EEXIST and nothing happens); and
    * gaio_watcher_destroy() runs on that thread too, or on any thread once a gaio_wait() there
-   * has returned -ESHUTDOWN (after gaio_watcher_close()). On io_uring the kernel then keeps completions for that thread until
-   * it waits (IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, Linux 6.1): its own
-   * blocking calls are never interrupted by them (see BACKENDS). The thread rule holds on every
-   * backend; the rest is io_uring's on 6.1 or later, which gaio_one_thread() tells. Submit
-   * calls stay safe from any thread. */
+   * has returned -ESHUTDOWN (after gaio_watcher_close()). On io_uring the kernel then keeps
+   * completions for that thread until it waits (IORING_SETUP_SINGLE_ISSUER |
+   * IORING_SETUP_DEFER_TASKRUN, Linux 6.1): its own blocking calls are never interrupted by them
+   * (see BACKENDS). The thread rule holds on every backend; the rest is io_uring's on 6.1 or
+   * later, which gaio_one_thread() tells. Submit calls stay safe from any thread. */
   int one_thread;
 } gaio_options;
 
