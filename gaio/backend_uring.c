@@ -93,6 +93,7 @@ struct uring_state {
   int wake_armed;      /* the read of the wakeup eventfd is queued or in the kernel */
   int timer_armed;     /* the UD_TIMER timeout is queued or in the kernel, set for timer_until */
   int timer_off;       /* the kernel refused it: polls use timed waits from then on */
+  int timer_refuse;    /* test hook: every timer is armed with a time the kernel refuses */
   uint64_t timer_until;
   struct __kernel_timespec timer_ts; /* read by the kernel when the SQE is submitted */
   int error;           /* an io_uring_enter error met where it cannot be returned (in a kick or
@@ -166,7 +167,7 @@ static int hold_timer(struct uring_state *s, uint64_t until) {
   if (s->timer_armed && s->timer_until <= until) return 1;
   struct io_uring_sqe *sqe = sqe_get(s);
   if (sqe == NULL) return 0;
-  s->timer_ts.tv_sec = (long long)(until / 1000000000u);
+  s->timer_ts.tv_sec = s->timer_refuse ? -1 : (long long)(until / 1000000000u);
   s->timer_ts.tv_nsec = (long long)(until % 1000000000u);
   if (s->timer_armed) {
     /* Its completion is 0 or, when the timer has already fired, -ENOENT: nothing to do. */
@@ -983,6 +984,16 @@ static int ur_init(gaio_watcher *w) {
 }
 
 static void ur_destroy(gaio_watcher *w) { state_free(state_of(w), 1); }
+
+/* Test hook (tests/gaio_timer_test.cc), loop thread: from now on the deadline timer is armed with
+ * a negative time, so that the kernel refuses it (-EINVAL in its completion). Returns 0, or
+ * -EINVAL when w is not on io_uring. */
+int gaio__uring_refuse_timers(gaio_watcher *w);
+int gaio__uring_refuse_timers(gaio_watcher *w) {
+  if (w->be->init != ur_init) return -EINVAL;
+  state_of(w)->timer_refuse = 1;
+  return 0;
+}
 
 const struct gaio__backend gaio__backend_uring = {
     .name = "uring",

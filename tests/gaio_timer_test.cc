@@ -36,6 +36,13 @@ using gaio_test::WriteAll;
 
 constexpr uint64_t kMs = 1000000ull; /* nanoseconds per millisecond */
 
+}  // namespace
+
+// Test hook of the io_uring backend (gaio/backend_uring.c).
+extern "C" int gaio__uring_refuse_timers(gaio_watcher *w);
+
+namespace {
+
 /* Every test is bounded: a timer that never fires must fail the test, not hang it. */
 class GaioTimerTest : public BackendTest {
  protected:
@@ -197,6 +204,26 @@ TEST_P(GaioTimerTest, ACancelledDeadlineThatWasHeldGivesNoResultWhenItsTimeComes
   EXPECT_EQ(gaio_wait(w_, r, 2, 150), 0);
   EXPECT_GE(gaio_now() - t0, 150 * kMs) << "the wait ended when the cancelled deadline passed";
   EXPECT_LT(gaio_now() - t0, 5000 * kMs);
+  ExpectDrained(w_);
+}
+
+/* io_uring: when the kernel refuses the deadline timer (its completion carries an error), the
+ * watcher goes on with timed waits: deadlines still fire on time, and the loop does not spin
+ * re-arming a timer the kernel keeps refusing (a few polls per wait, not thousands). */
+TEST_P(GaioTimerTest, ARefusedDeadlineTimerFallsBackToTimedWaits) {
+  if (gaio__uring_refuse_timers(w_) != 0) GTEST_SKIP() << "io_uring only: epoll holds no timer";
+  int a = 0, b = 0;
+  for (int *tag : {&a, &b}) {
+    const uint64_t polls0 = Stats().polls;
+    const uint64_t deadline = gaio_now() + 40 * kMs;
+    ASSERT_EQ(gaio_timer(w_, tag, deadline), 0);
+    std::vector<gaio_result> got = WaitForever(w_, "gaio_wait(-1) with the timer refused");
+    EXPECT_GE(gaio_now(), deadline) << "fired early";
+    EXPECT_LT(gaio_now(), deadline + 500 * kMs) << "fired late";
+    ASSERT_EQ(got.size(), 1u);
+    ExpectCore(got[0], tag, GAIO_OP_TIMER, 0);
+    EXPECT_LT(Stats().polls - polls0, 20u) << "the loop spun";
+  }
   ExpectDrained(w_);
 }
 
